@@ -1,0 +1,5 @@
+import sys
+
+from retention.serving.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+"""data stage."""
+
+__all__: list[str] = []

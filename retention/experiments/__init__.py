@@ -1,0 +1,3 @@
+"""experiments stage."""
+
+__all__: list[str] = []

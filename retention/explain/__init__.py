@@ -1,0 +1,3 @@
+"""explain stage."""
+
+__all__: list[str] = []

@@ -1,0 +1,88 @@
+"""Metrics of a retention backtest and the result object the report and the JSON contract use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+__all__ = ["BacktestResult", "classification_metrics", "lift_at"]
+
+
+def lift_at(y_true: np.ndarray, score: np.ndarray, share: float = 0.1) -> float:
+    """Base-rate-relative hit rate among the top ``share`` of customers ranked by ``score``."""
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(score, dtype=float)
+    if len(y) == 0 or y.mean() == 0:
+        return float("nan")
+    k = max(1, int(round(share * len(y))))
+    top = np.argsort(-s, kind="mergesort")[:k]
+    return float(y[top].mean() / y.mean())
+
+
+def classification_metrics(y_true: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, PR-AUC, Brier score, log loss and lift at 10% of probabilities ``p``."""
+    y = np.asarray(y_true, dtype=int)
+    q = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    both = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(y, q)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, q)) if both else float("nan"),
+        "brier": float(brier_score_loss(y, q)),
+        "log_loss": float(log_loss(y, q, labels=[0, 1])),
+        "lift_at_10": lift_at(y, q, 0.1),
+    }
+
+
+@dataclass
+class BacktestResult:
+    """Scores of several models on one held-out cutoff, and their metrics.
+
+    Attributes
+    ----------
+    cutoff, horizon_days
+        The test cutoff and horizon.
+    y_true : pd.Series
+        Labels of the test population, index ``user_id``.
+    scores : dict of str to pd.Series
+        P(retained) per model, aligned with ``y_true``.
+    train_cutoffs, valid_cutoff
+        The cutoffs the supervised models learned from.
+    timings : dict of str to float
+        Seconds each model took to fit and score.
+    extra : dict
+        Anything the report may show (for example the cohort table, feature importance).
+    """
+
+    cutoff: pd.Timestamp
+    horizon_days: int
+    y_true: pd.Series
+    scores: dict[str, pd.Series]
+    train_cutoffs: list[pd.Timestamp] = field(default_factory=list)
+    valid_cutoff: pd.Timestamp | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Metrics per model."""
+        return {
+            name: classification_metrics(self.y_true.to_numpy(), s.reindex(self.y_true.index).to_numpy())
+            for name, s in self.scores.items()
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``retention backtest --json`` (see DESIGN.md)."""
+        return {
+            "cutoff": self.cutoff.strftime("%Y-%m-%d"),
+            "horizon_days": int(self.horizon_days),
+            "n_users": int(len(self.y_true)),
+            "base_rate": float(self.y_true.mean()) if len(self.y_true) else float("nan"),
+            "train_cutoffs": [c.strftime("%Y-%m-%d") for c in self.train_cutoffs],
+            "valid_cutoff": self.valid_cutoff.strftime("%Y-%m-%d") if self.valid_cutoff is not None else None,
+            "models": self.metrics,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }

@@ -1,0 +1,3 @@
+"""strategies stage."""
+
+__all__: list[str] = []
