@@ -8,3 +8,50 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["RETENTION_PROGRESS"] = "0"
+
+
+# -- bundled datasets (owner: datasets) ------------------------------------------------------------
+# Session-scoped stores built once from the data bundled in the package. Treat them as read-only:
+# open them with ``Store(path, read_only=True)`` (or use ``retail_store``), or copy the file to
+# ``tmp_path`` before writing.
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _bundled_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    from retention.data import Store, load_dataset
+
+    path = tmp_path_factory.mktemp(name) / f"{name}.duckdb"
+    with Store(path) as store:
+        load_dataset(name, store)
+    return path
+
+
+@pytest.fixture(scope="session")
+def retail_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a store with the bundled Online Retail (UCI) loaded: events, items, users."""
+    return _bundled_store(tmp_path_factory, "online_retail")
+
+
+@pytest.fixture(scope="session")
+def retail_store(retail_db: Path) -> Iterator[Any]:
+    """An open read-only ``Store`` on ``retail_db`` (do not open that file for writing too)."""
+    from retention.data import Store
+
+    with Store(retail_db, read_only=True) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def cdnow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a store with the bundled CDNOW 1/10 sample (2,357 customers) loaded."""
+    return _bundled_store(tmp_path_factory, "cdnow_sample")
+
+
+@pytest.fixture(scope="session")
+def cdnow_master_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a store with the bundled CDNOW master (23,570 customers) loaded."""
+    return _bundled_store(tmp_path_factory, "cdnow_master")

@@ -1,3 +1,39 @@
-"""data stage."""
+"""data stage: the event contract, readers, validation with quarantine, and the DuckDB store.
 
-__all__: list[str] = []
+>>> from retention.data import Mapping, Store, ingest  # doctest: +SKIP
+>>> with Store("retention.duckdb") as store:  # doctest: +SKIP
+...     report = ingest(store, "orders.csv", Mapping.from_cli(["user_id=CustomerID"]))
+"""
+
+from retention.data._contract import EVENT_TYPES, TABLES, ColumnSpec, TableSpec, table_spec
+from retention.data._datasets import (
+    DatasetInfo,
+    dataset_path,
+    get_dataset,
+    list_datasets,
+    load_dataset,
+)
+from retention.data._ingest import IngestReport, ingest, ingest_frame
+from retention.data._mapping import FORMATS, Mapping
+from retention.data._store import SCHEMA_VERSION, Store, store_info
+
+__all__ = [
+    "EVENT_TYPES",
+    "FORMATS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "ColumnSpec",
+    "DatasetInfo",
+    "IngestReport",
+    "Mapping",
+    "Store",
+    "TableSpec",
+    "dataset_path",
+    "get_dataset",
+    "ingest",
+    "ingest_frame",
+    "list_datasets",
+    "load_dataset",
+    "store_info",
+    "table_spec",
+]

@@ -5,3 +5,39 @@ that each area stays small. The public names are re-exported here.)
 """
 
 __all__: list[str] = []
+
+from retention.workflows._predict import (
+    DEFAULT_BACKTEST_MODELS,
+    RISK_BANDS,
+    ScoreReport,
+    TrainReport,
+    backtest,
+    last_event_date,
+    parse_cutoff,
+    risk_band,
+    score,
+    train,
+    write_backtest_json,
+)
+
+__all__ += [
+    "DEFAULT_BACKTEST_MODELS",
+    "RISK_BANDS",
+    "ScoreReport",
+    "TrainReport",
+    "backtest",
+    "last_event_date",
+    "parse_cutoff",
+    "risk_band",
+    "score",
+    "train",
+    "write_backtest_json",
+]
+
+from retention.workflows._data import info, ingest_file  # noqa: E402
+
+__all__ += ["info", "ingest_file"]
+
+from retention.workflows._datasets import list_datasets, load_dataset  # noqa: E402
+
+__all__ += ["list_datasets", "load_dataset"]

@@ -14,6 +14,9 @@ from retention.serving.cli._app import app, err_console
 
 # Importing the command modules registers their commands on ``app``.
 from retention.serving.cli import _version  # noqa: F401  isort: skip
+from retention.serving.cli import _data  # noqa: F401  isort: skip
+from retention.serving.cli import _predict  # noqa: F401  isort: skip
+from retention.serving.cli import _datasets  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

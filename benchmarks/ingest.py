@@ -1,0 +1,150 @@
+"""Ingest benchmark: retention.ingest against plain pandas, from Parquet and from CSV.
+
+Generates N synthetic events (1% exact duplicate rows), writes them as Parquet and CSV, then
+ingests each file into a fresh DuckDB store twice, each in its own subprocess so that peak RSS is
+measured per side:
+
+- retention: ``Store(db)`` + ``ingest(store, file)`` (validation, quarantine, hashing, dedup);
+- pandas: ``read_parquet``/``read_csv`` + ``drop_duplicates`` + ``CREATE TABLE ... AS SELECT``
+  into DuckDB (no validation).
+
+Prints events/s, peak RSS and the speed ratio (retention / pandas) measured in the same run.
+Target: ratio >= 2 and peak RSS < 2 GB at 5,000,000 rows.
+
+    python benchmarks/ingest.py --rows 5000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_files(rows: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    n_unique = rows - rows // 100
+    users = rng.integers(1, max(rows // 20, 2), n_unique)
+    start = np.datetime64("2022-01-01T00:00:00", "s")
+    ts = start + rng.integers(0, 3 * 365 * 86400, n_unique).astype("timedelta64[s]")
+    types = np.array(["view", "cart", "purchase", "return"])[
+        rng.choice(4, n_unique, p=[0.6, 0.2, 0.17, 0.03])
+    ]
+    items = rng.integers(1, 50_000, n_unique)
+    orders = rng.integers(1, rows // 3 + 2, n_unique)
+    qty = rng.integers(1, 10, n_unique).astype(float)
+    amount = np.round(rng.gamma(2.0, 15.0, n_unique), 2)
+    dup = rng.integers(0, n_unique, rows - n_unique)
+    idx = np.concatenate([np.arange(n_unique), dup])
+    table = pa.table(
+        {
+            "user_id": pa.array(np.char.add("u", users.astype(str))[idx]),
+            "ts": pa.array(ts[idx]),
+            "event_type": pa.array(types[idx]),
+            "item_id": pa.array(np.char.add("i", items.astype(str))[idx]),
+            "order_id": pa.array(orders[idx].astype(str)),
+            "quantity": pa.array(qty[idx]),
+            "amount": pa.array(amount[idx]),
+        }
+    )
+    parquet, csv = folder / "events.parquet", folder / "events.csv"
+    pq.write_table(table, parquet)
+    pacsv.write_csv(table, csv)
+    return parquet, csv
+
+
+def _peak_mb() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_side(side: str, file: str, db: str) -> dict[str, float]:
+    """Run one side in this process; returns seconds, rows stored and peak RSS (MB)."""
+    os.environ["RETENTION_PROGRESS"] = "0"
+    if side == "retention":
+        from retention.data import Store, ingest
+
+        t0 = time.perf_counter()
+        with Store(db) as store:
+            report = ingest(store, file)
+        seconds = time.perf_counter() - t0
+        stored = report.loaded
+        assert report.balanced
+    else:
+        import duckdb
+        import pandas as pd
+
+        t0 = time.perf_counter()
+        if file.endswith(".parquet"):
+            df = pd.read_parquet(file)
+        else:
+            df = pd.read_csv(file, parse_dates=["ts"])
+        df = df.drop_duplicates()
+        con = duckdb.connect(db)
+        con.register("df_view", df)
+        con.execute("CREATE TABLE events AS SELECT * FROM df_view")
+        con.close()
+        seconds = time.perf_counter() - t0
+        stored = len(df)
+    return {"seconds": seconds, "stored": stored, "peak_mb": _peak_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps(run_side(args.side, args.file, args.db)))
+        return
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        parquet, csv = make_files(args.rows, folder)
+        print(
+            f"generated {args.rows:,} events in {time.perf_counter() - t0:.1f} s "
+            f"(parquet {parquet.stat().st_size / 1e6:.0f} MB, csv {csv.stat().st_size / 1e6:.0f} MB)",
+            file=sys.stderr,
+        )
+        results: dict[tuple[str, str], dict[str, float]] = {}
+        for fmt, file in (("parquet", parquet), ("csv", csv)):
+            for side in ("pandas", "retention"):
+                db = folder / f"{fmt}_{side}.duckdb"
+                out = subprocess.run(
+                    [sys.executable, __file__, "--side", side, "--file", str(file),
+                     "--db", str(db)],
+                    check=True, capture_output=True, text=True,
+                )
+                results[(fmt, side)] = json.loads(out.stdout.strip().splitlines()[-1])
+                db.unlink(missing_ok=True)
+    header = f"{'format':8} {'side':10} {'rows':>11} {'stored':>11} {'seconds':>8} {'events/s':>12} {'peak RSS MB':>12} {'speed vs pandas':>16}"
+    print(header)
+    print("-" * len(header))
+    for fmt in ("parquet", "csv"):
+        base = results[(fmt, "pandas")]["seconds"]
+        for side in ("pandas", "retention"):
+            r = results[(fmt, side)]
+            print(
+                f"{fmt:8} {side:10} {args.rows:>11,} {int(r['stored']):>11,} {r['seconds']:>8.2f} "
+                f"{args.rows / r['seconds']:>12,.0f} {r['peak_mb']:>12,.0f} {base / r['seconds']:>15.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()

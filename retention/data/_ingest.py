@@ -1,0 +1,411 @@
+"""Ingest: read, validate, quarantine, deduplicate and append, in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from retention._progress import status
+from retention.data._contract import TableSpec, table_spec
+from retention.data._mapping import Mapping
+from retention.data._readers import Source, check_file, read_file, read_frame
+from retention.data._store import Store
+from retention.data._validate import StagePlan, plan_stage
+from retention.exceptions import QuarantineError, ReadError, StoreError
+
+__all__ = ["IngestReport", "ingest", "ingest_frame"]
+
+
+@dataclass
+class IngestReport:
+    """The accounting of one ingest: ``read == loaded + duplicates + quarantined``.
+
+    Attributes
+    ----------
+    ingest_id : int
+        Id of the ingest in the ``ingests`` table (``ingest_id`` column of the rows it wrote).
+    file : str
+        The file (or the ``source_name`` of a frame).
+    table : str
+        Table written.
+    sha256 : str or None
+        SHA-256 of the file's bytes (of the frame's row hashes for frames).
+    read : int
+        Records read (including rows the reader could not parse).
+    loaded : int
+        Rows appended.
+    duplicates : int
+        Valid rows already in the store or repeated earlier in the same file.
+    quarantined : int
+        Rows sent to the ``quarantine`` table.
+    reasons : dict of str to int
+        Quarantined rows by reason.
+    seconds : float
+        Wall time of the ingest.
+    columns : dict of str to str
+        Canonical column -> the source it was read from.
+    """
+
+    ingest_id: int
+    file: str
+    table: str
+    sha256: str | None
+    read: int
+    loaded: int
+    duplicates: int
+    quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the accounting adds up and nothing was quarantined."""
+        return self.balanced and self.quarantined == 0
+
+    @property
+    def balanced(self) -> bool:
+        """``read == loaded + duplicates + quarantined``."""
+        return self.read == self.loaded + self.duplicates + self.quarantined
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "ingest_id": self.ingest_id,
+            "file": self.file,
+            "table": self.table,
+            "sha256": self.sha256,
+            "read": self.read,
+            "loaded": self.loaded,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "reasons": dict(self.reasons),
+            "seconds": self.seconds,
+            "columns": dict(self.columns),
+        }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _frame_sha256(df: pd.DataFrame) -> str | None:
+    try:
+        hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update("\x1f".join(map(str, df.columns)).encode())
+    return digest.hexdigest()
+
+
+def _now(now: pd.Timestamp | None) -> pd.Timestamp:
+    if now is None:
+        return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    now = pd.Timestamp(now)
+    return now.tz_convert("UTC").tz_localize(None) if now.tzinfo is not None else now
+
+
+def _run(
+    store: Store,
+    label: str,
+    open_source: Callable[[duckdb.DuckDBPyConnection], Source],
+    mapping: Mapping | None,
+    table: str,
+    strict: bool,
+    now: pd.Timestamp | None,
+    future_tolerance: pd.Timedelta,
+    sha256: str | None,
+) -> IngestReport:
+    spec = table_spec(table)
+    mapping = mapping if mapping is not None else Mapping()
+    mapping.check(spec.names, spec.name, allow_extra=spec.extra_columns)
+    if store.read_only:
+        raise StoreError(
+            f"Store {store.path} is open read-only: open it with read_only=False to ingest."
+        )
+    limit = _now(now) + pd.Timedelta(future_tolerance)
+    con = store.con
+    started = time.perf_counter()
+    started_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    source: Source | None = None
+    try:
+        # reading, planning and validating touch only temporary tables: the store's
+        # transaction starts when the first row is written
+        with status(f"Reading {label}"):
+            source = open_source(con)
+        report = _load(
+            store, source, spec, mapping, label, limit, strict, sha256, started_at, started
+        )
+    finally:
+        if source is not None:
+            source.close(con)
+    return report
+
+
+def _load(
+    store: Store,
+    source: Source,
+    spec: TableSpec,
+    mapping: Mapping,
+    label: str,
+    limit: pd.Timestamp,
+    strict: bool,
+    sha256: str | None,
+    started_at: pd.Timestamp,
+    started: float,
+) -> IngestReport:
+    con = store.con
+    plan = plan_stage(con, source, spec, mapping, label=label, future_limit=limit)
+    tag = uuid.uuid4().hex[:12]
+    stage = f"__stage_{tag}"
+    source.drops.append(f"DROP TABLE IF EXISTS {stage}")
+    with status(f"Validating {label}"):
+        try:
+            con.execute(f"CREATE TEMP TABLE {stage} AS {plan.sql}")
+            source.after_scan(con)
+        except duckdb.Error as exc:
+            msg = str(exc).strip().splitlines()[0]
+            raise ReadError(
+                f"Cannot read the rows of {label} ({msg}): check the file and the --map "
+                "expressions (use TRY_CAST in expressions that cast)."
+            ) from None
+    row = con.execute(f"SELECT count(*), count(__reason) FROM {stage}").fetchone()
+    assert row is not None
+    staged, bad = int(row[0]), int(row[1])
+    rejected = 0
+    if source.rejects:
+        row = con.execute(f"SELECT count(*) FROM {source.rejects}").fetchone()
+        rejected = int(row[0]) if row else 0
+    read = staged + rejected
+    if read == 0:
+        raise ReadError(f"{label} has no rows: pass a file with a header and at least one row.")
+    reasons = dict(
+        con.execute(
+            f"SELECT reason, count(*) FROM (SELECT __reason AS reason FROM {stage} "
+            f"WHERE __reason IS NOT NULL"
+            + (f" UNION ALL SELECT reason FROM {source.rejects}" if source.rejects else "")
+            + ") GROUP BY 1 ORDER BY 2 DESC, 1"
+        ).fetchall()
+    )
+    quarantined = bad + rejected
+    if strict and quarantined:
+        top = ", ".join(f"{n} {r}" for r, n in list(reasons.items())[:3])
+        raise QuarantineError(
+            f"{quarantined} of {read} rows of {label} would be quarantined ({top}); with "
+            "--strict nothing was loaded: fix those rows, or drop --strict to load the rest."
+        )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        report = _write(
+            store, source, spec, plan, stage, label, sha256, started_at,
+            read, staged, bad, quarantined, reasons,
+        )
+        report.seconds = time.perf_counter() - started
+        con.execute(
+            "UPDATE ingests SET seconds = ? WHERE ingest_id = ?",
+            [report.seconds, report.ingest_id],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    return report
+
+
+def _write(
+    store: Store,
+    source: Source,
+    spec: TableSpec,
+    plan: StagePlan,
+    stage: str,
+    label: str,
+    sha256: str | None,
+    started_at: pd.Timestamp,
+    read: int,
+    staged: int,
+    bad: int,
+    quarantined: int,
+    reasons: dict[str, int],
+) -> IngestReport:
+    con = store.con
+    row = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()
+    ingest_id = int(row[0]) if row else 1
+
+    if quarantined:
+        with status(f"Quarantining {quarantined} rows"):
+            _quarantine(con, source, stage, ingest_id)
+
+    with status(f"Appending to {spec.name}"):
+        if spec.extra_columns:
+            for col in plan.extras:
+                con.execute(f'ALTER TABLE {spec.name} ADD COLUMN IF NOT EXISTS "{col}" VARCHAR')
+        cols = ", ".join(f'"{c}"' for c in plan.columns)
+        key = ", ".join(f'"{k}"' for k in spec.key)
+        match = " AND ".join(f't."{k}" = s."{k}"' for k in spec.key)
+        inserted = con.execute(
+            # the first row of each key in file order, unless the store has the key
+            f"""INSERT INTO {spec.name} ({cols}, ingest_id)
+            SELECT {cols}, {ingest_id} FROM {stage} s
+            WHERE __reason IS NULL
+              AND NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {match})
+            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.rowid) = 1"""
+        ).fetchone()
+    loaded = int(inserted[0]) if inserted else 0
+    duplicates = staged - bad - loaded
+    con.execute(
+        "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ingest_id, label, spec.name, sha256, read, loaded, duplicates, quarantined,
+            json.dumps(reasons), started_at.to_pydatetime(), 0.0,
+        ],
+    )
+    return IngestReport(
+        ingest_id=ingest_id,
+        file=label,
+        table=spec.name,
+        sha256=sha256,
+        read=read,
+        loaded=loaded,
+        duplicates=duplicates,
+        quarantined=quarantined,
+        reasons={str(k): int(v) for k, v in reasons.items()},
+        columns=plan.sources,
+    )
+
+
+def _quarantine(
+    con: duckdb.DuckDBPyConnection, source: Source, stage: str, ingest_id: int
+) -> None:
+    first = source.first_line
+    if source.has_line:
+        line = "q.__line"
+    elif source.rejects:
+        # the k-th good record sits on the k-th file line that the reader did not reject
+        line = (
+            f"{first} + q.rowid + (SELECT count(*) FROM (SELECT line - {first} - "
+            f"(row_number() OVER (ORDER BY line) - 1) AS g FROM {source.rejects}) r "
+            "WHERE r.g <= q.rowid)"
+        )
+    else:
+        line = f"{first} + q.rowid"
+    con.execute(
+        f"INSERT INTO quarantine SELECT {ingest_id}, {line}, q.__reason, q.__raw "
+        f"FROM {stage} q WHERE q.__reason IS NOT NULL"
+    )
+    if source.rejects:
+        con.execute(
+            f"INSERT INTO quarantine SELECT {ingest_id}, line, reason, raw FROM {source.rejects}"
+        )
+
+
+def ingest(
+    store: Store,
+    path: str | Path,
+    mapping: Mapping | None = None,
+    *,
+    table: str = "events",
+    strict: bool = False,
+    now: pd.Timestamp | None = None,
+    future_tolerance: pd.Timedelta = pd.Timedelta("1D"),
+) -> IngestReport:
+    """Ingest a CSV, Parquet or JSON Lines file into ``table``, in one transaction.
+
+    Bad rows go to the ``quarantine`` table with their reason and source line; rows already in
+    the store (or repeated in the file) count as duplicates; the rest are appended. The
+    accounting ``read = loaded + duplicates + quarantined`` is stored in ``ingests``. A failure
+    or a kill leaves the store as it was.
+
+    Parameters
+    ----------
+    store : Store
+        An open, writable store.
+    path : str or Path
+        The file (``.csv``, ``.tsv``, ``.parquet``, ``.jsonl``, optionally ``.gz``).
+    mapping : Mapping, optional
+        Column map, event-type value map and reader options; by default the file's columns
+        are used by their canonical names and every row is a purchase.
+    table : str
+        ``events`` (default), ``items``, ``users``, ``assignments`` or ``outcomes``.
+    strict : bool
+        Raise :class:`QuarantineError` (and load nothing) when any row would be quarantined.
+    now : pd.Timestamp, optional
+        Reference time for "in the future" (default: the current UTC time).
+    future_tolerance : pd.Timedelta
+        Timestamps after ``now + future_tolerance`` are quarantined.
+
+    Returns
+    -------
+    IngestReport
+
+    Raises
+    ------
+    ReadError
+        The file is missing, empty, binary or cannot be read.
+    SchemaError
+        A required column (``user_id``, ``ts``) cannot be found.
+    QuarantineError
+        ``strict`` and at least one row would be quarantined.
+    """
+    label = str(path)
+    file = check_file(path)
+    with status(f"Hashing {label}"):
+        digest = _sha256(file)
+    return _run(
+        store,
+        label,
+        lambda con: read_file(con, file, mapping),
+        mapping,
+        table,
+        strict,
+        now,
+        future_tolerance,
+        digest,
+    )
+
+
+def ingest_frame(
+    store: Store,
+    df: pd.DataFrame,
+    mapping: Mapping | None = None,
+    *,
+    table: str = "events",
+    source_name: str,
+    strict: bool = False,
+    now: pd.Timestamp | None = None,
+    future_tolerance: pd.Timedelta = pd.Timedelta("1D"),
+) -> IngestReport:
+    """Ingest an in-memory DataFrame like :func:`ingest` (columns keep their types).
+
+    ``source_name`` is recorded as the ``file`` of the ingest; source lines in the quarantine
+    are 1-based row positions.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ReadError(f"ingest_frame expects a pandas DataFrame, got {type(df).__name__}.")
+    return _run(
+        store,
+        source_name,
+        lambda con: read_frame(con, df),
+        mapping,
+        table,
+        strict,
+        now,
+        future_tolerance,
+        _frame_sha256(df),
+    )

@@ -1,0 +1,418 @@
+"""Readers: put a CSV, Parquet or JSON Lines file (or a DataFrame) in front of DuckDB.
+
+Every reader yields a :class:`Source`: a relation whose rows are the file's records, in file
+order, plus the records the reader itself could not parse (malformed CSV rows, lines that are not
+JSON) so that they can be quarantined and counted rather than lost.
+
+CSV files are read with every column as text (DuckDB ``read_csv(all_varchar=true)``, delimiter,
+quoting and header sniffed, UTF-8 with or without BOM or latin-1, LF or CRLF, gzip): typing
+happens later, cell by cell, so one bad cell quarantines its row instead of failing the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from retention.data._mapping import Mapping
+from retention.exceptions import ReadError
+
+__all__ = ["Source", "detect_format", "read_file", "read_frame"]
+
+_EXT = {
+    ".csv": "csv", ".tsv": "csv", ".tab": "csv", ".txt": "csv", ".dat": "csv",
+    ".parquet": "parquet", ".pq": "parquet", ".parq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
+_HEAD_BYTES = 1 << 20
+
+
+@dataclass
+class Source:
+    """A file or frame staged for ingest.
+
+    Attributes
+    ----------
+    view : str
+        Temporary view of the source columns, for sampling and type checks.
+    scan : str
+        Relation (SQL) that reads every record once, in file order: the stage is built from it
+        with ``CREATE TABLE AS`` so that the stage's ``rowid`` is the 0-based record number.
+    columns : list of str
+        Source column names, in file order.
+    types : dict of str to str
+        DuckDB type of each column.
+    text : bool
+        Every column arrived as text (CSV, JSON Lines): values are typed later, cell by cell.
+    first_line : int
+        File line of record 0 (line numbers are exact unless quoted fields span lines); for
+        Parquet files and frames, 1 (the record number counts from 1).
+    has_line : bool
+        The relation has a ``__line`` column with the source line of each record (JSON Lines).
+    rejects : str or None
+        After :meth:`after_scan`, a temporary table ``(line BIGINT, reason VARCHAR,
+        raw VARCHAR)`` of records the reader could not parse, or None.
+    drops : list of str
+        SQL that removes the temporary objects.
+    """
+
+    view: str
+    scan: str
+    columns: list[str]
+    types: dict[str, str]
+    text: bool
+    first_line: int = 1
+    has_line: bool = False
+    rejects: str | None = None
+    drops: list[str] = field(default_factory=list)
+    _after: list[str] = field(default_factory=list)
+
+    def after_scan(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Collect what the full scan rejected (CSV rows that could not be parsed)."""
+        for sql in self._after:
+            con.execute(sql)
+        self._after.clear()
+
+    def close(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Drop the temporary objects (errors ignored: the connection may be gone)."""
+        for sql in reversed(self.drops):
+            try:
+                if sql.startswith("__unregister__"):
+                    con.unregister(sql.removeprefix("__unregister__"))
+                else:
+                    con.execute(sql)
+            except duckdb.Error:
+                pass
+        self.drops.clear()
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _head(path: Path) -> tuple[bytes, bool]:
+    """The first MiB of the file, decompressed when it is gzip; and whether it is gzip."""
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as gz:
+                return gz.read(_HEAD_BYTES), True
+        except (OSError, EOFError) as exc:
+            raise ReadError(
+                f"{path} looks gzip-compressed but cannot be decompressed ({exc}): "
+                "check that the download is complete."
+            ) from None
+    with path.open("rb") as fh:
+        return fh.read(_HEAD_BYTES), False
+
+
+def check_file(path: str | Path) -> Path:
+    """The path of a readable, non-empty file, or a :class:`ReadError` saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(f"File {path} does not exist: check the path and try again.")
+    if path.is_dir():
+        raise ReadError(f"{path} is a folder: pass a data file (CSV, Parquet or JSON Lines).")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ReadError(f"Cannot open {path} ({exc.strerror}): check its permissions.") from None
+    if size == 0:
+        raise ReadError(f"File {path} is empty: pass a file with a header and at least one row.")
+    return path
+
+
+def detect_format(path: Path, mapping: Mapping | None = None) -> str:
+    """``csv``, ``parquet`` or ``jsonl``: the mapping's format, else the extension, else sniffed."""
+    if mapping is not None and mapping.format:
+        return mapping.format
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in {".gz", ".gzip"}:
+        suffixes.pop()
+    if suffixes and suffixes[-1] in _EXT:
+        return _EXT[suffixes[-1]]
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        return "parquet"
+    head, _ = _head(path)
+    if head.lstrip()[:1] == b"{":
+        return "jsonl"
+    return "csv"
+
+
+def _check_text(path: Path, head: bytes) -> None:
+    if head[:4] == b"PK\x03\x04":
+        raise ReadError(
+            f"{path} is a zip archive: unzip it and ingest the CSV, Parquet or JSON Lines "
+            "file inside."
+        )
+    if head[:4] == b"PAR1":
+        raise ReadError(
+            f"{path} is a Parquet file but its name says text: rename it to .parquet or "
+            'set format = "parquet" in the [reader] mapping.'
+        )
+    if head[:2] in {b"\xff\xfe", b"\xfe\xff"}:
+        raise ReadError(
+            f"{path} is UTF-16 encoded: convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)."
+        )
+    if not head.strip():
+        raise ReadError(f"File {path} is empty: pass a file with a header and at least one row.")
+    if b"\x00" in head[:65536]:
+        raise ReadError(
+            f"{path} is a binary file, not text: pass a CSV, Parquet or JSON Lines file."
+        )
+
+
+def _encoding(head: bytes, mapping: Mapping | None) -> str:
+    if mapping is not None and mapping.encoding:
+        return mapping.encoding
+    sample = head if len(head) < _HEAD_BYTES else head[:-4]
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
+
+
+def read_file(
+    con: duckdb.DuckDBPyConnection, path: str | Path, mapping: Mapping | None = None
+) -> Source:
+    """Stage ``path`` (CSV, Parquet or JSON Lines, optionally gzip) on ``con``.
+
+    Raises
+    ------
+    ReadError
+        Missing, empty, binary, undecodable or otherwise unreadable files.
+    """
+    path = check_file(path)
+    fmt = detect_format(path, mapping)
+    if fmt == "parquet":
+        return _read_parquet(con, path)
+    head, _ = _head(path)
+    _check_text(path, head)
+    encoding = _encoding(head, mapping)
+    if fmt == "jsonl":
+        return _read_jsonl(con, path, encoding)
+    return _read_csv(con, path, mapping, encoding)
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Source:
+    view = f"__src_{_tag()}"
+    relation = f"read_parquet({_lit(str(path))})"
+    try:
+        cols = _describe(con, relation)
+        if not cols:
+            raise ReadError(f"Parquet file {path} has no columns: pass a file with data.")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {relation}")
+    except duckdb.Error as exc:
+        raise ReadError(
+            f"Cannot read {path} as Parquet ({_first_line(exc)}): check that the file is a "
+            "complete Parquet file, or set the format in the mapping."
+        ) from None
+    return Source(
+        view=view,
+        scan=view,
+        columns=list(cols),
+        types=cols,
+        text=False,
+        first_line=1,
+        drops=[f"DROP VIEW IF EXISTS {view}"],
+    )
+
+
+def _read_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, mapping: Mapping | None, encoding: str
+) -> Source:
+    tag = _tag()
+    view = f"__src_{tag}"
+    scans, errors, rejects = f"__rejscan_{tag}", f"__rejerr_{tag}", f"__rej_{tag}"
+    opts = [
+        "all_varchar = true",
+        f"encoding = {_lit(encoding)}",
+        "max_line_size = 16777216",
+    ]
+    if mapping is not None and mapping.delimiter:
+        opts.append(f"delim = {_lit(mapping.delimiter)}")
+    if mapping is not None and mapping.header is not None:
+        opts.append(f"header = {'true' if mapping.header else 'false'}")
+    sniff = f"sniff_csv({_lit(str(path))}, {', '.join(opts)})"
+    lenient = f"read_csv({_lit(str(path))}, {', '.join(opts)}, ignore_errors = true)"
+    full = (
+        f"read_csv({_lit(str(path))}, {', '.join(opts)}, ignore_errors = true, "
+        f"store_rejects = true, rejects_scan = {_lit(scans)}, rejects_table = {_lit(errors)})"
+    )
+    try:
+        cols = _describe(con, lenient)
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {lenient}")
+    except duckdb.Error as exc:
+        raise ReadError(
+            f"Cannot read {path} as CSV ({_first_line(exc)}): check the file, or set "
+            "delimiter, encoding and header in the [reader] section of a --mapping file."
+        ) from None
+    try:
+        row = con.execute(f"SELECT SkipRows, HasHeader FROM {sniff}").fetchone()
+    except duckdb.Error:
+        row = None
+    if row is None:
+        row = (0, mapping is None or mapping.header is not False)
+    return Source(
+        view=view,
+        scan=full,
+        columns=list(cols),
+        types=dict.fromkeys(cols, "VARCHAR"),
+        text=True,
+        first_line=1 + int(row[0] or 0) + (1 if row[1] else 0),
+        rejects=rejects,
+        drops=[
+            f"DROP VIEW IF EXISTS {view}",
+            f"DROP TABLE IF EXISTS {errors}",
+            f"DROP TABLE IF EXISTS {scans}",
+            f"DROP TABLE IF EXISTS {rejects}",
+        ],
+        _after=[
+            f"""CREATE TEMP TABLE {rejects} AS
+            SELECT CAST(line AS BIGINT) AS line, CASE
+                WHEN any_value(error_type) = 'INVALID ENCODING' THEN 'undecodable row'
+                ELSE 'malformed row (' || lower(min(error_type)) || ')' END AS reason,
+                any_value(csv_line) AS raw
+            FROM {errors} GROUP BY line"""
+        ],
+    )
+
+
+def _scalar_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, encoding: str) -> Source:
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    bad: list[tuple[int, str, str]] = []
+    opener: Any = gzip.open if _head(path)[1] else open
+    try:
+        with opener(path, "rt", encoding=encoding, errors="strict", newline=None) as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    bad.append((number, "malformed JSON line", line[:10000]))
+                    continue
+                if not isinstance(obj, dict):
+                    bad.append((number, "JSON line is not an object", line[:10000]))
+                    continue
+                records.append(obj)
+                lines.append(number)
+    except UnicodeDecodeError as exc:
+        raise ReadError(
+            f"{path} is not valid {encoding} ({exc.reason} at byte {exc.start}): "
+            'set encoding = "latin-1" in the [reader] mapping or convert it to UTF-8.'
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise ReadError(f"Cannot read {path} ({exc}): check that the file is complete.") from None
+    columns: dict[str, None] = {}
+    for rec in records:
+        for key in rec:
+            columns.setdefault(str(key), None)
+    if not columns and not bad:
+        raise ReadError(f"File {path} has no JSON records: pass one JSON object per line.")
+    data = {
+        col: pa.array([_scalar_text(rec.get(col)) for rec in records], type=pa.string())
+        for col in columns
+    }
+    data["__line"] = pa.array(lines, type=pa.int64())
+    table = pa.table(data)
+    source = _stage_arrow(con, table, text=True, line_column="__line")
+    rejects = f"__rej_{_tag()}"
+    con.execute(f"CREATE TEMP TABLE {rejects} (line BIGINT, reason VARCHAR, raw VARCHAR)")
+    source.drops.append(f"DROP TABLE IF EXISTS {rejects}")
+    if bad:
+        con.executemany(f"INSERT INTO {rejects} VALUES (?, ?, ?)", bad)
+    source.rejects = rejects
+    return source
+
+
+def _stage_arrow(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, text: bool, line_column: str | None = None
+) -> Source:
+    tag = _tag()
+    arrow_name, view = f"__arrow_{tag}", f"__src_{tag}"
+    columns = [c for c in table.column_names if c != line_column]
+    con.register(arrow_name, table)
+    select = [_ident(c) for c in columns]
+    if line_column:
+        select.append(f"{_ident(line_column)} AS __line")
+    con.execute(f"CREATE TEMP VIEW {view} AS SELECT {', '.join(select)} FROM {arrow_name}")
+    types = _describe(con, view)
+    return Source(
+        view=view,
+        scan=view,
+        columns=columns,
+        types={c: types[c] for c in columns},
+        text=text,
+        first_line=1,
+        has_line=line_column is not None,
+        drops=[f"DROP VIEW IF EXISTS {view}", f"__unregister__{arrow_name}"],
+    )
+
+
+def read_frame(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> Source:
+    """Stage an in-memory DataFrame (its columns keep their types)."""
+    if not isinstance(df, pd.DataFrame):
+        raise ReadError(f"Expected a pandas DataFrame, got {type(df).__name__}.")
+    frame = df.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    if len(set(frame.columns)) != len(frame.columns):
+        dup = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+        raise ReadError(f"The DataFrame has duplicate column names {dup}: rename them.")
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        fixed = frame.copy()
+        for col in fixed.columns:
+            if fixed[col].dtype == object:
+                fixed[col] = [_scalar_text(v) if not _isna(v) else None for v in fixed[col]]
+        table = pa.Table.from_pandas(fixed, preserve_index=False)
+    return _stage_arrow(con, table, text=False)
+
+
+def _isna(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

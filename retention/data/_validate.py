@@ -1,0 +1,491 @@
+"""Validation: the SQL that turns a staged source into canonical, typed rows with a reason.
+
+:func:`plan_stage` resolves the mapping against the source's columns and builds one DuckDB
+``SELECT`` that yields, for every source record, its canonical columns (parsed cell by cell with
+``TRY_CAST``) and ``__reason``: ``NULL`` for a good row, else why it goes to the quarantine:
+
+- ``missing <column>`` a required value is empty (``user_id``, ``ts``, an ``event_type`` column);
+- ``unparseable <column>`` a value is present but cannot be read as its type;
+- ``<column> in the future`` a timestamp after ``now + future_tolerance``;
+- ``unmapped event type`` an event type that is neither canonical nor in the value map;
+- ``negative <column>`` money below zero (a return is its own event type);
+- ``rating outside 1-5``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from retention.data._contract import EVENT_TYPES, ColumnSpec, TableSpec
+from retention.data._mapping import Mapping
+from retention.data._readers import Source
+from retention.exceptions import SchemaError
+
+__all__ = ["StagePlan", "plan_stage"]
+
+_TS_FORMATS: tuple[str, ...] = (
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y",
+    "%m/%d/%y %H:%M",
+    "%m/%d/%y",
+    "%d/%m/%y",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%Y%m%d",
+    "%Y%m%d%H%M%S",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %I:%M %p",
+    "%d %b %Y %H:%M:%S",
+    "%d %b %Y",
+    "%b %d %Y",
+    "%a, %d %b %Y %H:%M:%S",
+)
+_SAMPLE = 20000
+_FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL", "DECIMAL")
+_INT_TYPES = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+)
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _base(sql_type: str) -> str:
+    return sql_type.upper().split("(")[0].strip()
+
+
+@dataclass
+class StagePlan:
+    """The resolved mapping and the SQL of the stage.
+
+    Attributes
+    ----------
+    sql : str
+        ``SELECT [__line,] <canonical columns>, <extras>, __reason, __raw FROM ...``, one row
+        per record in file order (``CREATE TABLE AS`` keeps the order, so ``rowid`` is the
+        record number).
+    columns : list of str
+        Canonical columns written to the table (extras included), in insert order.
+    sources : dict of str to str
+        Canonical column -> what it was read from (column name or expression), for reports.
+    extras : dict of str to str
+        Extra store column -> source column (``users`` only).
+    """
+
+    sql: str
+    columns: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+def _find(columns: list[str], name: str) -> str | None:
+    if name in columns:
+        return name
+    unq = name.strip()
+    if len(unq) > 1 and unq[0] == unq[-1] == '"' and unq[1:-1] in columns:
+        return unq[1:-1]
+    matches = [c for c in columns if c.lower() == unq.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _refs(expr: str, columns: list[str]) -> list[str]:
+    found = []
+    for col in columns:
+        pattern = r"(?<![A-Za-z0-9_])" + re.escape(col) + r"(?![A-Za-z0-9_])"
+        if re.search(pattern, expr, flags=re.IGNORECASE) or f'"{col}"' in expr:
+            found.append(col)
+    return found
+
+
+def _sanitize(name: str, taken: set[str]) -> str:
+    out = re.sub(r"[^0-9a-z_]+", "_", name.strip().lower()).strip("_") or "column"
+    if out[0].isdigit():
+        out = "c_" + out
+    base, i = out, 2
+    while out in taken:
+        out = f"{base}_{i}"
+        i += 1
+    taken.add(out)
+    return out
+
+
+def _found(columns: list[str]) -> str:
+    shown = ", ".join(columns[:25]) + (f", ... ({len(columns)} in all)" if len(columns) > 25 else "")
+    return shown or "none"
+
+
+def _sniff_numeric(
+    con: duckdb.DuckDBPyConnection, view: str, col: str
+) -> str:
+    row = con.execute(
+        f"SELECT count(v), count(TRY_CAST(v AS DOUBLE)) FROM "
+        f"(SELECT nullif(trim({_ident(col)}), '') AS v FROM {view} LIMIT {_SAMPLE})"
+    ).fetchone()
+    if row and row[0] and row[1] >= 0.5 * row[0]:
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def _sniff_ts_format(con: duckdb.DuckDBPyConnection, view: str, x: str) -> str | None:
+    """The strptime format that reads most sampled values; None when ISO casts do best."""
+    sample = (
+        f"(SELECT DISTINCT nullif(trim(CAST({x} AS VARCHAR)), '') AS v "
+        f"FROM (SELECT * FROM {view} LIMIT {_SAMPLE}) s)"
+    )
+    counts = ", ".join(
+        ["count(TRY_CAST(v AS TIMESTAMPTZ))"]
+        + [f"count(try_strptime(v, {_lit(fmt)}))" for fmt in _TS_FORMATS]
+    )
+    row = con.execute(
+        f"SELECT count(v), count(TRY_CAST(v AS TIMESTAMPTZ)) FROM {sample} t"
+    ).fetchone()
+    if row is None or not row[0] or row[1] == row[0]:
+        return None
+    row = con.execute(f"SELECT {counts} FROM {sample} t WHERE v IS NOT NULL").fetchone()
+    if row is None:
+        return None
+    best = max(range(len(row)), key=lambda i: (row[i] or 0, -i))
+    if best == 0 or not row[best]:
+        return None
+    return _TS_FORMATS[best - 1]
+
+
+class _Builder:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: Source,
+        spec: TableSpec,
+        mapping: Mapping,
+        label: str,
+        future_limit: pd.Timestamp,
+    ) -> None:
+        self.con, self.source, self.spec, self.mapping = con, source, spec, mapping
+        self.label, self.future_limit = label, future_limit
+        self.raw = {c: f"__r{i}" for i, c in enumerate(source.columns)}
+        self.typed: dict[str, str] = {}  # source col -> DuckDB type used in expressions
+
+    # ------------------------------------------------------------------ inner select
+    def inner(self, full: bool = False) -> str:
+        """The source with raw columns as ``__r<i>`` and typed ones under their own names."""
+        s = self.source
+        parts = ["__line"] if s.has_line else []
+        for col in s.columns:
+            parts.append(f"{_ident(col)} AS {self.raw[col]}")
+            typ = self.typed.get(col)
+            if typ and typ != "VARCHAR":
+                parts.append(f"TRY_CAST(nullif(trim({_ident(col)}), '') AS {typ}) AS {_ident(col)}")
+            else:
+                parts.append(_ident(col))
+        return f"(SELECT {', '.join(parts)} FROM {s.scan if full else s.view})"
+
+    def expr_type(self, expr: str) -> str:
+        rows = self.con.execute(f"DESCRIBE SELECT ({expr}) AS v FROM {self.inner()} LIMIT 0")
+        return str(rows.fetchall()[0][1])
+
+    def bind(self, name: str, expr: str) -> str:
+        """The DuckDB type of ``expr``, demoting sniffed column types until it binds."""
+        refs = _refs(expr, self.source.columns)
+        if self.source.text:
+            for col in refs:
+                if col not in self.typed:
+                    self.typed[col] = _sniff_numeric(self.con, self.source.view, col)
+        try:
+            return self.expr_type(expr)
+        except duckdb.Error as first:
+            error = first
+        if self.source.text and refs:
+            # try the other type (text <-> number) for the fewest columns that make it bind
+            flips = refs[:5]
+            combos = sorted(
+                (c for c in itertools.product((False, True), repeat=len(flips)) if any(c)),
+                key=sum,
+            )
+            for combo in combos:
+                saved = dict(self.typed)
+                for col, flip in zip(flips, combo, strict=True):
+                    if flip:
+                        self.typed[col] = "DOUBLE" if saved[col] == "VARCHAR" else "VARCHAR"
+                try:
+                    return self.expr_type(expr)
+                except duckdb.Error:
+                    self.typed = saved
+        raise SchemaError(
+            f"Cannot use {expr!r} for {name}: it is not a column of {self.label} "
+            f"(found: {_found(self.source.columns)}) nor a valid SQL expression over them "
+            f"({_first_line(error)}). Fix it, e.g. --map {name}=COLUMN."
+        )
+
+    # ------------------------------------------------------------------ parsing by kind
+    def parse(self, col: ColumnSpec, x: str, typ: str) -> tuple[str, str]:
+        """(value SQL, present SQL) of input ``x`` of DuckDB type ``typ`` for column ``col``."""
+        base = _base(typ)
+        text = base == "VARCHAR"
+        v = f"nullif(trim({x}), '')" if text else x
+        present = f"({v} IS NOT NULL)"
+        kind = col.kind
+        if kind == "id":
+            if text:
+                value = (
+                    f"CASE WHEN suffix({v}, '.0') "
+                    f"THEN regexp_replace({v}, '^(-?[0-9]+)\\.0+$', '\\1') ELSE {v} END"
+                )
+            elif base in _FLOAT_TYPES:
+                d = f"CAST({x} AS DOUBLE)"
+                value = (
+                    f"CASE WHEN isfinite({d}) AND {d} = trunc({d}) AND abs({d}) < 1e15 "
+                    f"THEN CAST(CAST({d} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END"
+                )
+            else:
+                value = f"nullif(trim(CAST({x} AS VARCHAR)), '')"
+                present = f"({value} IS NOT NULL)"
+        elif kind == "text":
+            value = f"nullif({x}, '')" if text else f"CAST({x} AS VARCHAR)"
+            present = f"({value} IS NOT NULL)"
+        elif kind in {"double", "money", "rating"}:
+            if text:
+                d = f"TRY_CAST({v} AS DOUBLE)"
+            elif base in _FLOAT_TYPES or base in _INT_TYPES:
+                d = f"CAST({x} AS DOUBLE)"
+            elif base == "BOOLEAN":
+                d = f"CAST(CAST({x} AS INTEGER) AS DOUBLE)"
+            else:
+                d = f"TRY_CAST({x} AS DOUBLE)"
+            d = f"(CASE WHEN isfinite({d}) THEN {d} END)"
+            value = f"TRY_CAST(round({d}, 2) AS DECIMAL(18,2))" if kind == "money" else d
+        elif kind == "ts":
+            value = self.parse_ts(x, typ)
+        elif kind == "event_type":
+            s = f"nullif(trim(CAST({x} AS VARCHAR)), '')"
+            present = f"({s} IS NOT NULL)"
+            canon = ", ".join(_lit(t) for t in EVENT_TYPES)
+            fallback = f"CASE WHEN lower({s}) IN ({canon}) THEN lower({s}) END"
+            if self.mapping.event_types:
+                whens = " ".join(
+                    f"WHEN {_lit(k)} THEN {_lit(t)}" for k, t in self.mapping.event_types.items()
+                )
+                value = f"CASE {s} {whens} ELSE {fallback} END"
+            else:
+                value = fallback
+        else:  # pragma: no cover - specs are fixed
+            raise AssertionError(kind)
+        return value, present
+
+    def parse_ts(self, x: str, typ: str) -> str:
+        base = _base(typ)
+        if base == "TIMESTAMP":
+            return x
+        if base.startswith("TIMESTAMP") or base == "DATE":
+            return f"CAST({x} AS TIMESTAMP)"
+        if base in _INT_TYPES or base in _FLOAT_TYPES:
+            b = f"CAST({x} AS BIGINT)"
+            return (
+                f"CASE WHEN {b} BETWEEN 18000101 AND 22001231 "
+                f"THEN try_strptime(CAST({b} AS VARCHAR), '%Y%m%d') "
+                f"WHEN abs({b}) < 100000000000 THEN make_timestamp({b} * 1000000) "
+                f"WHEN abs({b}) < 100000000000000 THEN make_timestamp({b} * 1000) END"
+            )
+        v = f"nullif(trim(CAST({x} AS VARCHAR)), '')"
+        fmt = self.mapping.ts_format or _sniff_ts_format(self.con, self.inner(), x)
+        # ISO times: a plain cast, except when a UTC offset follows the time (the plain cast
+        # would drop it), which goes through TIMESTAMPTZ (the session time zone is UTC)
+        tail = f"substr({v}, 17)"
+        iso = (
+            f"CASE WHEN length({v}) > 19 AND (suffix({v}, 'Z') OR contains({tail}, '+') "
+            f"OR contains({tail}, '-')) "
+            f"THEN CAST(TRY_CAST({v} AS TIMESTAMPTZ) AS TIMESTAMP) "
+            f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
+        )
+        if fmt is None:
+            return iso
+        return f"coalesce(try_strptime({v}, {_lit(fmt)}), {iso})"
+
+    # ------------------------------------------------------------------ plan
+    def plan(self) -> StagePlan:
+        spec, mapping, s = self.spec, self.mapping, self.source
+        resolved: dict[str, tuple[str, str]] = {}
+        for col in spec.names:
+            src = mapping.columns.get(col)
+            if src is not None:
+                found = _find(s.columns, src)
+                resolved[col] = ("col", found) if found is not None else ("expr", src)
+            else:
+                found = _find(s.columns, col)
+                if found is not None:
+                    resolved[col] = ("col", found)
+        missing = [c for c in spec.required if c not in resolved]
+        if missing:
+            fix = " ".join(f"--map {c}=COLUMN" for c in missing)
+            hint = ""
+            if s.columns and all(re.fullmatch(r"column\d+", c) for c in s.columns):
+                hint = " (the file seems to have no header: map by position, e.g. column0)"
+            raise SchemaError(
+                f"{self.label} has no {' and no '.join(missing)} column (found: "
+                f"{_found(s.columns)}){hint}: name the source column with {fix}."
+            )
+        extras: dict[str, str] = {}
+        extra_values: dict[str, tuple[str, str]] = {}
+        if spec.extra_columns:
+            taken = set(spec.names) | {"ingest_id"}
+            for name, src in mapping.columns.items():
+                if name in spec.names:
+                    continue
+                found = _find(s.columns, src)
+                store_col = _sanitize(name, taken)
+                extra_values[store_col] = ("col", found) if found else ("expr", src)
+                extras[store_col] = src
+            used = {v for kind, v in resolved.values() if kind == "col"}
+            used |= {v for kind, v in extra_values.values() if kind == "col"}
+            for kind, v in [*resolved.values(), *extra_values.values()]:
+                if kind == "expr":
+                    used |= set(_refs(v, s.columns))
+            for col in s.columns:
+                if col not in used:
+                    store_col = _sanitize(col, taken)
+                    extra_values[store_col] = ("col", col)
+                    extras[store_col] = col
+
+        # types of expressions (binding may demote sniffed types, so bind all first)
+        expr_types: dict[str, str] = {}
+        for name, (kind, v) in [*resolved.items(), *extra_values.items()]:
+            if kind == "expr":
+                self.bind(name, v)
+        for name, (kind, v) in [*resolved.items(), *extra_values.items()]:
+            if kind == "expr":
+                expr_types[name] = self.expr_type(v)
+
+        level1: list[str] = ["__line"] if s.has_line else []
+        level1 += [f"{self.raw[c]}" for c in s.columns]
+        checks: list[str] = []
+        out_cols: list[str] = []
+        for col in spec.columns:
+            name = col.name
+            if name not in resolved:
+                if name == "event_type":
+                    level1.append("'purchase' AS __v_event_type")
+                    out_cols.append(name)
+                elif name != "event_id":
+                    level1.append(f"CAST(NULL AS {col.sql_type}) AS __v_{name}")
+                    out_cols.append(name)
+                continue
+            kind, v = resolved[name]
+            if kind == "col":
+                x, typ = self.raw[v], s.types[v]
+            else:
+                x, typ = f"({v})", expr_types[name]
+            value, present = self.parse(col, x, typ)
+            level1.append(f"{value} AS __v_{name}")
+            level1.append(f"{present} AS __p_{name}")
+            if kind == "expr" and s.text:
+                bad = [
+                    f"(nullif(trim({self.raw[r]}), '') IS NOT NULL AND {_ident(r)} IS NULL)"
+                    for r in _refs(v, s.columns)
+                    if self.typed.get(r, "VARCHAR") != "VARCHAR"
+                ]
+                level1.append(f"({' OR '.join(bad) if bad else 'false'}) AS __c_{name}")
+            else:
+                level1.append(f"false AS __c_{name}")
+            if name != "event_id":
+                out_cols.append(name)
+            if col.required or name == "event_type":
+                checks.append(f"WHEN NOT __p_{name} THEN 'missing {name}'")
+            label = "unmapped event type" if col.kind == "event_type" else f"unparseable {name}"
+            checks.append(f"WHEN __p_{name} AND __v_{name} IS NULL THEN '{label}'")
+            checks.append(f"WHEN __c_{name} THEN 'unparseable {name}'")
+            if col.kind == "ts":
+                limit = self.future_limit.strftime("%Y-%m-%d %H:%M:%S.%f")
+                checks.append(
+                    f"WHEN __v_{name} > TIMESTAMP '{limit}' THEN '{name} in the future'"
+                )
+            elif col.kind == "money":
+                checks.append(f"WHEN __v_{name} < 0 THEN 'negative {name}'")
+            elif col.kind == "rating":
+                checks.append(f"WHEN __v_{name} < 1 OR __v_{name} > 5 THEN 'rating outside 1-5'")
+        for store_col, (kind, v) in extra_values.items():
+            if kind == "col":
+                x, typ = self.raw[v], s.types[v]
+            else:
+                x, typ = f"({v})", expr_types[store_col]
+            value, _ = self.parse(ColumnSpec(store_col, "text", "VARCHAR"), x, typ)
+            level1.append(f"{value} AS __v_{store_col}")
+            out_cols.append(store_col)
+
+        reason = f"CASE {' '.join(checks)} END" if checks else "CAST(NULL AS VARCHAR)"
+        raw_json = "to_json(struct_pack(" + ", ".join(
+            f"{_ident(c)} := {self.raw[c]}" for c in s.columns
+        ) + "))" if s.columns else "'{}'"
+        level2 = ["__line"] if s.has_line else []
+        level2 += [self.raw[c] for c in s.columns]
+        level2 += [f"__v_{c} AS {_ident(c)}" for c in out_cols]
+        if spec.name == "events":
+            level2.append(f"{self.event_id('event_id' in resolved)} AS event_id")
+            out_cols = ["event_id", *out_cols]
+        level2.append(f"{reason} AS __reason")
+        level3 = (["__line"] if s.has_line else []) + [_ident(c) for c in out_cols]
+        level3 += ["__reason", f"CASE WHEN __reason IS NOT NULL THEN {raw_json} END AS __raw"]
+        sql = (
+            f"SELECT {', '.join(level3)} FROM (SELECT {', '.join(level2)} FROM "
+            f"(SELECT {', '.join(level1)} FROM {self.inner(full=True)}))"
+        )
+        sources = {c: v for c, (_, v) in resolved.items()}
+        return StagePlan(sql=sql, columns=out_cols, sources=sources, extras=extras)
+
+    def event_id(self, supplied: bool) -> str:
+        sep, null = "chr(31)", "chr(30)"
+        parts = [
+            "__v_user_id",
+            "CAST(__v_ts AS VARCHAR)",
+            "__v_event_type",
+            f"coalesce(__v_item_id, {null})",
+            f"coalesce(__v_order_id, {null})",
+            f"coalesce(CAST(__v_quantity AS VARCHAR), {null})",
+            f"coalesce(CAST(__v_amount AS VARCHAR), {null})",
+            f"coalesce(CAST(__v_rating AS VARCHAR), {null})",
+            f"coalesce(__v_text, {null})",
+        ]
+        hashed = f"md5(concat_ws({sep}, {', '.join(parts)}))"
+        return f"coalesce(__v_event_id, {hashed})" if supplied else hashed
+
+
+def plan_stage(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    spec: TableSpec,
+    mapping: Mapping,
+    *,
+    label: str,
+    future_limit: pd.Timestamp,
+) -> StagePlan:
+    """Resolve ``mapping`` against ``source`` and build the stage SQL for table ``spec``.
+
+    Raises
+    ------
+    SchemaError
+        A required column cannot be found, or a mapped expression does not bind.
+    """
+    return _Builder(con, source, spec, mapping, label, future_limit).plan()

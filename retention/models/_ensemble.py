@@ -1,0 +1,185 @@
+"""Stacking: a logistic regression on the log-odds of several models, fitted on the valid cutoff.
+
+The members (by default BG/NBD, Pareto/NBD and gradient boosting) learn from the training cutoffs;
+the stacker learns how much to trust each on the validation cutoff, whose label window still ends
+before the test cutoff. Members can be passed already fitted (the backtest fits each model once and
+hands them over).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from retention._progress import track
+from retention.exceptions import ConfigError, ModelError
+from retention.features._frame import CutoffFrame
+from retention.models._base import RetentionModel, check_is_fitted
+from retention.models._calibration import logit
+from retention.models._gbdt import check_frames
+
+__all__ = ["DEFAULT_MEMBERS", "EnsembleModel", "is_fitted"]
+
+#: members of ``EnsembleModel()`` and of ``retention backtest --models ensemble``
+DEFAULT_MEMBERS: tuple[str, ...] = ("bgnbd", "paretonbd", "gbdt")
+
+#: per-customer outputs taken from the first member that gives them
+_DETAIL_COLUMNS: tuple[str, ...] = ("p_alive", "expected_purchases", "monetary", "clv")
+
+
+def is_fitted(model: object) -> bool:
+    """True when ``model`` has learned state (a public attribute ending in ``_`` that is set)."""
+    return any(
+        k.endswith("_") and not k.startswith("_") and v is not None for k, v in vars(model).items()
+    )
+
+
+class EnsembleModel(RetentionModel):
+    """Stacks member models with a logistic regression on their log-odds.
+
+    Parameters
+    ----------
+    members : sequence of str, RetentionModel or (str, RetentionModel)
+        Registry names (fitted in :meth:`fit`), model objects or ``(name, model)`` pairs; objects
+        that are already fitted are used as they are, the others are fitted on the same cutoffs.
+    C : float
+        Inverse L2 strength of the stacking regression.
+
+    Attributes
+    ----------
+    members_ : list of RetentionModel
+        The fitted members.
+    member_names_ : list of str
+    stacker_ : LogisticRegression
+    weights_ : dict of str to float
+        Coefficient of each member's log-odds (how much the stack trusts it).
+
+    Examples
+    --------
+    >>> ens = EnsembleModel(members=("bgnbd", "gbdt"))  # doctest: +SKIP
+    >>> ens.fit(train_frames, valid_frame).weights_  # doctest: +SKIP
+    {'bgnbd': 0.31, 'gbdt': 0.84}
+    """
+
+    name: ClassVar[str] = "ensemble"
+
+    def __init__(
+        self,
+        members: Sequence[str | RetentionModel | tuple[str, RetentionModel]] = DEFAULT_MEMBERS,
+        C: float = 1.0,
+    ) -> None:
+        self.members = members
+        self.C = C
+
+    def _resolve(self) -> list[tuple[str, RetentionModel]]:
+        from retention.models._registry import get_model
+
+        if isinstance(self.members, str | RetentionModel) or len(self.members) == 0:
+            raise ConfigError(
+                f"members must be a non-empty list of model names or models; got {self.members!r}. "
+                "For example members=('bgnbd', 'gbdt')."
+            )
+        out: list[tuple[str, RetentionModel]] = []
+        for m in self.members:
+            if isinstance(m, str):
+                if m == "ensemble":
+                    raise ConfigError(
+                        "An ensemble cannot be a member of itself; remove 'ensemble'."
+                    )
+                out.append((m, get_model(m)))
+            elif isinstance(m, RetentionModel):
+                out.append((type(m).name or type(m).__name__, m))
+            elif (
+                isinstance(m, tuple)
+                and len(m) == 2
+                and isinstance(m[0], str)
+                and isinstance(m[1], RetentionModel)
+            ):
+                out.append((m[0], m[1]))
+            else:
+                raise ConfigError(
+                    "Ensemble members are model names, RetentionModel objects or (name, model) "
+                    f"pairs; got {m!r}."
+                )
+        names = [n for n, _ in out]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(
+                f"Ensemble member names must be unique; {dupes} appear twice. "
+                "Pass (name, model) pairs with distinct names."
+            )
+        return out
+
+    def _member_matrix(self, frame: CutoffFrame, members: Sequence[RetentionModel]) -> np.ndarray:
+        cols = [logit(m.predict_proba(frame)) for m in members]
+        return np.column_stack(cols)
+
+    def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> EnsembleModel:
+        """Fit the members not yet fitted on ``train``/``valid``; stack them on ``valid``."""
+        if not (isinstance(self.C, int | float) and self.C > 0):
+            raise ConfigError(f"C must be a positive number; got {self.C!r}.")
+        frames = check_frames(train, valid, model="EnsembleModel")
+        if valid is None:
+            raise ConfigError(
+                "EnsembleModel stacks its members on the validation cutoff; got valid=None. "
+                "Pass the valid frame of training_frames(...)."
+            )
+        resolved = self._resolve()
+        for name, model in track(resolved, "fitting ensemble members", total=len(resolved)):
+            if not is_fitted(model):
+                model.fit(frames, valid)
+            _ = name
+        members = [m for _, m in resolved]
+        y = np.asarray(valid.label, dtype=int)
+        if len(np.unique(y)) < 2:
+            raise ModelError(
+                f"The validation cutoff {valid.cutoff:%Y-%m-%d} holds only one outcome, so the "
+                "ensemble cannot learn weights. Use a longer history or another cutoff."
+            )
+        Z = self._member_matrix(valid, members)
+        stacker = LogisticRegression(C=float(self.C), max_iter=1000)
+        stacker.fit(Z, y)
+        self.members_ = members
+        self.member_names_ = [n for n, _ in resolved]
+        self.stacker_ = stacker
+        self.weights_ = {
+            n: float(w) for n, w in zip(self.member_names_, stacker.coef_[0], strict=True)
+        }
+        self.valid_cutoff_ = valid.cutoff
+        self.horizon_days_ = valid.horizon_days
+        return self
+
+    def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
+        """Stacked P(retained) for every customer of ``frame``, in ``frame.users`` order."""
+        check_is_fitted(self, "stacker_")
+        Z = self._member_matrix(frame, self.members_)
+        out: np.ndarray = self.stacker_.predict_proba(Z)[:, 1]
+        return out
+
+    def predict_details(self, frame: CutoffFrame) -> pd.DataFrame:
+        """``p_retained`` of the stack, ``p_<member>`` of each member, and ``p_alive``,
+        ``expected_purchases``, ``monetary``, ``clv`` from the first member that gives them."""
+        check_is_fitted(self, "stacker_")
+        details = [m.predict_details(frame).reindex(frame.users) for m in self.members_]
+        Z = np.column_stack([logit(d["p_retained"].to_numpy(dtype=float)) for d in details])
+        out = pd.DataFrame({"p_retained": self.stacker_.predict_proba(Z)[:, 1]}, index=frame.users)
+        for name, d in zip(self.member_names_, details, strict=True):
+            out[f"p_{name}"] = d["p_retained"].to_numpy(dtype=float)
+        for col in _DETAIL_COLUMNS:
+            for d in details:
+                if col in d.columns:
+                    out[col] = d[col].to_numpy(dtype=float)
+                    break
+        return out
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters, with members given as objects reported by their names."""
+        members = [
+            m if isinstance(m, str) else m[0] if isinstance(m, tuple) else type(m).name
+            for m in self.members
+        ]
+        return {"members": members, "C": self.C}

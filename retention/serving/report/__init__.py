@@ -1,0 +1,22 @@
+"""HTML reports: self-contained pages (Jinja2 + Plotly, plotly.js inlined, no network).
+
+:func:`render_backtest_report` writes the report of a backtest (metrics, ROC and precision-recall
+curves, calibration, gains by decile, score distribution, cohort retention). Later stages add
+their own blocks with one :class:`ReportSection` each, passed as ``sections=[...]``.
+"""
+
+from retention.serving.report._backtest import (
+    METRIC_COLUMNS,
+    backtest_sections,
+    render_backtest_report,
+)
+from retention.serving.report._render import render_report
+from retention.serving.report._section import ReportSection
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "ReportSection",
+    "backtest_sections",
+    "render_backtest_report",
+    "render_report",
+]

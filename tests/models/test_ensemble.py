@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from retention_synth import synthetic_frames
+
+from retention.exceptions import ConfigError, NotFittedError
+from retention.models import EnsembleModel, GBDTModel, classification_metrics
+from retention.models._ensemble import is_fitted
+
+FAST = {"n_estimators": 300, "learning_rate": 0.08, "early_stopping_rounds": 30}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return synthetic_frames(n_users=400, seed=2)
+
+
+@pytest.fixture(scope="module")
+def fitted_members(frames):
+    train, valid, _ = frames
+    rfm = GBDTModel(feature_set="rfm", btyd_features=False, **FAST).fit(train, valid)
+    full = GBDTModel(btyd_features=False, num_leaves=4, **FAST).fit(train, valid)
+    return rfm, full
+
+
+def test_stacks_prefitted_members_without_refitting(frames, fitted_members) -> None:
+    train, valid, test = frames
+    rfm, full = fitted_members
+    booster = full.booster_
+    ens = EnsembleModel(members=[("gbdt_rfm", rfm), ("gbdt", full)]).fit(train, valid)
+    assert full.booster_ is booster  # not refitted
+    assert ens.member_names_ == ["gbdt_rfm", "gbdt"]
+    assert set(ens.weights_) == {"gbdt_rfm", "gbdt"}
+    y = test.label.to_numpy()
+    p = ens.predict_proba(test)
+    assert p.shape == (len(test),) and ((p > 0) & (p < 1)).all()
+    m_ens = classification_metrics(y, p)
+    m_members = [classification_metrics(y, m.predict_proba(test)) for m in (rfm, full)]
+    # the stack is not worse than the worse member and close to the best one
+    assert m_ens["roc_auc"] >= min(m["roc_auc"] for m in m_members) - 1e-9
+    assert m_ens["roc_auc"] >= max(m["roc_auc"] for m in m_members) - 0.02
+
+
+def test_unfitted_members_are_fitted(frames) -> None:
+    train, valid, test = frames
+    member = GBDTModel(feature_set="rfm", btyd_features=False, **FAST)
+    assert not is_fitted(member)
+    ens = EnsembleModel(members=[("a", member)]).fit(train, valid)
+    assert is_fitted(member)
+    assert len(ens.predict_proba(test)) == len(test)
+
+
+def test_details_carry_member_scores(frames, fitted_members) -> None:
+    train, valid, test = frames
+    rfm, full = fitted_members
+    ens = EnsembleModel(members=[("gbdt_rfm", rfm), ("gbdt", full)]).fit(train, valid)
+    details = ens.predict_details(test)
+    assert details.index.equals(test.users)
+    np.testing.assert_allclose(details["p_retained"].to_numpy(), ens.predict_proba(test))
+    np.testing.assert_allclose(details["p_gbdt"].to_numpy(), full.predict_proba(test))
+
+
+def test_user_errors(frames, fitted_members) -> None:
+    train, valid, test = frames
+    with pytest.raises(NotFittedError):
+        EnsembleModel().predict_proba(test)
+    with pytest.raises(ConfigError, match="valid"):
+        EnsembleModel(members=[("a", fitted_members[0])]).fit(train, None)
+    with pytest.raises(ConfigError, match="itself"):
+        EnsembleModel(members=["ensemble"]).fit(train, valid)
+    with pytest.raises(ConfigError, match="Unknown model"):
+        EnsembleModel(members=["nope"]).fit(train, valid)
+    with pytest.raises(ConfigError, match="non-empty"):
+        EnsembleModel(members=[]).fit(train, valid)
+    with pytest.raises(ConfigError, match="unique"):
+        EnsembleModel(members=[("a", fitted_members[0]), ("a", fitted_members[1])]).fit(
+            train, valid
+        )

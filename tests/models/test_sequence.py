@@ -1,0 +1,211 @@
+"""The sequence transformer on tiny synthetic data (each test runs in seconds)."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from retention.exceptions import ConfigError, ModelError, NotFittedError
+from retention.features import CutoffFrame, event_sequences
+from retention.models import get_model
+from retention.models._sequence import SequenceTransformerModel
+
+HORIZON = 30
+START = pd.Timestamp("2011-01-01")
+TINY = {
+    "max_events": 12,
+    "d_model": 16,
+    "n_heads": 2,
+    "n_layers": 1,
+    "epochs": 4,
+    "batch_size": 32,
+    "item_embeddings": False,
+    "n_item_buckets": 64,
+}
+
+
+def _world(n_users: int = 160, seed: int = 0) -> pd.DataFrame:
+    """Customers who buy at their own rate until they churn (a clear signal in the events)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        rate = rng.gamma(1.5, 1 / 12)  # purchases per day
+        churn = rng.uniform(20, 400)
+        t = rng.uniform(0, 60)
+        while t < min(churn, 300):
+            basket = int(rng.integers(1, 4))
+            for _ in range(basket):
+                rows.append(
+                    (
+                        f"u{u:03d}",
+                        START + pd.Timedelta(days=float(t)),
+                        "return" if rng.random() < 0.05 else "purchase",
+                        f"i{int(rng.integers(0, 30))}",
+                        f"o{u}-{t:.3f}",
+                        float(rng.gamma(2.0, 8.0)),
+                    )
+                )
+            t += rng.exponential(1 / rate)
+    ev = pd.DataFrame(
+        rows, columns=["user_id", "ts", "event_type", "item_id", "order_id", "amount"]
+    )
+    return ev.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
+
+
+def _frame(events: pd.DataFrame, cutoff: pd.Timestamp) -> CutoffFrame:
+    before = events[events["ts"] < cutoff]
+    users = pd.Index(
+        sorted(before.loc[before["event_type"] == "purchase", "user_id"].unique()), name="user_id"
+    )
+    window = events[
+        (events["ts"] >= cutoff)
+        & (events["ts"] < cutoff + pd.Timedelta(days=HORIZON))
+        & (events["event_type"] == "purchase")
+    ]
+    label = pd.Series(users.isin(window["user_id"]).astype(int), index=users)
+    return CutoffFrame(
+        cutoff=cutoff,
+        horizon_days=HORIZON,
+        features=pd.DataFrame(index=users),
+        label=label,
+        events=before[before["user_id"].isin(users)].reset_index(drop=True),
+    )
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[list[CutoffFrame], CutoffFrame, CutoffFrame]:
+    events = _world()
+    cutoffs = [START + pd.Timedelta(days=d) for d in (150, 180, 210, 240, 270)]
+    built = [_frame(events, c) for c in cutoffs]
+    return built[:3], built[3], built[4]
+
+
+@pytest.fixture(scope="module")
+def fitted(frames: tuple[list[CutoffFrame], CutoffFrame, CutoffFrame]) -> SequenceTransformerModel:
+    train, valid, _ = frames
+    return SequenceTransformerModel(**TINY).fit(train, valid)
+
+
+def test_registered_by_name_and_lazily() -> None:
+    assert isinstance(get_model("sequence"), SequenceTransformerModel)
+    # importing the packages must not import torch; asking for the class may
+    code = "import sys, retention.models, retention.features; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_shapes_and_order(fitted: SequenceTransformerModel, frames) -> None:
+    _, _, test = frames
+    p = fitted.predict_proba(test)
+    assert p.shape == (len(test),) and p.dtype == np.float64
+    assert np.all((p > 0) & (p < 1))
+    # the order follows frame.users
+    rev = CutoffFrame(
+        test.cutoff, test.horizon_days, test.features.iloc[::-1], test.label, test.events
+    )
+    assert np.allclose(fitted.predict_proba(rev), p[::-1], atol=1e-6)
+    details = fitted.predict_details(test)
+    assert list(details.index) == list(test.users)
+
+
+def test_it_learns_the_signal(fitted: SequenceTransformerModel, frames) -> None:
+    _, _, test = frames
+    auc = roc_auc_score(test.label, fitted.predict_proba(test))
+    assert auc > 0.7, auc
+    assert 1 <= fitted.best_epoch_ <= len(fitted.history_) <= TINY["epochs"]
+    assert fitted.n_trainable_parameters_ > 0
+    assert fitted.n_train_examples_ == sum(len(f) for f in frames[0])
+
+
+def test_padding_never_changes_the_output(fitted: SequenceTransformerModel, frames) -> None:
+    _, _, test = frames
+    seq = fitted._sequences(test)
+    base = fitted._score(fitted.net_, seq)
+    padded = fitted._score(fitted.net_, seq.padded(seq.length + 9))
+    np.testing.assert_allclose(padded, base, atol=1e-6, rtol=0)
+    # one customer scored alone (no padding at all) = the same customer in the full batch
+    short = int(np.argmin(seq.lengths))
+    alone = fitted._score(fitted.net_, seq.take(np.array([short])))
+    np.testing.assert_allclose(alone, base[[short]], atol=1e-6, rtol=0)
+
+
+def test_determinism_with_a_seed(frames) -> None:
+    train, valid, test = frames
+    params = {**TINY, "epochs": 2}
+    a = SequenceTransformerModel(**params, random_state=3).fit(train, valid).predict_proba(test)
+    b = SequenceTransformerModel(**params, random_state=3).fit(train, valid).predict_proba(test)
+    c = SequenceTransformerModel(**params, random_state=4).fit(train, valid).predict_proba(test)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+
+
+def test_save_load_round_trip_gives_identical_scores(
+    fitted: SequenceTransformerModel, frames, tmp_path: Path
+) -> None:
+    _, _, test = frames
+    before = fitted.predict_proba(test)
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict_proba(test), before)
+    from retention.models import load_model, save_model
+
+    path = save_model(fitted, tmp_path / "seq.retention")
+    np.testing.assert_array_equal(load_model(path).predict_proba(test), before)
+
+
+def test_a_few_steps_lower_the_training_loss(frames) -> None:
+    train, _, _ = frames
+    y = np.concatenate([f.label.to_numpy() for f in train])
+
+    def train_loss(epochs: int) -> float:
+        model = SequenceTransformerModel(**{**TINY, "epochs": epochs, "learning_rate": 3e-3})
+        model.fit(train)
+        assert len(model.history_) == epochs  # without valid: no early stopping
+        return float(log_loss(y, np.concatenate([model.predict_proba(f) for f in train])))
+
+    one, six = train_loss(1), train_loss(6)
+    assert six < one - 0.01, (one, six)
+
+
+def test_text_item_embeddings_from_the_frame(frames) -> None:
+    train, valid, test = frames
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        rng.normal(size=(20, 8)).astype(np.float32), index=[f"i{i}" for i in range(20)]
+    )
+    for f in [*train, valid, test]:
+        f.extra["item_embeddings"] = table
+    try:
+        params = {**TINY, "epochs": 1, "item_embeddings": True}
+        model = SequenceTransformerModel(**params).fit(train, valid)
+    finally:
+        for f in [*train, valid, test]:
+            f.extra.pop("item_embeddings")
+    assert model.net_config_["text_dim"] == 8
+    assert list(model.item_vocabulary_) == list(table.index)
+    seq = event_sequences(test.events, test.users, test.cutoff, item_vocabulary=table.index)
+    assert (seq.item_index > 0).any()  # items i0..i19 found; i20..i29 keep the hashed embedding
+    without = SequenceTransformerModel(**{**params, "item_embeddings": False}).fit(train, valid)
+    assert model.n_trainable_parameters_ == without.n_trainable_parameters_ + 8 * TINY["d_model"]
+    assert np.isfinite(model.predict_proba(test)).all()
+
+
+def test_user_mistakes(frames) -> None:
+    train, valid, test = frames
+    with pytest.raises(NotFittedError):
+        SequenceTransformerModel().predict_proba(test)
+    with pytest.raises(ConfigError, match="multiple of n_heads"):
+        SequenceTransformerModel(d_model=10, n_heads=4).fit(train, valid)
+    with pytest.raises(ConfigError, match="dropout"):
+        SequenceTransformerModel(dropout=1.5).fit(train, valid)
+    unlabeled = CutoffFrame(test.cutoff, test.horizon_days, test.features, None, test.events)
+    with pytest.raises(ModelError, match="no label"):
+        SequenceTransformerModel(**TINY).fit([unlabeled])
+    with pytest.raises(ModelError, match="No training frames"):
+        SequenceTransformerModel(**TINY).fit([])

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+from retention_synth import START, synthetic_store
+
+from retention.serving.cli import main
+
+CUTOFF = (START + pd.Timedelta(days=480)).strftime("%Y-%m-%d")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return synthetic_store(tmp_path_factory.mktemp("cli") / "synth.duckdb", n_users=250, seed=4)
+
+
+def test_backtest_train_score(db: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bt.json"
+    args = ["backtest", "--db", str(db), "--cutoff", CUTOFF, "--horizon", "45"]
+    assert main([*args, "--models", "bgnbd,gbdt_rfm,ensemble", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    assert set(payload["models"]) == {"bgnbd", "gbdt_rfm", "ensemble"}
+    html = out.with_suffix(".html")
+    assert html.exists() and html.stat().st_size > 1000
+    assert str(html) in printed.replace("\n", "")
+
+    model = tmp_path / "m.retention"
+    args = ["train", "--db", str(db), "--horizon", "45", "--model", "gbdt_rfm"]
+    assert main([*args, "--out", str(model)]) == 0
+    assert model.exists()
+    scores = tmp_path / "s.csv"
+    assert main(["score", "--db", str(db), "--model", str(model), "--out", str(scores)]) == 0
+    df = pd.read_csv(scores)
+    assert {"p_retained", "p_alive", "expected_purchases", "clv", "risk_band"} <= set(df.columns)
+
+
+def test_errors_are_one_line_with_exit_2(db: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.retention"
+    bad.write_bytes(b"garbage")
+    assert main(["score", "--db", str(db), "--model", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "not a retention model artifact" in err and "Traceback" not in err
+
+    # an artifact from an incompatible version names both versions
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("metadata.json", json.dumps({"format_version": 1, "retention_version": "7.0"}))
+    assert main(["score", "--db", str(db), "--model", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "7.0" in err and "Retrain" in err
+
+    assert main(["backtest", "--db", str(db), "--cutoff", "2099-01-01"]) == 2
+    assert "after the last event" in capsys.readouterr().err
+    missing = tmp_path / "none.duckdb"
+    assert main(["backtest", "--db", str(missing), "--cutoff", CUTOFF]) == 2
+    assert "No store" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backtest_on_online_retail_end_to_end(retail_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "retail.json"
+    args = ["backtest", "--db", str(retail_db), "--cutoff", "2011-09-10", "--horizon", "90"]
+    assert main([*args, "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert {"cutoff", "horizon_days", "n_users", "base_rate", "models"} <= set(payload)
+    assert {"bgnbd", "gbdt", "ensemble"} <= set(payload["models"])
+    assert payload["n_users"] > 3000
+    assert payload["models"]["ensemble"]["roc_auc"] > 0.7
+    assert out.with_suffix(".html").exists()
