@@ -127,9 +127,19 @@ def main() -> None:
             for side in ("pandas", "retention"):
                 db = folder / f"{fmt}_{side}.duckdb"
                 out = subprocess.run(
-                    [sys.executable, __file__, "--side", side, "--file", str(file),
-                     "--db", str(db)],
-                    check=True, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--side",
+                        side,
+                        "--file",
+                        str(file),
+                        "--db",
+                        str(db),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 results[(fmt, side)] = json.loads(out.stdout.strip().splitlines()[-1])
                 db.unlink(missing_ok=True)

@@ -149,9 +149,7 @@ OUTCOMES = TableSpec(
 )
 
 #: every table ``ingest`` can write, by name
-TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (EVENTS, ITEMS, USERS, ASSIGNMENTS, OUTCOMES)
-}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (EVENTS, ITEMS, USERS, ASSIGNMENTS, OUTCOMES)}
 
 
 def table_spec(name: str) -> TableSpec:

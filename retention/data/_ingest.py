@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from retention._progress import status
+from retention._progress import progress_bar, status
 from retention.data._contract import TableSpec, table_spec
 from retention.data._mapping import Mapping
 from retention.data._readers import Source, check_file, read_file, read_frame
@@ -96,9 +97,12 @@ class IngestReport:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    size = path.stat().st_size
+    with progress_bar(transient=True) as bar, path.open("rb") as fh:
+        task = bar.add_task(f"Hashing {path.name}", total=size, visible=size > 64 << 20)
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
+            bar.advance(task, len(chunk))
     return digest.hexdigest()
 
 
@@ -211,8 +215,19 @@ def _load(
     con.execute("BEGIN TRANSACTION")
     try:
         report = _write(
-            store, source, spec, plan, stage, label, sha256, started_at,
-            read, staged, bad, quarantined, reasons,
+            store,
+            source,
+            spec,
+            plan,
+            stage,
+            label,
+            sha256,
+            started_at,
+            read,
+            staged,
+            bad,
+            quarantined,
+            reasons,
         )
         report.seconds = time.perf_counter() - started
         con.execute(
@@ -221,10 +236,8 @@ def _load(
         )
         con.execute("COMMIT")
     except BaseException:
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
         raise
     return report
 
@@ -272,8 +285,17 @@ def _write(
     con.execute(
         "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            ingest_id, label, spec.name, sha256, read, loaded, duplicates, quarantined,
-            json.dumps(reasons), started_at.to_pydatetime(), 0.0,
+            ingest_id,
+            label,
+            spec.name,
+            sha256,
+            read,
+            loaded,
+            duplicates,
+            quarantined,
+            json.dumps(reasons),
+            started_at.to_pydatetime(),
+            0.0,
         ],
     )
     return IngestReport(
@@ -290,9 +312,7 @@ def _write(
     )
 
 
-def _quarantine(
-    con: duckdb.DuckDBPyConnection, source: Source, stage: str, ingest_id: int
-) -> None:
+def _quarantine(con: duckdb.DuckDBPyConnection, source: Source, stage: str, ingest_id: int) -> None:
     first = source.first_line
     if source.has_line:
         line = "q.__line"
@@ -365,8 +385,7 @@ def ingest(
     """
     label = str(path)
     file = check_file(path)
-    with status(f"Hashing {label}"):
-        digest = _sha256(file)
+    digest = _sha256(file)
     return _run(
         store,
         label,

@@ -37,8 +37,14 @@ __all__ = ["FORMATS", "Mapping"]
 
 #: file formats the readers know
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
-_ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1",
-              "iso-8859-1": "latin-1", "cp1252": "latin-1"}
+_ENCODINGS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "latin-1": "latin-1",
+    "latin1": "latin-1",
+    "iso-8859-1": "latin-1",
+    "cp1252": "latin-1",
+}
 _READER_KEYS = ("format", "delimiter", "encoding", "header", "ts_format")
 
 
@@ -198,8 +204,7 @@ class Mapping:
         for key in ("format", "delimiter", "encoding", "ts_format"):
             if key in reader and not isinstance(reader[key], str):
                 raise ConfigError(
-                    f"In mapping file {path}, [reader] {key} must be a string, "
-                    f"got {reader[key]!r}."
+                    f"In mapping file {path}, [reader] {key} must be a string, got {reader[key]!r}."
                 )
         return cls(
             columns=dict(sections["columns"]),

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +31,17 @@ from retention.exceptions import ReadError
 __all__ = ["Source", "detect_format", "read_file", "read_frame"]
 
 _EXT = {
-    ".csv": "csv", ".tsv": "csv", ".tab": "csv", ".txt": "csv", ".dat": "csv",
-    ".parquet": "parquet", ".pq": "parquet", ".parq": "parquet",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".txt": "csv",
+    ".dat": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".parq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
 }
 _HEAD_BYTES = 1 << 20
 
@@ -87,6 +98,8 @@ class Source:
             try:
                 if sql.startswith("__unregister__"):
                     con.unregister(sql.removeprefix("__unregister__"))
+                elif sql.startswith("__unlink__"):
+                    Path(sql.removeprefix("__unlink__")).unlink(missing_ok=True)
                 else:
                     con.execute(sql)
             except duckdb.Error:
@@ -250,33 +263,77 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Source:
     )
 
 
+def _to_utf8(path: Path) -> Path:
+    """A temporary UTF-8 copy of a latin-1 (optionally gzip) file."""
+    fd, name = tempfile.mkstemp(prefix="retention-", suffix=".csv")
+    opener: Any = gzip.open if _head(path)[1] else open
+    try:
+        with (
+            opener(path, "rt", encoding="latin-1", newline="") as src,
+            os.fdopen(fd, "w", encoding="utf-8", newline="") as dst,
+        ):
+            shutil.copyfileobj(src, dst, 1 << 22)
+    except (OSError, EOFError) as exc:
+        Path(name).unlink(missing_ok=True)
+        raise ReadError(f"Cannot read {path} ({exc}): check that the file is complete.") from None
+    return Path(name)
+
+
 def _read_csv(
     con: duckdb.DuckDBPyConnection, path: Path, mapping: Mapping | None, encoding: str
 ) -> Source:
+    label = path
     tag = _tag()
     view = f"__src_{tag}"
     scans, errors, rejects = f"__rejscan_{tag}", f"__rejerr_{tag}", f"__rej_{tag}"
+    cleanup: list[str] = []
+    if encoding == "latin-1":
+        # DuckDB's latin-1 decoder refuses bytes 0x80-0x9F; Python's maps every byte, so
+        # transcode to a temporary UTF-8 copy
+        path = _to_utf8(path)
+        cleanup.append(f"__unlink__{path}")
     opts = [
         "all_varchar = true",
-        f"encoding = {_lit(encoding)}",
+        "encoding = 'utf-8'",
         "max_line_size = 16777216",
     ]
     if mapping is not None and mapping.delimiter:
         opts.append(f"delim = {_lit(mapping.delimiter)}")
     if mapping is not None and mapping.header is not None:
         opts.append(f"header = {'true' if mapping.header else 'false'}")
+    head = _head(path)[0]
+    newline = (
+        "\\r\\n" if b"\r\n" in head else ("\\n" if b"\n" in head or b"\r" not in head else "\\r")
+    )
+    quoted = ["quote = '\"'", "escape = '\"'"]
+    # RFC 4180 quoting and the line ending seen in the head first (DuckDB's sniffer can take a
+    # quoted carriage return for a line end), then DuckDB's own sniffing, then lenient parsing
+    fallbacks = [[*quoted, f"new_line = '{newline}'"], quoted, [], [*quoted, "strict_mode = false"]]
+    error: duckdb.Error | None = None
+    for extra in fallbacks:
+        attempt = opts + extra
+        lenient = f"read_csv({_lit(str(path))}, {', '.join(attempt)}, ignore_errors = true)"
+        try:
+            cols = _describe(con, lenient)
+        except duckdb.Error as exc:
+            error = error or exc
+            continue
+        opts, error = attempt, None
+        break
     sniff = f"sniff_csv({_lit(str(path))}, {', '.join(opts)})"
-    lenient = f"read_csv({_lit(str(path))}, {', '.join(opts)}, ignore_errors = true)"
     full = (
         f"read_csv({_lit(str(path))}, {', '.join(opts)}, ignore_errors = true, "
         f"store_rejects = true, rejects_scan = {_lit(scans)}, rejects_table = {_lit(errors)})"
     )
     try:
-        cols = _describe(con, lenient)
+        if error is not None:
+            raise error
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {lenient}")
     except duckdb.Error as exc:
+        for item in cleanup:
+            Path(item.removeprefix("__unlink__")).unlink(missing_ok=True)
         raise ReadError(
-            f"Cannot read {path} as CSV ({_first_line(exc)}): check the file, or set "
+            f"Cannot read {label} as CSV ({_first_line(exc)}): check the file, or set "
             "delimiter, encoding and header in the [reader] section of a --mapping file."
         ) from None
     try:
@@ -294,6 +351,7 @@ def _read_csv(
         first_line=1 + int(row[0] or 0) + (1 if row[1] else 0),
         rejects=rejects,
         drops=[
+            *cleanup,
             f"DROP VIEW IF EXISTS {view}",
             f"DROP TABLE IF EXISTS {errors}",
             f"DROP TABLE IF EXISTS {scans}",
@@ -308,6 +366,21 @@ def _read_csv(
             FROM {errors} GROUP BY line"""
         ],
     )
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names DuckDB accepts: none empty, none equal ignoring case."""
+    seen: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        base = name if name.strip() else f"column{i}"
+        candidate, n = base, 2
+        while candidate.lower() in seen or candidate.lower() in {"__line", "rowid"}:
+            candidate = f"{base}_{n}"
+            n += 1
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -345,15 +418,16 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, encoding: str) -> So
         ) from None
     except (OSError, EOFError) as exc:
         raise ReadError(f"Cannot read {path} ({exc}): check that the file is complete.") from None
-    columns: dict[str, None] = {}
+    keys: dict[str, None] = {}
     for rec in records:
         for key in rec:
-            columns.setdefault(str(key), None)
-    if not columns and not bad:
+            keys.setdefault(key, None)
+    if not keys and not bad:
         raise ReadError(f"File {path} has no JSON records: pass one JSON object per line.")
+    names = _unique_names(list(keys))
     data = {
-        col: pa.array([_scalar_text(rec.get(col)) for rec in records], type=pa.string())
-        for col in columns
+        name: pa.array([_scalar_text(rec.get(key)) for rec in records], type=pa.string())
+        for key, name in zip(keys, names, strict=True)
     }
     data["__line"] = pa.array(lines, type=pa.int64())
     table = pa.table(data)
@@ -396,10 +470,7 @@ def read_frame(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> Source:
     if not isinstance(df, pd.DataFrame):
         raise ReadError(f"Expected a pandas DataFrame, got {type(df).__name__}.")
     frame = df.reset_index(drop=True)
-    frame.columns = [str(c) for c in frame.columns]
-    if len(set(frame.columns)) != len(frame.columns):
-        dup = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-        raise ReadError(f"The DataFrame has duplicate column names {dup}: rename them.")
+    frame.columns = _unique_names([str(c) for c in frame.columns])
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowException, TypeError, ValueError):

@@ -234,9 +234,7 @@ class Store:
         df = self.con.execute(f'SELECT {select} FROM "{name}"').df()
         return _ns(df)
 
-    def events_df(
-        self, before: pd.Timestamp | None = None, users: Any = None
-    ) -> pd.DataFrame:
+    def events_df(self, before: pd.Timestamp | None = None, users: Any = None) -> pd.DataFrame:
         """Events as a DataFrame with the contract's columns, sorted by ``user_id, ts``.
 
         Parameters
@@ -252,7 +250,8 @@ class Store:
             ``event_id, user_id, ts, event_type, item_id, order_id, quantity, amount, rating,
             text``; ``amount`` as float64, ``ts`` as ``datetime64[ns]``.
         """
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if before is not None:
             where.append("ts < ?")
             params.append(pd.Timestamp(before).to_pydatetime())

@@ -57,8 +57,16 @@ _TS_FORMATS: tuple[str, ...] = (
 _SAMPLE = 20000
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL", "DECIMAL")
 _INT_TYPES = (
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
 )
 
 
@@ -135,13 +143,13 @@ def _sanitize(name: str, taken: set[str]) -> str:
 
 
 def _found(columns: list[str]) -> str:
-    shown = ", ".join(columns[:25]) + (f", ... ({len(columns)} in all)" if len(columns) > 25 else "")
+    shown = ", ".join(columns[:25]) + (
+        f", ... ({len(columns)} in all)" if len(columns) > 25 else ""
+    )
     return shown or "none"
 
 
-def _sniff_numeric(
-    con: duckdb.DuckDBPyConnection, view: str, col: str
-) -> str:
+def _sniff_numeric(con: duckdb.DuckDBPyConnection, view: str, col: str) -> str:
     row = con.execute(
         f"SELECT count(v), count(TRY_CAST(v AS DOUBLE)) FROM "
         f"(SELECT nullif(trim({_ident(col)}), '') AS v FROM {view} LIMIT {_SAMPLE})"
@@ -329,15 +337,15 @@ class _Builder:
     def plan(self) -> StagePlan:
         spec, mapping, s = self.spec, self.mapping, self.source
         resolved: dict[str, tuple[str, str]] = {}
-        for col in spec.names:
-            src = mapping.columns.get(col)
+        for canonical in spec.names:
+            src = mapping.columns.get(canonical)
             if src is not None:
                 found = _find(s.columns, src)
-                resolved[col] = ("col", found) if found is not None else ("expr", src)
+                resolved[canonical] = ("col", found) if found is not None else ("expr", src)
             else:
-                found = _find(s.columns, col)
+                found = _find(s.columns, canonical)
                 if found is not None:
-                    resolved[col] = ("col", found)
+                    resolved[canonical] = ("col", found)
         missing = [c for c in spec.required if c not in resolved]
         if missing:
             fix = " ".join(f"--map {c}=COLUMN" for c in missing)
@@ -364,11 +372,11 @@ class _Builder:
             for kind, v in [*resolved.values(), *extra_values.values()]:
                 if kind == "expr":
                     used |= set(_refs(v, s.columns))
-            for col in s.columns:
-                if col not in used:
-                    store_col = _sanitize(col, taken)
-                    extra_values[store_col] = ("col", col)
-                    extras[store_col] = col
+            for source_col in s.columns:
+                if source_col not in used:
+                    store_col = _sanitize(source_col, taken)
+                    extra_values[store_col] = ("col", source_col)
+                    extras[store_col] = source_col
 
         # types of expressions (binding may demote sniffed types, so bind all first)
         expr_types: dict[str, str] = {}
@@ -419,9 +427,7 @@ class _Builder:
             checks.append(f"WHEN __c_{name} THEN 'unparseable {name}'")
             if col.kind == "ts":
                 limit = self.future_limit.strftime("%Y-%m-%d %H:%M:%S.%f")
-                checks.append(
-                    f"WHEN __v_{name} > TIMESTAMP '{limit}' THEN '{name} in the future'"
-                )
+                checks.append(f"WHEN __v_{name} > TIMESTAMP '{limit}' THEN '{name} in the future'")
             elif col.kind == "money":
                 checks.append(f"WHEN __v_{name} < 0 THEN 'negative {name}'")
             elif col.kind == "rating":
@@ -436,9 +442,13 @@ class _Builder:
             out_cols.append(store_col)
 
         reason = f"CASE {' '.join(checks)} END" if checks else "CAST(NULL AS VARCHAR)"
-        raw_json = "to_json(struct_pack(" + ", ".join(
-            f"{_ident(c)} := {self.raw[c]}" for c in s.columns
-        ) + "))" if s.columns else "'{}'"
+        raw_json = (
+            "to_json(struct_pack("
+            + ", ".join(f"{_ident(c)} := {self.raw[c]}" for c in s.columns)
+            + "))"
+            if s.columns
+            else "'{}'"
+        )
         level2 = ["__line"] if s.has_line else []
         level2 += [self.raw[c] for c in s.columns]
         level2 += [f"__v_{c} AS {_ident(c)}" for c in out_cols]

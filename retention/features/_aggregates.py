@@ -38,7 +38,8 @@ Columns (all float64, index ``user_id``; NaN where a value is undefined, as note
   ``trend_purchases_log_ratio`` (``log1p(last 90) - log1p(90 before)``),
   ``trend_spend_log_ratio`` (same on spend).
 - ``diversity_items`` (distinct items bought), ``diversity_items_per_order``, and
-  ``diversity_categories`` (distinct categories bought, when ``items`` has a ``category``).
+  ``diversity_categories`` (distinct categories bought, when ``items`` gives a ``category`` to
+  at least one item the population bought).
 - ``returns_count``, ``returns_rate`` (return events per purchase event), ``returns_spend``,
   ``returns_value_rate`` (returned over purchased money; NaN when nothing was paid): when returns
   exist.
@@ -248,7 +249,7 @@ def _aggregate_expr(
 
 
 def _days(delta: pd.Series) -> pd.Series:
-    return delta / _DAY
+    return delta / _DAY  # type: ignore[operator]  # pandas-stubs lacks Series / Timedelta
 
 
 def _dates(values: pd.Series) -> pd.Series:
@@ -258,7 +259,7 @@ def _dates(values: pd.Series) -> pd.Series:
 def _derive(raw: pd.DataFrame, cutoff: pd.Timestamp, inv: _Inventory) -> pd.DataFrame:
     """Finish the features in pandas from the engine's per-customer counts and times."""
     r = raw
-    out: dict[str, pd.Series] = {}
+    out: dict[str, Any] = {}  # column -> pd.Series (numpy ufuncs keep the index)
     first_purchase = _dates(r["first_purchase"])
     last_purchase = _dates(r["last_purchase"])
     n_orders = r["n_orders"].astype("float64")
@@ -328,7 +329,8 @@ def _derive(raw: pd.DataFrame, cutoff: pd.Timestamp, inv: _Inventory) -> pd.Data
         n_items = r["n_items"].astype("float64")
         out["diversity_items"] = n_items
         out["diversity_items_per_order"] = n_items / n_orders
-        if "n_categories" in r:
+        # left out when no bought item has a category (no or an empty items table)
+        if "n_categories" in r and r["n_categories"].notna().any():
             out["diversity_categories"] = r["n_categories"].astype("float64").fillna(0.0)
 
     # returns

@@ -50,9 +50,7 @@ def _history(source: Any, backend: Any, cutoff: pd.Timestamp, users: pd.Index) -
     else:
         events = events_table(backend)
         before = events.filter(_.ts < _lit(cutoff))
-        buyers = (
-            before.filter(_.event_type == "purchase").select("user_id").distinct()
-        )
+        buyers = before.filter(_.event_type == "purchase").select("user_id").distinct()
         df = (
             before.semi_join(buyers, "user_id")
             .mutate(amount=_.amount.cast("float64"))

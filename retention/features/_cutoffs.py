@@ -176,7 +176,7 @@ def backtest_cutoffs(
     --------
     >>> train, valid = backtest_cutoffs("2011-09-10", 90)
     >>> [f"{c:%Y-%m-%d}" for c in train], f"{valid:%Y-%m-%d}"
-    (['2011-04-13', '2011-05-13', '2011-06-12'], '2011-06-12')
+    (['2011-03-14', '2011-04-13', '2011-05-13'], '2011-06-12')
     """
     test = to_cutoff(test_cutoff)
     horizon = to_horizon(horizon_days)

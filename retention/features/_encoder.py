@@ -562,16 +562,17 @@ class TextEncoder:
         keys = [text_hash(t) for t in clean]
         unique: dict[str, str] = dict(zip(keys, clean, strict=True))
         with self._lock:
-            vectors: dict[str, np.ndarray] = {
-                k: self._memory[k] for k in unique if k in self._memory
-            }
-            todo = [k for k in unique if k not in vectors]
-            if todo and cache is not None:
-                hits = cache.get(todo, self.name)
+            vectors: dict[str, np.ndarray] = {}
+            if cache is not None:
+                hits = cache.get(list(unique), self.name)
                 vectors.update(hits)
-                for key, vec in hits.items():
-                    self._memory[key] = vec
-                todo = [k for k in todo if k not in hits]
+                self._memory.update(hits)
+                # met earlier by this object but new to this cache: write them there too
+                known = [k for k in unique if k not in hits and k in self._memory]
+                if known:
+                    cache.put(known, self.name, np.stack([self._memory[k] for k in known]))
+            vectors.update({k: self._memory[k] for k in unique if k in self._memory})
+            todo = [k for k in unique if k not in vectors]
             if todo:
                 self._ensure_loaded()
                 # longest first, so each batch pads to similar lengths

@@ -246,7 +246,8 @@ def event_sequences(
     ev = events.loc[keep]
     codes = codes[keep].astype(np.int64)
     ts = pd.to_datetime(ev["ts"]).to_numpy(dtype="datetime64[ns]")
-    late = ts >= np.datetime64(cutoff.to_datetime64(), "ns")
+    cut_ns = np.asarray(cutoff.to_datetime64()).astype("datetime64[ns]")
+    late = ts >= cut_ns
     if late.any():
         n_late_users = len(np.unique(codes[late]))
         raise LeakageError(
@@ -274,7 +275,6 @@ def event_sequences(
     from_end = counts[codes] - 1 - rank_in_user  # 0 = most recent event
 
     day_ns = np.float64(86_400e9)
-    cut_ns = np.datetime64(cutoff.to_datetime64(), "ns")
     days_to_cutoff = (cut_ns - ts).astype(np.float64) / day_ns
     prev_gap = np.full(n, np.nan)
     if n > 1:

@@ -102,7 +102,7 @@ def events_table(backend: Any) -> ir.Table:
     elif not ts_type.is_timestamp():
         raise SchemaError(
             f"events.ts must be a TIMESTAMP, got {ts_type}; cast it when ingesting "
-            "(--map ts=\"CAST(col AS TIMESTAMP)\")."
+            '(--map ts="CAST(col AS TIMESTAMP)").'
         )
     elif getattr(ts_type, "timezone", None) is not None:
         raise SchemaError(

@@ -320,7 +320,8 @@ class TextFeaturizer:
     random_state : int
         Seed of the PCA solver.
     cache : EmbeddingCache, optional
-        Embedding cache in the store (not pickled).
+        Embedding cache in the store (not pickled). Without it, a frame's
+        ``extra["embedding_cache"]`` is used when it holds one.
 
     Examples
     --------
@@ -348,6 +349,16 @@ class TextFeaturizer:
         state = self.__dict__.copy()
         state["cache"] = None
         return state
+
+    def _cache(self, frames: Sequence[CutoffFrame]) -> EmbeddingCache | None:
+        """The cache given, else one a frame carries in ``extra["embedding_cache"]``."""
+        if self.cache is not None:
+            return self.cache
+        for frame in frames:
+            found = frame.extra.get("embedding_cache") if frame.extra else None
+            if isinstance(found, EmbeddingCache):
+                return found
+        return None
 
     def _encoder(self) -> TextEncoder:
         enc = getattr(self, "encoder_", None)
@@ -381,7 +392,7 @@ class TextFeaturizer:
         if not known:
             return
         vectors = self._encoder().encode(
-            texts.loc[known].tolist(), cache=self.cache, description="embedding items"
+            texts.loc[known].tolist(), cache=self._cache(frames), description="embedding items"
         )
         coords = self.pca_.transform(vectors).astype(np.float32)
         for item, row in zip(known, coords, strict=True):
@@ -414,7 +425,7 @@ class TextFeaturizer:
         self.pca_: Any = None
         if len(ids) >= 2:
             vectors = enc.encode(
-                texts.loc[ids].tolist(), cache=self.cache, description="embedding items"
+                texts.loc[ids].tolist(), cache=self._cache(frames), description="embedding items"
             )
             k = min(self.n_components, len(ids) - 1, vectors.shape[1])
             self.pca_ = PCA(n_components=k, random_state=self.random_state).fit(vectors)
@@ -500,7 +511,7 @@ class TextFeaturizer:
                 has_text = (text.fillna("").str.strip() != "").to_numpy()
                 if has_text.any():
                     score = review_sentiment(
-                        text[has_text].astype(str).tolist(), self._encoder(), self.cache
+                        text[has_text].astype(str).tolist(), self._encoder(), self._cache([frame])
                     )
                     sentiment = pd.Series(score).groupby(uid[has_text]).mean().reindex(users)
         out["text_review_count"] = count.to_numpy()

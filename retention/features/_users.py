@@ -24,7 +24,7 @@ _MAX_LEVELS = 1000
 
 
 def slug(name: Any) -> str:
-    """A column-name-safe lower-case version of ``name``: ``"United Kingdom"`` -> ``united_kingdom``."""
+    """``name`` made safe for a column name: ``"United Kingdom"`` -> ``united_kingdom``."""
     text = re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
     return text or "unknown"
 
@@ -55,6 +55,9 @@ def user_attributes(
       (default the ``n_countries`` most common in the population).
     - other numeric columns as ``user_<col>``; other string columns with few distinct values as
       ``user_<col>_freq`` (frequency encoding over the population).
+
+    A column that is NaN for the whole population (no user rows, an empty attribute) is left
+    out.
 
     Parameters
     ----------
@@ -125,5 +128,7 @@ def user_attributes(
             if len(counts) > _MAX_LEVELS and len(counts) > len(df) // 2:
                 continue  # an identifier or free text, not a category
             out[f"user_{slug(column)}_freq"] = names.map(counts / n).astype("float64")
-    frame = pd.DataFrame(out, index=population)
-    return frame.astype(np.float64), chosen
+    frame = pd.DataFrame(out, index=population).astype(np.float64)
+    # an attribute nobody in the population has (an empty users table, say) is left out
+    frame = frame.loc[:, frame.notna().any()]
+    return frame, chosen

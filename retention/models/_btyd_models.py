@@ -53,7 +53,9 @@ class _BTYDModel(RetentionModel):
     def _validate(self) -> None:
         u = self.unit_days
         if not (isinstance(u, int | float) and np.isfinite(u) and u > 0):
-            raise ConfigError(f"unit_days must be a positive number of days (7 for weeks), got {u!r}.")
+            raise ConfigError(
+                f"unit_days must be a positive number of days (7 for weeks), got {u!r}."
+            )
         d = self.discount_rate
         if not (isinstance(d, int | float) and np.isfinite(d) and d >= 0):
             raise ConfigError(f"discount_rate must be a number >= 0 per time unit, got {d!r}.")
@@ -121,9 +123,7 @@ class _BTYDModel(RetentionModel):
 
     # ---------------------------------------------------------------- API
 
-    def fit(
-        self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None
-    ) -> _BTYDModel:
+    def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> _BTYDModel:
         """Fit on the purchase history of the most recent frame (``valid`` if given).
 
         Raises

@@ -175,7 +175,11 @@ def _item_table(frames: Sequence[CutoffFrame], enabled: bool) -> tuple[pd.Index,
         return None
     from retention.features._text import item_embeddings  # imports the encoder only now
 
-    table = item_embeddings(items)
+    cache = next(
+        (f.extra["embedding_cache"] for f in frames if f.extra.get("embedding_cache") is not None),
+        None,
+    )
+    table = item_embeddings(items, cache=cache)
     if not len(table):
         return None
     return pd.Index(table.index.astype(str)), table.to_numpy(dtype=np.float32)
@@ -370,7 +374,7 @@ class SequenceTransformerModel(RetentionModel):
         self.context_std_ = seq.context.std(axis=0) + 1e-6
         valid_seq = self._sequences(valid) if valid is not None else None
 
-        self.net_config_ = {
+        self.net_config_: dict[str, Any] = {
             "n_event_types": _MAX_EVENT_TYPES,
             "n_item_buckets": int(self.n_item_buckets),
             "max_events": int(self.max_events),
@@ -386,7 +390,7 @@ class SequenceTransformerModel(RetentionModel):
             torch.manual_seed(int(self.random_state))
             net = _SequenceNet(**self.net_config_)
             if table is not None:
-                net.text_table[1:] = torch.from_numpy(table[1])
+                net.text_table[1:] = torch.tensor(table[1], dtype=torch.float32)
             self.net_ = net
             self._train(net, seq, y, valid_seq, y_valid)
         self.n_trainable_parameters_ = sum(

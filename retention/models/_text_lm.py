@@ -21,7 +21,8 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -65,6 +66,22 @@ def _build_classifier(backbone: Any, hidden: int, dropout: float) -> Any:
             return logit
 
     return _Classifier()
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch threads (unchanged when None), restoring the setting after."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _stratified_subsample(y: np.ndarray, n: int, rng: np.random.RandomState) -> np.ndarray:
@@ -114,6 +131,9 @@ class TextLMModel(RetentionModel):
         AdamW weight decay.
     max_chars : int, optional
         Characters of history written per customer (default ``6 * max_length``).
+    n_jobs : int, optional
+        Torch threads while fitting and scoring (default: torch's own setting). On a machine
+        shared with other busy processes, 1 is often fastest.
     random_state : int
         Seed of the subsample, the head, the adapters, dropout and the shuffling.
 
@@ -161,6 +181,7 @@ class TextLMModel(RetentionModel):
         dropout: float = 0.1,
         weight_decay: float = 0.01,
         max_chars: int | None = None,
+        n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.method = method
@@ -179,6 +200,7 @@ class TextLMModel(RetentionModel):
         self.dropout = dropout
         self.weight_decay = weight_decay
         self.max_chars = max_chars
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------------
@@ -199,6 +221,8 @@ class TextLMModel(RetentionModel):
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}.")
         if not 0 <= self.dropout < 1 or not 0 <= self.lora_dropout < 1:
             raise ConfigError("dropout and lora_dropout must lie in [0, 1).")
+        if self.n_jobs is not None and (not isinstance(self.n_jobs, int) or self.n_jobs < 1):
+            raise ConfigError(f"n_jobs must be a positive integer or None, got {self.n_jobs!r}.")
         if self.max_chars is not None and self.max_chars < 20:
             raise ConfigError(f"max_chars must be at least 20, got {self.max_chars!r}.")
 
@@ -275,9 +299,13 @@ class TextLMModel(RetentionModel):
     def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> TextLMModel:
         """Fine-tune on the histories of the stacked ``train`` cutoffs; ``valid`` picks the best
         checkpoint and stops early."""
+        self._validate()
+        with _torch_threads(self.n_jobs):
+            return self._fit(train, valid)
+
+    def _fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None) -> TextLMModel:
         import torch
 
-        self._validate()
         if isinstance(train, CutoffFrame):
             train = [train]
         if not train:
@@ -479,11 +507,12 @@ class TextLMModel(RetentionModel):
     def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
         """P(retained) for every customer of ``frame``, in the order of ``frame.users``."""
         check_is_fitted(self, "trainable_parameters_")
-        self._ensure_net()
-        texts = self._examples(frame).tolist()
-        if not texts:
-            return np.zeros(0)
-        return self._predict_texts(texts)
+        with _torch_threads(self.n_jobs):
+            self._ensure_net()
+            texts = self._examples(frame).tolist()
+            if not texts:
+                return np.zeros(0)
+            return self._predict_texts(texts)
 
     # ------------------------------------------------------------------------------------------
     # pickling: the trained weights travel as bytes, the network is rebuilt on first use

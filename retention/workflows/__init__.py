@@ -41,3 +41,29 @@ __all__ += ["info", "ingest_file"]
 from retention.workflows._datasets import list_datasets, load_dataset  # noqa: E402
 
 __all__ += ["list_datasets", "load_dataset"]
+
+from retention.workflows._explain import (  # noqa: E402
+    REASONS_TABLE,
+    ExplainReport,
+    ReasonsReport,
+    UserExplanation,
+    explain_backtest,
+    explain_user,
+    reasons_table,
+    store_reasons,
+    write_explain_json,
+    write_reasons,
+)
+
+__all__ += [
+    "REASONS_TABLE",
+    "ExplainReport",
+    "ReasonsReport",
+    "UserExplanation",
+    "explain_backtest",
+    "explain_user",
+    "reasons_table",
+    "store_reasons",
+    "write_explain_json",
+    "write_reasons",
+]

@@ -488,7 +488,7 @@ def score(
     df["cutoff"] = df["cutoff"].astype("datetime64[ns]")
     df["scored_at"] = df["scored_at"].astype("datetime64[ns]")
     with _open_store(db, read_only=False) as store:
-        con = store.con
+        con = store.con.cursor()  # a fresh cursor: no unfinished result from opening the store
         con.register("_retention_scores", df)
         try:
             con.execute(
@@ -502,6 +502,7 @@ def score(
             con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _retention_scores')
         finally:
             con.unregister("_retention_scores")
+            con.close()
     if out_path is not None:
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,9 @@ def test_each_bad_row_is_quarantined_with_its_reason(
 def test_future_tolerance(store: Store, tmp_path: Path) -> None:
     text = "user_id,ts\na,2030-01-01 12:00\nb,2030-01-03\n"
     report = ingest(
-        store, _file(tmp_path, "f.csv", text), now=pd.Timestamp("2030-01-01"),
+        store,
+        _file(tmp_path, "f.csv", text),
+        now=pd.Timestamp("2030-01-01"),
         future_tolerance=pd.Timedelta("1D"),
     )
     assert (report.loaded, report.reasons) == (1, {"ts in the future": 1})
@@ -241,8 +243,11 @@ def test_missing_file(store: Store, tmp_path: Path) -> None:
         ("bom.csv", "\ufeffuser_id,ts,amount\r\nu1,2021-01-01,1\r\nu2,2021-01-02,2\r\n", "utf-8"),
         ("latin.csv", "user_id,ts,text\nJosé,2021-01-01,crème\nAnn,2021-01-02,ok\n", "latin-1"),
         ("gz.csv.gz", "user_id,ts\nu1,2021-01-01\nu2,2021-01-02\n", "utf-8"),
-        ("quoted.csv", 'user_id,ts,text\nu1,2021-01-01,"a, b\nc"\nu2,2021-01-02,"x ""y"""\n',
-         "utf-8"),
+        (
+            "quoted.csv",
+            'user_id,ts,text\nu1,2021-01-01,"a, b\nc"\nu2,2021-01-02,"x ""y"""\n',
+            "utf-8",
+        ),
     ],
 )
 def test_csv_dialects(store: Store, tmp_path: Path, name: str, text: str, encoding: str) -> None:
@@ -269,8 +274,13 @@ def test_malformed_csv_rows_are_quarantined_and_counted(store: Store, tmp_path: 
 def test_jsonl_with_bad_lines(store: Store, tmp_path: Path) -> None:
     lines = [
         json.dumps(
-            {"user_id": 1, "ts": "2021-01-01T10:00:00Z", "event_type": "purchase", "amount": 3.5,
-             "extra": [1]}
+            {
+                "user_id": 1,
+                "ts": "2021-01-01T10:00:00Z",
+                "event_type": "purchase",
+                "amount": 3.5,
+                "extra": [1],
+            }
         ),
         "{not json",
         json.dumps([1, 2]),
@@ -281,11 +291,11 @@ def test_jsonl_with_bad_lines(store: Store, tmp_path: Path) -> None:
     _balanced(report)
     assert (report.read, report.loaded, report.quarantined) == (4, 2, 2)
     events = store.events_df()
-    assert events["ts"].tolist() == [pd.Timestamp("2021-01-01 10:00"),
-                                     pd.Timestamp("2021-01-01 08:00")]  # offset -> UTC
-    lines_q = store.con.execute(
-        "SELECT source_line, reason FROM quarantine ORDER BY 1"
-    ).fetchall()
+    assert events["ts"].tolist() == [
+        pd.Timestamp("2021-01-01 10:00"),
+        pd.Timestamp("2021-01-01 08:00"),
+    ]  # offset -> UTC
+    lines_q = store.con.execute("SELECT source_line, reason FROM quarantine ORDER BY 1").fetchall()
     assert lines_q == [(2, "malformed JSON line"), (3, "JSON line is not an object")]
 
 
@@ -315,8 +325,10 @@ def test_integer_yyyymmdd_dates_and_ts_format(store: Store, tmp_path: Path) -> N
         store, df, Mapping.from_cli(["user_id=id", "ts=date"]), source_name="cdnow"
     )
     assert report.loaded == 2
-    assert store.events_df()["ts"].tolist() == [pd.Timestamp("1997-01-01"),
-                                                 pd.Timestamp("1997-03-15")]
+    assert store.events_df()["ts"].tolist() == [
+        pd.Timestamp("1997-01-01"),
+        pd.Timestamp("1997-03-15"),
+    ]
     path = _file(tmp_path, "dm.csv", "user_id,ts\na,01/02/1997\nb,13/02/1997\n")
     report = ingest(store, path, Mapping(ts_format="%d/%m/%Y"))
     assert report.loaded == 2
@@ -336,41 +348,52 @@ def test_ingest_frame_accounting_and_name(store: Store) -> None:
 def test_side_tables_items_and_users(store: Store, tmp_path: Path) -> None:
     items = "sku,name,cat,price\nA,Apple,fruit,1.5\nB,Bread,bakery,2\nA,Apple2,fruit,9\n,x,y,1\n"
     report = ingest(
-        store, _file(tmp_path, "items.csv", items),
-        Mapping.from_cli(["item_id=sku", "title=name", "category=cat"]), table="items",
+        store,
+        _file(tmp_path, "items.csv", items),
+        Mapping.from_cli(["item_id=sku", "title=name", "category=cat"]),
+        table="items",
     )
     _balanced(report)
     assert (report.loaded, report.duplicates, report.reasons) == (2, 1, {"missing item_id": 1})
     assert store.table_df("items").set_index("item_id").loc["A", "title"] == "Apple"
     users = "cid,country,segment,Signup Date\n1,UK,gold,2020-01-01\n2,FR,silver,2020-02-01\n"
     report = ingest(
-        store, _file(tmp_path, "users.csv", users),
-        Mapping.from_cli(["user_id=cid", "signup_ts=Signup Date"]), table="users",
+        store,
+        _file(tmp_path, "users.csv", users),
+        Mapping.from_cli(["user_id=cid", "signup_ts=Signup Date"]),
+        table="users",
     )
     assert report.loaded == 2
     df = store.table_df("users").set_index("user_id")
     assert df.loc["1", "segment"] == "gold"  # unmapped columns kept as extra columns
     assert df.loc["2", "signup_ts"] == pd.Timestamp("2020-02-01")
     again = ingest(
-        store, _file(tmp_path, "users.csv", users),
-        Mapping.from_cli(["user_id=cid", "signup_ts=Signup Date"]), table="users",
+        store,
+        _file(tmp_path, "users.csv", users),
+        Mapping.from_cli(["user_id=cid", "signup_ts=Signup Date"]),
+        table="users",
     )
     assert (again.loaded, again.duplicates) == (0, 2)
 
 
 def test_assignments_and_outcomes(store: Store) -> None:
-    a = pd.DataFrame({"experiment_id": ["e"] * 3, "user_id": ["1", "2", "1"],
-                      "variant": ["A", "B", "A"]})
+    a = pd.DataFrame(
+        {"experiment_id": ["e"] * 3, "user_id": ["1", "2", "1"], "variant": ["A", "B", "A"]}
+    )
     assert ingest_frame(store, a, table="assignments", source_name="a").duplicates == 1
-    o = pd.DataFrame({"experiment_id": ["e", "e"], "user_id": ["1", "2"],
-                      "metric": ["spend", "spend"], "value": [1.0, "x"]})
+    o = pd.DataFrame(
+        {
+            "experiment_id": ["e", "e"],
+            "user_id": ["1", "2"],
+            "metric": ["spend", "spend"],
+            "value": [1.0, "x"],
+        }
+    )
     report = ingest_frame(store, o, table="outcomes", source_name="o")
     assert (report.loaded, report.reasons) == (1, {"unparseable value": 1})
 
 
-def test_bad_cell_in_an_expression_quarantines_only_its_row(
-    store: Store, tmp_path: Path
-) -> None:
+def test_bad_cell_in_an_expression_quarantines_only_its_row(store: Store, tmp_path: Path) -> None:
     text = "u,t,q,p\na,2021-01-01,2,1.5\nb,2021-01-01,x,1.5\nc,2021-01-01,3,2\n"
     mapping = Mapping.from_cli(["user_id=u", "ts=t", "amount=q * p"])
     report = ingest(store, _file(tmp_path, "x.csv", text), mapping)

@@ -25,8 +25,16 @@ def _events() -> pd.DataFrame:
 def test_new_store_has_the_tables_and_schema_version(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as store:
         assert store.schema_version == SCHEMA_VERSION
-        for name in ("events", "items", "users", "assignments", "outcomes", "quarantine",
-                     "ingests", "schema_version"):
+        for name in (
+            "events",
+            "items",
+            "users",
+            "assignments",
+            "outcomes",
+            "quarantine",
+            "ingests",
+            "schema_version",
+        ):
             assert store.has_table(name), name
         assert not store.has_table("nope")
         types = dict(store.columns("events"))
@@ -41,8 +49,9 @@ def test_new_store_has_the_tables_and_schema_version(tmp_path: Path) -> None:
 def test_store_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     with Store(path) as store:
-        store.con.execute("INSERT INTO schema_version VALUES (?, now()::TIMESTAMP)",
-                          [SCHEMA_VERSION + 1])
+        store.con.execute(
+            "INSERT INTO schema_version VALUES (?, now()::TIMESTAMP)", [SCHEMA_VERSION + 1]
+        )
     with pytest.raises(StoreError, match="newer"):
         Store(path)
 
@@ -80,8 +89,18 @@ def test_events_df_sorts_filters_and_types(tmp_path: Path) -> None:
         assert df["amount"].dtype == "float64"
         assert df["ts"].dtype == "datetime64[ns]"
         assert df.loc[0, "amount"] == 3.0
-        assert list(df.columns) == ["event_id", "user_id", "ts", "event_type", "item_id",
-                                    "order_id", "quantity", "amount", "rating", "text"]
+        assert list(df.columns) == [
+            "event_id",
+            "user_id",
+            "ts",
+            "event_type",
+            "item_id",
+            "order_id",
+            "quantity",
+            "amount",
+            "rating",
+            "text",
+        ]
         before = store.events_df(before=pd.Timestamp("2021-01-03"))
         assert sorted(before["user_id"]) == ["a", "a"]
         some = store.events_df(users=["c", "b"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import ibis
+import numpy as np
 import pandas as pd
 
 CUTOFF = pd.Timestamp("2024-07-01")
@@ -189,7 +190,34 @@ def load_spark(
             "CAST(price AS DECIMAL(18,2)) AS price",
         ).createOrReplaceTempView("items")
     if users is not None:
-        session.createDataFrame(users.astype({"signup_ts": "datetime64[us]"})).createOrReplaceTempView(
-            "users"
-        )
+        session.createDataFrame(
+            users.astype({"signup_ts": "datetime64[us]"})
+        ).createOrReplaceTempView("users")
     return ibis.pyspark.connect(session)
+
+
+def random_events(seed: int, n_users: int = 12, n_events: int = 160) -> pd.DataFrame:
+    """Random events of every type from 400 days before to 40 days after the cutoff."""
+    rng = np.random.default_rng(seed)
+    kinds = np.array(["purchase", "purchase", "purchase", "view", "cart", "return", "review"])
+    kind = rng.choice(kinds, n_events)
+    seconds = rng.integers(-400 * 86400, 40 * 86400, n_events)
+    ts = CUTOFF + pd.to_timedelta(seconds, unit="s")
+    users = rng.integers(0, n_users, n_events)
+    orders = rng.integers(0, 40, n_events)
+    has_order = rng.random(n_events) < 0.8
+    money = np.isin(kind, ["purchase", "return"])
+    return pd.DataFrame(
+        {
+            "event_id": [f"r{seed}-{i}" for i in range(n_events)],
+            "user_id": [f"u{u:02d}" for u in users],
+            "ts": ts,
+            "event_type": kind,
+            "item_id": [f"i{k}" for k in rng.integers(0, 6, n_events)],
+            "order_id": [f"o{o}" if h else None for o, h in zip(orders, has_order, strict=True)],
+            "quantity": rng.integers(1, 5, n_events).astype(float),
+            "amount": np.where(money, rng.integers(1, 99999, n_events) / 100, np.nan),
+            "rating": np.where(kind == "review", rng.integers(1, 6, n_events), np.nan),
+            "text": None,
+        }
+    )

@@ -233,3 +233,16 @@ def test_featurizer_errors() -> None:
         TextFeaturizer(n_components=0).fit([_frame(EVENTS)])
     with pytest.raises(ConfigError, match="at least one"):
         TextFeaturizer().fit([])
+
+
+def test_featurizer_uses_the_cache_a_frame_carries(encoder: TextEncoder) -> None:
+    import duckdb
+
+    from retention.features import EmbeddingCache
+
+    cache = EmbeddingCache(duckdb.connect())
+    frame = _frame(EVENTS)
+    frame.extra["embedding_cache"] = cache
+    TextFeaturizer(encoder, n_components=2).fit([frame]).transform(frame)
+    # the bought items with text, the review texts and the sentiment anchors
+    assert cache.count(encoder.name) >= 4 + 2 + 8

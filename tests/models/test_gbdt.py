@@ -123,3 +123,25 @@ def test_user_errors_are_one_line(frames) -> None:
     ]
     with pytest.raises(ModelError, match="one outcome"):
         GBDTModel(btyd_features=False, calibration=None).fit(one_class)
+
+
+def test_btyd_features_and_offset(frames) -> None:
+    train, valid, test = frames
+    model = GBDTModel(**FAST).fit(train, valid)  # BTYD features and offset on by default
+    btyd = [c for c in model.feature_names_ if c.startswith("btyd_")]
+    assert {"btyd_p_retained", "btyd_p_alive", "btyd_expected_purchases"} <= set(btyd)
+    assert model.offset_
+    X = model.transform_features(test)
+    # the booster corrects the BG/NBD log-odds: its raw score is added to them
+    from scipy.special import expit, logit
+
+    raw = model.booster_.predict(X.to_numpy(), num_iteration=model.best_iteration_, raw_score=True)
+    uncal = expit(raw + logit(np.clip(X["btyd_p_retained"].to_numpy(), 1e-6, 1 - 1e-6)))
+    np.testing.assert_allclose(model.calibrator_.transform(uncal), model.predict_proba(test))
+    details = model.predict_details(test)
+    assert {"p_retained", "p_alive", "expected_purchases", "clv"} <= set(details.columns)
+    assert details["p_alive"].between(0, 1).all()
+    no_offset = GBDTModel(btyd_offset=False, **FAST).fit(train, valid)
+    assert not no_offset.offset_ and "btyd_p_retained" in no_offset.feature_names_
+    with pytest.raises(ConfigError, match="btyd_features"):
+        GBDTModel(btyd_features=False, btyd_offset=True).fit(train, valid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,17 @@ def _frame(events: pd.DataFrame, cutoff: pd.Timestamp) -> CutoffFrame:
     )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models run faster on one thread (and do not fight the other tests for cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def frames() -> tuple[list[CutoffFrame], CutoffFrame, CutoffFrame]:
     events = _world()
@@ -138,7 +150,7 @@ def test_padding_never_changes_the_output(fitted: SequenceTransformerModel, fram
 
 def test_determinism_with_a_seed(frames) -> None:
     train, valid, test = frames
-    params = {**TINY, "epochs": 2}
+    params = {**TINY, "epochs": 1}
     a = SequenceTransformerModel(**params, random_state=3).fit(train, valid).predict_proba(test)
     b = SequenceTransformerModel(**params, random_state=3).fit(train, valid).predict_proba(test)
     c = SequenceTransformerModel(**params, random_state=4).fit(train, valid).predict_proba(test)
@@ -169,8 +181,8 @@ def test_a_few_steps_lower_the_training_loss(frames) -> None:
         assert len(model.history_) == epochs  # without valid: no early stopping
         return float(log_loss(y, np.concatenate([model.predict_proba(f) for f in train])))
 
-    one, six = train_loss(1), train_loss(6)
-    assert six < one - 0.01, (one, six)
+    one, five = train_loss(1), train_loss(5)
+    assert five < one - 0.01, (one, five)
 
 
 def test_text_item_embeddings_from_the_frame(frames) -> None:

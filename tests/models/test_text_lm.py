@@ -188,6 +188,8 @@ def test_errors(tiny: TextEncoder, frames, monkeypatch: pytest.MonkeyPatch) -> N
         _model(tiny, method="adapter").fit(train, valid)
     with pytest.raises(ConfigError, match="max_length"):
         _model(tiny, max_length=0).fit(train, valid)
+    with pytest.raises(ConfigError, match="n_jobs"):
+        _model(tiny, n_jobs=0).fit(train, valid)
     unlabeled = CutoffFrame(valid.cutoff, 60, valid.features, None, valid.events)
     with pytest.raises(DataError, match="has no label"):
         _model(tiny).fit([unlabeled], None)

@@ -17,6 +17,7 @@ from retention.serving.cli import _version  # noqa: F401  isort: skip
 from retention.serving.cli import _data  # noqa: F401  isort: skip
 from retention.serving.cli import _predict  # noqa: F401  isort: skip
 from retention.serving.cli import _datasets  # noqa: F401  isort: skip
+from retention.serving.cli import _explain  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

@@ -20,3 +20,10 @@ __all__ = [
     "render_backtest_report",
     "render_report",
 ]
+
+from retention.serving.report._explain import (
+    explain_sections,
+    render_explain_report,
+)
+
+__all__ += ["explain_sections", "render_explain_report"]

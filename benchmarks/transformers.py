@@ -1,0 +1,234 @@
+"""Transformers benchmark: what the sequence transformer and the fine-tuned text LM add.
+
+Loads the bundled Online Retail into a temporary store and runs the backtest design of
+``retention backtest`` (test cutoff 2011-09-10, horizon 90 days; 3 training cutoffs and a
+validation cutoff whose label windows end by the test cutoff). Fits ``bgnbd``, ``gbdt``,
+``gbdt_text`` (gbdt + text features), ``sequence`` (the event-sequence transformer), ``text_lm``
+(full fine-tuning) and ``text_lm_lora`` (LoRA), then two stacked ensembles on the validation cutoff:
+``ensemble`` (bgnbd + gbdt, no transformer) and ``ensemble+transformers`` (adds gbdt_text,
+sequence and text_lm_lora). Reports ROC-AUC, PR-AUC and Brier on the test cutoff, training
+seconds, training examples per second, scoring milliseconds per 1,000 customers and trainable
+parameters; prints the markdown table of the README and whether the target (the ensemble with
+transformer members beats the one without by at least 0.005 ROC-AUC) is met; writes
+``benchmarks/results/transformers.json``. Nothing is tuned on the test cutoff: every model runs
+with its defaults except for the CPU-budget flags below, which the output repeats.
+
+    python benchmarks/transformers.py [--epochs 30] [--text-lm-examples 2000] [--skip text_lm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# This file is named like the `transformers` library: keep its folder off the import path, or
+# `import transformers` (inside the text encoder) would import this script instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+from retention import __version__  # noqa: E402
+from retention.data import Store, load_dataset  # noqa: E402
+from retention.features import training_frames  # noqa: E402
+from retention.features._encoder import EmbeddingCache  # noqa: E402
+from retention.models import EnsembleModel, classification_metrics, get_model  # noqa: E402
+
+CUTOFF, HORIZON = "2011-09-10", 90
+# sequence before gbdt_text: both embed the item texts, the second reads the store's cache
+SINGLE = ["bgnbd", "gbdt", "sequence", "gbdt_text", "text_lm_lora", "text_lm"]
+ENSEMBLES = {
+    "ensemble": ["bgnbd", "gbdt"],
+    "ensemble+transformers": ["bgnbd", "gbdt", "gbdt_text", "sequence", "text_lm_lora"],
+}
+TARGET = 0.005
+
+
+def trainable_parameters(model: Any) -> int | None:
+    """Trainable weights of a neural model (None for trees and BTYD)."""
+    for attr in ("n_trainable_parameters_", "trainable_parameters_"):
+        value = getattr(model, attr, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
+def n_train_examples(model: Any, frames: list) -> int:
+    """Rows the model learned from: its own count (a subsample) or the stacked training rows."""
+    value = getattr(model, "n_train_examples_", None)
+    return int(value) if value is not None else sum(len(f) for f in frames)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30, help="sequence transformer epochs (max)")
+    parser.add_argument("--text-lm-examples", type=int, default=2000, help="text-LM training rows")
+    parser.add_argument("--text-lm-valid-examples", type=int, default=1000)
+    parser.add_argument("--text-lm-epochs", type=int, default=1)
+    parser.add_argument("--text-lm-max-length", type=int, default=128)
+    parser.add_argument("--skip", default="", help="comma-separated models not to run")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument(
+        "--frames-cache", type=Path, default=None, help="pickle of the frames (reused if present)"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "transformers.json")
+    args = parser.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = {
+        "test_cutoff": CUTOFF,
+        "horizon_days": HORIZON,
+        "sequence_epochs": args.epochs,
+        "text_lm_max_train_examples": args.text_lm_examples,
+        "text_lm_max_valid_examples": args.text_lm_valid_examples,
+        "text_lm_epochs": args.text_lm_epochs,
+        "text_lm_max_length": args.text_lm_max_length,
+        "skipped": sorted(skip),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    print("settings:", json.dumps(settings))
+    params: dict[str, dict[str, Any]] = {
+        "sequence": {"epochs": args.epochs},
+        "text_lm": {
+            "max_train_examples": args.text_lm_examples,
+            "max_valid_examples": args.text_lm_valid_examples,
+            "epochs": args.text_lm_epochs,
+            "max_length": args.text_lm_max_length,
+        },
+    }
+    params["text_lm_lora"] = params["text_lm"]
+
+    rows: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "online_retail.duckdb"
+        t0 = time.perf_counter()
+        with Store(db) as store:
+            cached = args.frames_cache is not None and args.frames_cache.exists()
+            if not cached:
+                load_dataset("online_retail", store)
+            load_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if cached:
+                train, valid, test = pickle.loads(args.frames_cache.read_bytes())
+            else:
+                train, valid, test = training_frames(store, CUTOFF, HORIZON)
+                if args.frames_cache is not None:
+                    args.frames_cache.write_bytes(pickle.dumps((train, valid, test)))
+            frames_s = time.perf_counter() - t0
+            cache = EmbeddingCache(store)
+            for frame in [*train, valid, test]:
+                frame.extra["embedding_cache"] = cache
+            y = test.label.to_numpy(dtype=int)
+            print(
+                f"loaded in {load_s:.0f} s, frames in {frames_s:.0f} s: train "
+                f"{[len(f) for f in train]} at {[f'{f.cutoff:%Y-%m-%d}' for f in train]}, valid "
+                f"{len(valid)} at {valid.cutoff:%Y-%m-%d}, test {len(test)} (base rate "
+                f"{y.mean():.3f})",
+                flush=True,
+            )
+
+            def record(name: str, model: Any, fit_s: float, frames: list) -> None:
+                t1 = time.perf_counter()
+                p = model.predict_proba(test)
+                score_s = time.perf_counter() - t1
+                n = n_train_examples(model, frames)
+                rows[name] = {
+                    **classification_metrics(y, p),
+                    "train_seconds": round(fit_s, 1),
+                    "train_examples": n,
+                    "train_examples_per_s": round(n / fit_s, 1) if fit_s > 0 else None,
+                    "score_ms_per_1000": round(1000 * score_s / len(test) * 1000, 1),
+                    "trainable_parameters": trainable_parameters(model),
+                }
+                fitted[name] = model
+                print(f"{name}: {json.dumps(rows[name])}", flush=True)
+                write(args.out, settings, rows)
+
+            for name in SINGLE:
+                if name in skip:
+                    continue
+                model = get_model(name, **params.get(name, {}))
+                t1 = time.perf_counter()
+                model.fit(train, valid)
+                record(name, model, time.perf_counter() - t1, [*train])
+                if name == "sequence":
+                    rows[name]["best_epoch"] = getattr(model, "best_epoch_", None)
+                    rows[name]["epochs_run"] = len(getattr(model, "history_", []))
+
+            for name, members in ENSEMBLES.items():
+                have = [m for m in members if m in fitted]
+                if len(have) < 2:
+                    continue
+                ens = EnsembleModel(members=[(m, fitted[m]) for m in have])
+                t1 = time.perf_counter()
+                ens.fit(train, valid)  # members already fitted: only the stack learns (on valid)
+                member_s = sum(rows[m]["train_seconds"] for m in have)
+                # training time of a stack = its members' plus the stacking; scoring runs them all
+                record(name, ens, member_s + time.perf_counter() - t1, [*train])
+                rows[name]["members"] = have
+                rows[name]["weights"] = {k: round(v, 3) for k, v in ens.weights_.items()}
+
+    print()
+    print(table(rows))
+    print()
+    if "ensemble" in rows and "ensemble+transformers" in rows:
+        gain = rows["ensemble+transformers"]["roc_auc"] - rows["ensemble"]["roc_auc"]
+        met = gain >= TARGET
+        print(
+            f"{'MET   ' if met else 'MISSED'} ensemble+transformers ROC-AUC "
+            f"{rows['ensemble+transformers']['roc_auc']:.4f} vs ensemble "
+            f"{rows['ensemble']['roc_auc']:.4f}: {gain:+.4f} (target >= +{TARGET})"
+        )
+        settings["target"] = {"gain_roc_auc": round(gain, 4), "needed": TARGET, "met": met}
+    write(args.out, settings, rows)
+    print(f"\nwritten: {args.out}")
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    """The README's markdown table."""
+    lines = [
+        "| model | ROC-AUC | PR-AUC | Brier | train s | train ex/s | score ms / 1k | trainable params |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        params = r["trainable_parameters"]
+        lines.append(
+            f"| {name} | {r['roc_auc']:.4f} | {r['pr_auc']:.4f} | {r['brier']:.4f} | "
+            f"{r['train_seconds']:.0f} | {r['train_examples_per_s'] or float('nan'):,.0f} | "
+            f"{r['score_ms_per_1000']:,.0f} | {f'{params:,}' if params else '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def write(path: Path, settings: dict[str, Any], rows: dict[str, dict[str, Any]]) -> None:
+    """Write the results so far (a long run keeps what it measured)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "retention": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "settings": settings,
+    }
+    path.write_text(json.dumps({"meta": meta, "models": rows}, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
