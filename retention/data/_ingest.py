@@ -23,7 +23,10 @@ from retention.data._store import Store
 from retention.data._validate import StagePlan, plan_stage
 from retention.exceptions import QuarantineError, ReadError, StoreError
 
-__all__ = ["IngestReport", "ingest", "ingest_frame"]
+__all__ = ["INGEST_MEMORY_LIMIT", "IngestReport", "ingest", "ingest_frame"]
+
+#: DuckDB memory limit while an ingest runs (the stage spills to disk beyond it)
+INGEST_MEMORY_LIMIT = "1GB"
 
 
 @dataclass
@@ -147,6 +150,8 @@ def _run(
     started_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
     source: Source | None = None
     try:
+        # bound DuckDB's memory: the stage spills to disk rather than growing past the limit
+        con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
         # reading, planning and validating touch only temporary tables: the store's
         # transaction starts when the first row is written
         with status(f"Reading {label}"):
@@ -157,6 +162,8 @@ def _run(
     finally:
         if source is not None:
             source.close(con)
+        with contextlib.suppress(duckdb.Error):
+            con.execute("RESET memory_limit")  # DuckDB's default (80% of RAM)
     return report
 
 
@@ -272,14 +279,21 @@ def _write(
         cols = ", ".join(f'"{c}"' for c in plan.columns)
         key = ", ".join(f'"{k}"' for k in spec.key)
         match = " AND ".join(f't."{k}" = s."{k}"' for k in spec.key)
-        inserted = con.execute(
+        if spec.name == "events" and "event_id" not in plan.sources:
+            # generated ids hash every column: rows with the same id are identical, so any one
+            # of them will do (DISTINCT ON is cheaper than ranking by file order)
+            sql = f"""INSERT INTO events ({cols}, ingest_id)
+                SELECT DISTINCT ON (event_id) {cols}, {ingest_id} FROM {stage} s
+                WHERE __reason IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM events t WHERE {match})"""
+        else:
             # the first row of each key in file order, unless the store has the key
-            f"""INSERT INTO {spec.name} ({cols}, ingest_id)
-            SELECT {cols}, {ingest_id} FROM {stage} s
-            WHERE __reason IS NULL
-              AND NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {match})
-            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.rowid) = 1"""
-        ).fetchone()
+            sql = f"""INSERT INTO {spec.name} ({cols}, ingest_id)
+                SELECT {cols}, {ingest_id} FROM {stage} s
+                WHERE __reason IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {match})
+                QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.rowid) = 1"""
+        inserted = con.execute(sql).fetchone()
     loaded = int(inserted[0]) if inserted else 0
     duplicates = staged - bad - loaded
     con.execute(

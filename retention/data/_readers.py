@@ -230,6 +230,11 @@ def read_file(
     _check_text(path, head)
     encoding = _encoding(head, mapping)
     if fmt == "jsonl":
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+            raise ReadError(
+                f"{path} holds a JSON array; retention reads JSON Lines (one object per line): "
+                "convert it, e.g. with jq -c '.[]'."
+            )
         return _read_jsonl(con, path, encoding)
     return _read_csv(con, path, mapping, encoding)
 

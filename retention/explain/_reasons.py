@@ -47,6 +47,14 @@ _EVENT_WORDS = {
 }
 
 
+_MEMBER_WORDS = {
+    "bgnbd": "BG/NBD",
+    "paretonbd": "Pareto/NBD",
+    "sequence": "sequence transformer",
+    "text_lm": "language",
+}
+
+
 @dataclass(frozen=True)
 class _Ctx:
     """What a template sees: the value, the typical value, the customer's other values."""
@@ -66,11 +74,19 @@ def _num(x: float, digits: int = 0) -> str:
 
 
 def _money(x: float, currency: str) -> str:
-    return f"{currency}{_num(x)}" if math.isfinite(x) else "unknown"
+    if not math.isfinite(x):
+        return "unknown"
+    return f"{currency}{x:,.2f}" if 0 < abs(x) < 10 else f"{currency}{_num(x)}"
 
 
 def _pct(x: float) -> str:
-    return f"{x:.0%}" if math.isfinite(x) else "unknown"
+    if not math.isfinite(x):
+        return "unknown"
+    if 0 < x < 0.01:
+        return "under 1%"
+    if 0.99 < x < 1:
+        return "over 99%"
+    return f"{x:.0%}"
 
 
 def _times(value: float, typical: float, what: str = "the typical customer") -> str:
@@ -82,7 +98,7 @@ def _times(value: float, typical: float, what: str = "the typical customer") -> 
         if r >= 1.25:
             return f", {r:.1f}x {what}"
         if r <= 0.8:
-            return f", {r:.2g}x {what}"
+            return f", {_pct(r)} of {what}"
         return f", about {what}"
     if typical == 0 and value > 0:
         return " (the typical customer: none)"
@@ -92,7 +108,7 @@ def _times(value: float, typical: float, what: str = "the typical customer") -> 
 def _recency(c: _Ctx) -> str:
     text = f"no purchase for {_num(c.value)} days"
     gap = c.row.get("gap_mean_days", math.nan)
-    if math.isfinite(gap) and gap >= 1 and math.isfinite(c.value):
+    if math.isfinite(gap) and gap >= 2 and math.isfinite(c.value):
         return f"{text}, {c.value / gap:.1f}x their usual gap of {_num(gap)} days"
     return f"{text} (typical customer: {_num(c.typical)})"
 
@@ -102,7 +118,7 @@ def _gap(name: str) -> Callable[[_Ctx], str]:
         mean = c.row.get("gap_mean_days", math.nan)
         if name in {"gap_current_days", "gap_current_vs_mean"}:
             days = c.row.get("gap_current_days", math.nan)
-            if math.isfinite(mean) and mean >= 1 and math.isfinite(days):
+            if math.isfinite(mean) and mean >= 2 and math.isfinite(days):
                 return (
                     f"no purchase for {_num(days)} days, {days / mean:.1f}x their usual gap "
                     f"of {_num(mean)} days"
@@ -116,11 +132,11 @@ def _gap(name: str) -> Callable[[_Ctx], str]:
             )
         if name == "gap_std_days":
             return (
-                f"irregular rhythm: gaps vary by {_num(c.value)} days (typical: {_num(c.typical)})"
+                f"gaps between purchases vary by {_num(c.value)} days (typical: {_num(c.typical)})"
             )
         if name in {"gap_last_days", "gap_last_vs_mean"}:
             last = c.row.get("gap_last_days", math.nan)
-            if math.isfinite(last) and math.isfinite(mean) and mean >= 1:
+            if math.isfinite(last) and math.isfinite(mean) and mean >= 2:
                 return (
                     f"last gap between purchases {_num(last)} days, {last / mean:.1f}x their usual"
                 )
@@ -229,7 +245,9 @@ _TEMPLATES: dict[str, Callable[[_Ctx], str]] = {
     "habit_hour_std": _fixed("order time varies by {v} hours", "ratio"),
     "user_days_since_signup": _fixed("signed up {v} days ago"),
     "user_country_freq": _fixed("from a country with {v} of the customers", "share"),
-    "btyd_p_retained": _fixed("the purchase-rate model (BG/NBD) gives {v} to buy again", "prob"),
+    "btyd_p_retained": _fixed(
+        "the purchase-rate model (BG/NBD) puts their chance to buy again at {v}", "prob"
+    ),
     "btyd_p_alive": _fixed("{v} chance of still being an active customer (BG/NBD)", "prob"),
     "btyd_expected_purchases": _fixed("{v} purchases expected in the horizon (BG/NBD)"),
     "btyd_monetary": _fixed("expected spend per order {v} (Gamma-Gamma)", "money"),
@@ -254,8 +272,10 @@ def _template(name: str) -> Callable[[_Ctx], str]:
         )
     if name.endswith("_score") and (name.startswith(("btyd_", "seq_", "model_"))):
         member = name.removesuffix("_score").split("_", 1)[-1]
+        member = _MEMBER_WORDS.get(member, member)
         return lambda c: (
-            f"the {member} model gives {_pct(c.value)} to buy again (typical: {_pct(c.typical)})"
+            f"the {member} model puts their chance to buy again at {_pct(c.value)} "
+            f"(typical: {_pct(c.typical)})"
         )
     return _generic(name)
 

@@ -455,7 +455,7 @@ def build_features(
     >>> con = ibis.duckdb.connect()
     >>> events = pd.DataFrame({
     ...     "user_id": ["a", "a", "b"], "event_type": ["purchase"] * 3,
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-11", "2024-01-05"]),
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-11", "2024-01-25"]),
     ...     "amount": [10.0, 30.0, 5.0]})
     >>> _ = con.create_table("events", events)
     >>> features = build_features(con, "2024-01-21")

@@ -117,7 +117,7 @@ def make_frame(
     ...     "user_id": ["a", "a", "b"], "event_type": ["purchase"] * 3,
     ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-15", "2024-01-05"])})
     >>> _ = con.create_table("events", events)
-    >>> frame = make_frame(con, "2024-01-10", 7)
+    >>> frame = make_frame(con, "2024-01-10", 6)
     >>> list(frame.users), frame.label.tolist(), len(frame.events)
     (['a', 'b'], [1, 0], 2)
     """

@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 _MPNET_PARTS = 5
+#: vectors kept in memory per encoder before the memory is emptied (about 1.5 GB at dim 384)
+_MEMORY_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -587,6 +589,8 @@ class TextEncoder:
                         new[start : start + len(chunk)] = self._encode_batch(chunk)
                         bar.advance(task, len(chunk))
                 self.n_encoded_ += len(todo)
+                if len(self._memory) + len(todo) > _MEMORY_LIMIT:
+                    self._memory.clear()
                 for key, vec in zip(todo, new, strict=True):
                     self._memory[key] = vec
                     vectors[key] = vec

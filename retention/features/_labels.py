@@ -91,7 +91,7 @@ def build_labels(backend: Any, cutoff: Any, horizon_days: int) -> pd.Series:
     ...     "user_id": ["a", "a", "b"], "event_type": ["purchase"] * 3,
     ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-15", "2024-01-05"])})
     >>> _ = con.create_table("events", events)
-    >>> build_labels(con, "2024-01-10", 7).to_dict()
+    >>> build_labels(con, "2024-01-10", 6).to_dict()
     {'a': 1, 'b': 0}
     """
     backend = as_backend(backend)

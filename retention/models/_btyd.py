@@ -289,10 +289,15 @@ def _check_horizon(t: ArrayLike) -> FloatArray:
 
 
 def _compress(*cols: FloatArray) -> tuple[list[FloatArray], FloatArray]:
-    """Unique rows of the stacked columns and how often each occurs."""
-    stacked = np.column_stack(cols)
-    uniq, counts = np.unique(stacked, axis=0, return_counts=True)
-    return [uniq[:, j].copy() for j in range(uniq.shape[1])], counts.astype("float64")
+    """Unique rows of the columns and how often each occurs (lexsort: fast on floats)."""
+    order = np.lexsort(cols[::-1])
+    sorted_cols = [c[order] for c in cols]
+    new = np.ones(order.size, dtype=bool)
+    if order.size > 1:
+        new[1:] = np.any([np.diff(c) != 0 for c in sorted_cols], axis=0)
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, order.size)).astype("float64")
+    return [c[starts] for c in sorted_cols], counts
 
 
 def _check_penalizer(penalizer: float) -> float:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from retention._progress import track
@@ -29,6 +30,19 @@ DEFAULT_MEMBERS: tuple[str, ...] = ("bgnbd", "paretonbd", "gbdt")
 
 #: per-customer outputs taken from the first member that gives them
 _DETAIL_COLUMNS: tuple[str, ...] = ("p_alive", "expected_purchases", "monetary", "clv")
+
+
+def _level_shift(z: np.ndarray, target: float) -> float:
+    """The constant ``d`` with ``mean(sigmoid(z + d)) == target`` (bisection; monotone in d)."""
+    target = min(max(target, 1e-6), 1 - 1e-6)
+    lo, hi = -30.0, 30.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if float(np.mean(expit(z + mid))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def is_fitted(model: object) -> bool:
@@ -48,6 +62,16 @@ class EnsembleModel(RetentionModel):
         that are already fitted are used as they are, the others are fitted on the same cutoffs.
     C : float
         Inverse L2 strength of the stacking regression.
+    anchor : str or None
+        Name of the member whose mean prediction on the scored cutoff sets the overall level of
+        the ensemble: the stacked log-odds are shifted by one constant per scored frame so that
+        their mean probability equals that member's (the ranking, hence ROC-AUC, is unchanged).
+        The base rate of retention drifts between cutoffs (seasons, cohorts), and a BTYD model
+        refitted on the scored cutoff's own history forecasts it better than the base rate of the
+        validation cutoff the stack learned from (mean absolute error of the level over the
+        cutoffs up to the validation cutoffs of the benchmark: Online Retail 0.037 vs 0.059,
+        CDNOW 0.010 vs 0.028). ``"auto"`` (default): ``bgnbd`` when it is a member, else
+        ``paretonbd``, else no anchor. None: keep the level learned on the validation cutoff.
 
     Attributes
     ----------
@@ -57,6 +81,8 @@ class EnsembleModel(RetentionModel):
     stacker_ : LogisticRegression
     weights_ : dict of str to float
         Coefficient of each member's log-odds (how much the stack trusts it).
+    anchor_ : int or None
+        Index in ``members_`` of the member that sets the level.
 
     Examples
     --------
@@ -71,9 +97,11 @@ class EnsembleModel(RetentionModel):
         self,
         members: Sequence[str | RetentionModel | tuple[str, RetentionModel]] = DEFAULT_MEMBERS,
         C: float = 1.0,
+        anchor: str | None = "auto",
     ) -> None:
         self.members = members
         self.C = C
+        self.anchor = anchor
 
     def _resolve(self) -> list[tuple[str, RetentionModel]]:
         from retention.models._registry import get_model
@@ -149,16 +177,41 @@ class EnsembleModel(RetentionModel):
         self.weights_ = {
             n: float(w) for n, w in zip(self.member_names_, stacker.coef_[0], strict=True)
         }
+        self.anchor_ = self._resolve_anchor(self.member_names_)
         self.valid_cutoff_ = valid.cutoff
         self.horizon_days_ = valid.horizon_days
         return self
 
+    def _resolve_anchor(self, names: list[str]) -> int | None:
+        """Index of the anchor member, or None."""
+        if self.anchor is None:
+            return None
+        if self.anchor == "auto":
+            for candidate in ("bgnbd", "paretonbd"):
+                if candidate in names:
+                    return names.index(candidate)
+            return None
+        if self.anchor not in names:
+            raise ConfigError(
+                f"anchor {self.anchor!r} is not a member (members: {', '.join(names)}). "
+                "Name a member, 'auto' or None."
+            )
+        return names.index(self.anchor)
+
+    def _stack(self, Z: np.ndarray) -> np.ndarray:
+        """Stacked probabilities of member log-odds ``Z``, shifted to the anchor's level."""
+        z = np.asarray(self.stacker_.decision_function(Z), dtype=float)
+        anchor = getattr(self, "anchor_", None)
+        if anchor is not None and len(z):
+            target = float(np.mean(expit(Z[:, anchor])))
+            z = z + _level_shift(z, target)
+        out: np.ndarray = expit(z)
+        return out
+
     def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
         """Stacked P(retained) for every customer of ``frame``, in ``frame.users`` order."""
         check_is_fitted(self, "stacker_")
-        Z = self._member_matrix(frame, self.members_)
-        out: np.ndarray = self.stacker_.predict_proba(Z)[:, 1]
-        return out
+        return self._stack(self._member_matrix(frame, self.members_))
 
     def predict_details(self, frame: CutoffFrame) -> pd.DataFrame:
         """``p_retained`` of the stack, ``p_<member>`` of each member, and ``p_alive``,
@@ -166,7 +219,7 @@ class EnsembleModel(RetentionModel):
         check_is_fitted(self, "stacker_")
         details = [m.predict_details(frame).reindex(frame.users) for m in self.members_]
         Z = np.column_stack([logit(d["p_retained"].to_numpy(dtype=float)) for d in details])
-        out = pd.DataFrame({"p_retained": self.stacker_.predict_proba(Z)[:, 1]}, index=frame.users)
+        out = pd.DataFrame({"p_retained": self._stack(Z)}, index=frame.users)
         for name, d in zip(self.member_names_, details, strict=True):
             out[f"p_{name}"] = d["p_retained"].to_numpy(dtype=float)
         for col in _DETAIL_COLUMNS:
@@ -182,4 +235,4 @@ class EnsembleModel(RetentionModel):
             m if isinstance(m, str) else m[0] if isinstance(m, tuple) else type(m).name
             for m in self.members
         ]
-        return {"members": members, "C": self.C}
+        return {"members": members, "C": self.C, "anchor": self.anchor}

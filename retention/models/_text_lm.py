@@ -152,7 +152,7 @@ class TextLMModel(RetentionModel):
     history_ : list of dict
         Per evaluation: ``step``, ``train_loss``, ``valid_log_loss``, ``valid_roc_auc``.
     best_step_ : int
-        Step of the kept checkpoint (0: the untrained head on the pretrained encoder).
+        Step of the kept checkpoint (the last step when there is no validation cutoff).
 
     Examples
     --------
@@ -175,7 +175,7 @@ class TextLMModel(RetentionModel):
         lora_alpha: int = 16,
         lora_dropout: float = 0.1,
         max_train_examples: int = 2000,
-        max_valid_examples: int = 1000,
+        max_valid_examples: int = 500,
         evals_per_epoch: int = 2,
         patience: int = 2,
         dropout: float = 0.1,
@@ -423,8 +423,6 @@ class TextLMModel(RetentionModel):
                 bad += 1
             return self.patience > 0 and bad >= self.patience
 
-        if len(x_valid):
-            evaluate(0)
         step = 0
         stop = False
         with progress_bar() as bar:

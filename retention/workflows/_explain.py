@@ -362,8 +362,7 @@ def write_reasons(
     df["cutoff"] = df["cutoff"].astype("datetime64[ns]")
     df["model_version"] = str(model_version)
     with _open_store(db, read_only=False) as store:
-        con = store.con
-        con.execute("SELECT 1").fetchall()  # finish any pending result (DuckDB 2.0 refuses)
+        con = store.con.cursor()  # a fresh cursor: no unfinished result from opening the store
         con.register("_retention_reasons", df)
         try:
             con.execute(
@@ -470,7 +469,8 @@ def write_explain_json(report: ExplainReport, path: str | os.PathLike[str]) -> P
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(
-            json.dumps(report.to_dict(), indent=2, allow_nan=False, default=str) + "\n",
+            json.dumps(report.to_dict(), indent=2, allow_nan=False, default=str, ensure_ascii=False)
+            + "\n",
             encoding="utf-8",
         )
     except OSError as exc:

@@ -215,6 +215,7 @@ def test_missing_required_column_names_the_columns_and_the_fix(
         ("utf16.csv", "user_id,ts\n".encode("utf-16"), "UTF-16"),
         ("broken.parquet", b"PAR1 this is not really parquet", "Parquet"),
         ("bad.csv.gz", b"\x1f\x8b\x08\x00garbage", "gzip"),
+        ("array.json", b'[{"user_id": 1, "ts": "2021-01-01"}]', "JSON Lines"),
     ],
 )
 def test_unreadable_files_raise_read_error(

@@ -70,6 +70,7 @@ def long_store():
     return load_duckdb(events)
 
 
+@pytest.mark.slow
 def test_training_frames(long_store):
     test_cutoff = pd.Timestamp("2024-07-15")  # the data ends on 2024-08-05
     train, valid, test = training_frames(long_store, test_cutoff, 20, n_train=3, step_days=10)

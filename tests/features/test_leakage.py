@@ -89,6 +89,7 @@ def perturbation(draw: st.DrawFn) -> tuple[int, pd.DataFrame]:
     return seed, events
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,

@@ -82,3 +82,23 @@ def test_user_errors(frames, fitted_members) -> None:
         EnsembleModel(members=[("a", fitted_members[0]), ("a", fitted_members[1])]).fit(
             train, valid
         )
+
+
+def test_anchor_sets_the_level_and_keeps_the_ranking(frames, fitted_members) -> None:
+    from retention.models import get_model
+
+    train, valid, test = frames
+    bg = get_model("bgnbd").fit(train, valid)
+    members = [("bgnbd", bg), ("gbdt", fitted_members[1])]
+    anchored = EnsembleModel(members=members).fit(train, valid)  # anchor="auto" -> bgnbd
+    free = EnsembleModel(members=members, anchor=None).fit(train, valid)
+    p, q = anchored.predict_proba(test), free.predict_proba(test)
+    assert anchored.anchor_ == 0 and free.anchor_ is None
+    assert p.mean() == pytest.approx(bg.predict_proba(test).mean(), abs=1e-6)
+    assert abs(p.mean() - q.mean()) > 1e-4  # the shift did something
+    assert (np.argsort(p, kind="mergesort") == np.argsort(q, kind="mergesort")).all()
+    details = anchored.predict_details(test)
+    np.testing.assert_allclose(details["p_retained"].to_numpy(), p)
+    assert {"p_alive", "expected_purchases", "clv"} <= set(details.columns)
+    with pytest.raises(ConfigError, match="anchor"):
+        EnsembleModel(members=members, anchor="paretonbd").fit(train, valid)

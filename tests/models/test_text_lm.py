@@ -114,7 +114,8 @@ def test_shapes_order_and_round_trip(tiny: TextEncoder, frames, tmp_path: Path) 
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict_proba(test), p)
     assert model.trainable_parameters_ < model.total_parameters_
     assert model.fit_seconds_ > 0 and model.train_examples_per_second_ > 0
-    assert model.n_train_examples_ == 32 and model.history_[0]["step"] == 0
+    assert model.n_train_examples_ == 32 and model.history_[-1]["step"] == 4  # 32 / batch 8
+    assert 0 <= model.history_[-1]["valid_roc_auc"] <= 1
 
 
 def test_padding_never_changes_the_output(tiny: TextEncoder, frames) -> None:

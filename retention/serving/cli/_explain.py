@@ -139,7 +139,9 @@ def explain_command(
 def _write_json(path: Path, payload: dict[str, object]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     except OSError as exc:
         raise ConfigError(
             f"Cannot write {path}: {exc.strerror or exc}. Pass another --json."

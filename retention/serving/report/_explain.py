@@ -61,7 +61,7 @@ CAPTIONS = {
         "Backward selection on the validation cutoff: starting from every feature, the weakest "
         "family (smallest SHAP importance) is dropped when the ROC-AUC stays within the "
         "tolerance of the full set (filled dots: kept; hollow: rejected, the family stays). The "
-        "test cutoff never takes part; the table below the curve gives both sets' ROC-AUC on it."
+        "test cutoff never takes part; the table gives both sets' ROC-AUC on it (report only)."
     ),
     "segments": (
         "The model on the test cutoff by segment: ROC-AUC, mean predicted against observed "
