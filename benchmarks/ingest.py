@@ -31,6 +31,7 @@ import numpy as np
 
 def make_files(rows: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -48,13 +49,17 @@ def make_files(rows: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
     amount = np.round(rng.gamma(2.0, 15.0, n_unique), 2)
     dup = rng.integers(0, n_unique, rows - n_unique)
     idx = np.concatenate([np.arange(n_unique), dup])
+
+    def prefixed(prefix: str, values: np.ndarray) -> pa.Array:
+        return pc.binary_join_element_wise(prefix, pa.array(values).cast(pa.string()), "")
+
     table = pa.table(
         {
-            "user_id": pa.array(np.char.add("u", users.astype(str))[idx]),
+            "user_id": prefixed("u", users[idx]),
             "ts": pa.array(ts[idx]),
             "event_type": pa.array(types[idx]),
-            "item_id": pa.array(np.char.add("i", items.astype(str))[idx]),
-            "order_id": pa.array(orders[idx].astype(str)),
+            "item_id": prefixed("i", items[idx]),
+            "order_id": pa.array(orders[idx]).cast(pa.string()),
             "quantity": pa.array(qty[idx]),
             "amount": pa.array(amount[idx]),
         }
@@ -66,7 +71,14 @@ def make_files(rows: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
 
 
 def _peak_mb() -> float:
-    # ru_maxrss is in KiB on Linux
+    """Peak RSS of this process in MB: VmHWM (reset by exec, unlike ru_maxrss, which a
+    child inherits from the parent that forked it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -48,7 +48,8 @@ from retention.models import EnsembleModel, classification_metrics, get_model  #
 
 CUTOFF, HORIZON = "2011-09-10", 90
 # sequence before gbdt_text: both embed the item texts, the second reads the store's cache
-SINGLE = ["bgnbd", "gbdt", "sequence", "gbdt_text", "text_lm_lora", "text_lm"]
+# the ensembles are stacked as soon as their members exist (before the slow full fine-tuning)
+SINGLE = ["bgnbd", "gbdt", "sequence", "gbdt_text", "text_lm_lora", "ENSEMBLES", "text_lm"]
 ENSEMBLES = {
     "ensemble": ["bgnbd", "gbdt"],
     "ensemble+transformers": ["bgnbd", "gbdt", "gbdt_text", "sequence", "text_lm_lora"],
@@ -83,9 +84,17 @@ def main() -> None:
     parser.add_argument(
         "--frames-cache", type=Path, default=None, help="pickle of the frames (reused if present)"
     )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="save each fitted model there; a later run reuses it (and its training time)",
+    )
+    parser.add_argument("--refit", default="", help="comma-separated models to fit again")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "transformers.json")
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    refit = {s.strip() for s in args.refit.split(",") if s.strip()}
 
     import torch
 
@@ -162,29 +171,50 @@ def main() -> None:
                 print(f"{name}: {json.dumps(rows[name])}", flush=True)
                 write(args.out, settings, rows)
 
+            def stack() -> None:
+                for name, members in ENSEMBLES.items():
+                    have = [m for m in members if m in fitted]
+                    if len(have) < 2:
+                        continue
+                    ens = EnsembleModel(members=[(m, fitted[m]) for m in have])
+                    t1 = time.perf_counter()
+                    ens.fit(train, valid)  # members already fitted: only the stack learns (valid)
+                    member_s = sum(rows[m]["train_seconds"] for m in have)
+                    # a stack's training time is its members' plus the stacking; scoring runs all
+                    record(name, ens, member_s + time.perf_counter() - t1, [*train])
+                    rows[name]["members"] = have
+                    rows[name]["weights"] = {k: round(v, 3) for k, v in ens.weights_.items()}
+                    write(args.out, settings, rows)
+
             for name in SINGLE:
+                if name == "ENSEMBLES":
+                    stack()
+                    continue
                 if name in skip:
                     continue
-                model = get_model(name, **params.get(name, {}))
-                t1 = time.perf_counter()
-                model.fit(train, valid)
-                record(name, model, time.perf_counter() - t1, [*train])
+                saved = args.models_dir / f"{name}.pkl" if args.models_dir else None
+                if saved is not None and saved.exists() and name not in refit:
+                    model, fit_s = pickle.loads(saved.read_bytes())
+                    print(f"{name}: reusing {saved} (trained in {fit_s:.0f} s)", flush=True)
+                else:
+                    model = get_model(name, **params.get(name, {}))
+                    t1 = time.perf_counter()
+                    model.fit(train, valid)
+                    fit_s = time.perf_counter() - t1
+                    if saved is not None:
+                        saved.parent.mkdir(parents=True, exist_ok=True)
+                        saved.write_bytes(pickle.dumps((model, fit_s)))
                 if name == "sequence":
-                    rows[name]["best_epoch"] = getattr(model, "best_epoch_", None)
-                    rows[name]["epochs_run"] = len(getattr(model, "history_", []))
-
-            for name, members in ENSEMBLES.items():
-                have = [m for m in members if m in fitted]
-                if len(have) < 2:
-                    continue
-                ens = EnsembleModel(members=[(m, fitted[m]) for m in have])
-                t1 = time.perf_counter()
-                ens.fit(train, valid)  # members already fitted: only the stack learns (on valid)
-                member_s = sum(rows[m]["train_seconds"] for m in have)
-                # training time of a stack = its members' plus the stacking; scoring runs them all
-                record(name, ens, member_s + time.perf_counter() - t1, [*train])
-                rows[name]["members"] = have
-                rows[name]["weights"] = {k: round(v, 3) for k, v in ens.weights_.items()}
+                    extra = {
+                        "best_epoch": getattr(model, "best_epoch_", None),
+                        "epochs_run": len(getattr(model, "history_", [])),
+                        "history": getattr(model, "history_", None),
+                    }
+                    print(f"sequence: {json.dumps(extra)}", flush=True)
+                record(name, model, fit_s, [*train])
+                if name == "sequence":
+                    rows[name].update(extra)
+                    write(args.out, settings, rows)
 
     print()
     print(table(rows))

@@ -7,22 +7,22 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
-from rich.text import Text
 from rich.progress import (
     BarColumn,
-    ProgressColumn,
-    Task,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from retention._settings import get_settings
 
-__all__ = ["progress_bar", "track", "status"]
+__all__ = ["progress_bar", "status", "track"]
 
 T = TypeVar("T")
 

@@ -39,7 +39,8 @@ def get_settings() -> Settings:
     env = os.environ
     return Settings(
         db=Path(env.get("RETENTION_DB", "retention.duckdb")),
-        progress=env.get("RETENTION_PROGRESS", "1").strip().lower() not in {"0", "false", "no", "off"},
+        progress=env.get("RETENTION_PROGRESS", "1").strip().lower()
+        not in {"0", "false", "no", "off"},
         encoder=env.get("RETENTION_ENCODER", "all-MiniLM-L6-v2"),
         cache_dir=Path(env.get("RETENTION_CACHE_DIR", Path.home() / ".cache" / "retention")),
         seed=int(env.get("RETENTION_SEED", "0")),

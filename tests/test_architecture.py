@@ -8,7 +8,16 @@ from pathlib import Path
 import retention
 
 ROOT = Path(retention.__file__).parent
-ORDER = ["data", "features", "models", "explain", "strategies", "experiments", "workflows", "serving"]
+ORDER = [
+    "data",
+    "features",
+    "models",
+    "explain",
+    "strategies",
+    "experiments",
+    "workflows",
+    "serving",
+]
 
 
 def _stage(path: Path) -> str | None:

@@ -356,6 +356,11 @@ class _Builder:
                 f"{self.label} has no {' and no '.join(missing)} column (found: "
                 f"{_found(s.columns)}){hint}: name the source column with {fix}."
             )
+        if mapping.event_types and spec.name == "events" and "event_type" not in resolved:
+            raise SchemaError(
+                f"--event-type maps values of the event_type column, but {self.label} has none "
+                f"(found: {_found(s.columns)}): add --map event_type=COLUMN."
+            )
         extras: dict[str, str] = {}
         extra_values: dict[str, tuple[str, str]] = {}
         if spec.extra_columns:

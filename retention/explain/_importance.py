@@ -206,6 +206,11 @@ def _gbdt_contributions(model: Any, frame: CutoffFrame) -> Contributions:
         )
         ab = (1.0, 0.0)
     a, b = ab
+    if getattr(model, "offset_", False):
+        notes.append(
+            "The booster starts from the BG/NBD log-odds, a function of btyd_p_retained: that "
+            "starting point is counted in btyd_p_retained's contributions."
+        )
     values = pd.DataFrame(terms * a, index=frame.users, columns=[str(c) for c in X.columns])
     data = X.copy()
     data.columns = values.columns
@@ -224,11 +229,34 @@ def _member_column(name: str) -> str:
     return f"{prefix}{name}_score"
 
 
+def _anchor_shift(model: Any, Z: np.ndarray) -> float:
+    """The constant an ensemble adds to its stacked log-odds on one scored frame.
+
+    ``EnsembleModel`` (with ``anchor_`` set) shifts the stacked log-odds by the constant ``d``
+    with ``mean(sigmoid(z + d)) == mean(sigmoid(Z[:, anchor]))``: the level of one member. It is
+    the same for every customer of the frame, so it belongs to the base value.
+    """
+    anchor = getattr(model, "anchor_", None)
+    if anchor is None or len(Z) == 0:
+        return 0.0
+    z = np.asarray(model.stacker_.decision_function(Z), dtype=float)
+    target = min(max(float(np.mean(expit(Z[:, anchor]))), 1e-6), 1 - 1e-6)
+    lo, hi = -30.0, 30.0
+    for _ in range(100):  # bisection: the mean probability grows with the shift
+        mid = (lo + hi) / 2
+        if float(np.mean(expit(z + mid))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
 def _ensemble_contributions(model: Any, frame: CutoffFrame) -> Contributions:
     coef = np.ravel(model.stacker_.coef_)
     base = float(np.ravel(model.stacker_.intercept_)[0])
     parts: list[pd.DataFrame] = []
     datas: list[pd.DataFrame] = []
+    zcols: list[np.ndarray] = []
     margin = np.full(len(frame), base)
     notes: list[str] = []
     for name, member, w in zip(model.member_names_, model.members_, coef, strict=True):
@@ -241,6 +269,7 @@ def _ensemble_contributions(model: Any, frame: CutoffFrame) -> Contributions:
             datas.append(X)
             base += w * (a * mbase + b)
             margin = margin + w * (a * mmargin + b)
+            zcols.append(logit(expit(a * mmargin + b)))
         else:
             p = np.asarray(member.predict_proba(frame), dtype=float)
             term = w * logit(p)
@@ -250,7 +279,11 @@ def _ensemble_contributions(model: Any, frame: CutoffFrame) -> Contributions:
             datas.append(pd.DataFrame({col: p}, index=frame.users))
             base += mean
             margin = margin + term
+            zcols.append(logit(p))
             notes.append(f"Member {name!r} is not a tree model: it appears as one term, {col}.")
+    shift = _anchor_shift(model, np.column_stack(zcols)) if zcols else 0.0
+    base += shift
+    margin = margin + shift
     values = pd.concat(parts, axis=1)
     values = values.T.groupby(level=0, sort=False).sum().T  # same feature in two members: add
     data = pd.concat(datas, axis=1)
@@ -361,7 +394,9 @@ def _feature_predictor(model: Any, frame: CutoffFrame) -> tuple[pd.DataFrame, Pr
                     cols.append(fix)
                 elif mat is not None:
                     cols.append(logit(_gbdt_proba(member, M[list(mat.columns)])))
-            out: np.ndarray = model.stacker_.predict_proba(np.column_stack(cols))[:, 1]
+            Z = np.column_stack(cols)
+            z = np.asarray(model.stacker_.decision_function(Z), dtype=float)
+            out: np.ndarray = expit(z + _anchor_shift(model, Z))
             return out
 
         return X, ens

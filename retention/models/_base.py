@@ -53,7 +53,5 @@ class RetentionModel(ABC):
         """Hyper-parameters as given to ``__init__`` (for metadata and cloning)."""
         import inspect
 
-        names = [
-            p for p in inspect.signature(type(self).__init__).parameters if p not in {"self"}
-        ]
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in {"self"}]
         return {n: getattr(self, n) for n in names if hasattr(self, n)}

@@ -18,7 +18,7 @@ def lift_at(y_true: np.ndarray, score: np.ndarray, share: float = 0.1) -> float:
     s = np.asarray(score, dtype=float)
     if len(y) == 0 or y.mean() == 0:
         return float("nan")
-    k = max(1, int(round(share * len(y))))
+    k = max(1, round(share * len(y)))
     top = np.argsort(-s, kind="mergesort")[:k]
     return float(y[top].mean() / y.mean())
 
@@ -70,7 +70,9 @@ class BacktestResult:
     def metrics(self) -> dict[str, dict[str, float]]:
         """Metrics per model."""
         return {
-            name: classification_metrics(self.y_true.to_numpy(), s.reindex(self.y_true.index).to_numpy())
+            name: classification_metrics(
+                self.y_true.to_numpy(), s.reindex(self.y_true.index).to_numpy()
+            )
             for name, s in self.scores.items()
         }
 
@@ -79,10 +81,12 @@ class BacktestResult:
         return {
             "cutoff": self.cutoff.strftime("%Y-%m-%d"),
             "horizon_days": int(self.horizon_days),
-            "n_users": int(len(self.y_true)),
+            "n_users": len(self.y_true),
             "base_rate": float(self.y_true.mean()) if len(self.y_true) else float("nan"),
             "train_cutoffs": [c.strftime("%Y-%m-%d") for c in self.train_cutoffs],
-            "valid_cutoff": self.valid_cutoff.strftime("%Y-%m-%d") if self.valid_cutoff is not None else None,
+            "valid_cutoff": self.valid_cutoff.strftime("%Y-%m-%d")
+            if self.valid_cutoff is not None
+            else None,
             "models": self.metrics,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }

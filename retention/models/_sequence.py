@@ -113,6 +113,14 @@ class _SequenceNet(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(d_model, 1),
         )
+        # small embeddings (BERT's 0.02): an item or bucket never trained on stays near zero
+        # instead of adding a large random vector at scoring time
+        for module in self.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["mask"]
@@ -327,7 +335,7 @@ class SequenceTransformerModel(RetentionModel):
 
     # ------------------------------------------------------------------ tokens
     def _sequences(self, frame: CutoffFrame) -> EventSequences:
-        return event_sequences(
+        seq = event_sequences(
             frame.events,
             frame.users,
             frame.cutoff,
@@ -336,6 +344,15 @@ class SequenceTransformerModel(RetentionModel):
             item_vocabulary=self.item_vocabulary_,
             n_item_buckets=int(self.n_item_buckets),
         )
+        # Later cutoffs have older events than any training cutoff had: gaps beyond the largest
+        # bucket seen in training fall into it ("at least that old"), not into an untrained one.
+        max_gap = getattr(self, "max_gap_bucket_", None)
+        if max_gap is not None:
+            for name in ("gap_cutoff", "gap_prev"):
+                values = getattr(seq, name)
+                clip = (values > max_gap) & (values != N_GAP_BUCKETS)
+                values[clip] = max_gap
+        return seq
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -368,7 +385,14 @@ class SequenceTransformerModel(RetentionModel):
         table = _item_table([*train, *([valid] if valid is not None else [])], self.item_embeddings)
         self.item_vocabulary_ = table[0] if table is not None else None
 
+        self.max_gap_bucket_ = None
         seq = _concat([self._sequences(f) for f in train])
+        # the largest gap bucket training saw (scoring clips to it, see _sequences)
+        seen = [
+            values[seq.mask & (values != N_GAP_BUCKETS)]
+            for values in (seq.gap_cutoff, seq.gap_prev)
+        ]
+        self.max_gap_bucket_ = max([1, *(int(v.max()) for v in seen if v.size)])
         y = np.concatenate(ys)
         self.context_mean_ = seq.context.mean(axis=0)
         self.context_std_ = seq.context.std(axis=0) + 1e-6

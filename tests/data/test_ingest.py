@@ -142,6 +142,9 @@ def test_event_type_value_map_and_unmapped_values(store: Store, tmp_path: Path) 
     _balanced(report)
     assert sorted(store.events_df()["event_type"]) == ["purchase", "purchase", "view"]
     assert report.reasons == {"unmapped event type": 1, "missing event_type": 1}
+    no_column = Mapping.from_cli(["user_id=uid", "ts=when"], ["sale=purchase"])
+    with pytest.raises(SchemaError, match="--map event_type=COLUMN"):
+        ingest(store, _file(tmp_path, "k.csv", text), no_column)
 
 
 @pytest.mark.parametrize(

@@ -221,3 +221,19 @@ def test_user_mistakes(frames) -> None:
         SequenceTransformerModel(**TINY).fit([unlabeled])
     with pytest.raises(ModelError, match="No training frames"):
         SequenceTransformerModel(**TINY).fit([])
+
+
+def test_gaps_older_than_any_training_gap_fall_into_the_oldest_trained_bucket(
+    fitted: SequenceTransformerModel, frames
+) -> None:
+    from retention.features._sequences import N_GAP_BUCKETS
+
+    _, _, test = frames  # a later cutoff: its oldest events are older than any training one
+    raw = event_sequences(test.events, test.users, test.cutoff)
+    real = raw.mask & (raw.gap_cutoff != N_GAP_BUCKETS)
+    assert raw.gap_cutoff[real].max() > fitted.max_gap_bucket_
+    seq = fitted._sequences(test)
+    for values in (seq.gap_cutoff, seq.gap_prev):
+        kept = values[seq.mask & (values != N_GAP_BUCKETS)]
+        assert kept.max() <= fitted.max_gap_bucket_
+    assert (seq.gap_cutoff[real] == np.minimum(raw.gap_cutoff[real], fitted.max_gap_bucket_)).all()

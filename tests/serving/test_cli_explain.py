@@ -65,3 +65,28 @@ def test_errors_are_one_line(trained, capsys) -> None:
     assert "--user ID" in capsys.readouterr().err
     assert main(["explain", "--report", "x.html", "--db", str(db)]) == 2
     assert "--cutoff" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_writes_html_and_json(trained, tmp_path, capsys) -> None:
+    import pandas as pd
+    from retention_synth import START
+
+    db, _, _ = trained
+    cutoff = (START + pd.Timedelta(days=480)).strftime("%Y-%m-%d")
+    html, out = tmp_path / "explain.html", tmp_path / "explain.json"
+    args = ["explain", "--db", str(db), "--cutoff", cutoff, "--horizon", "45"]
+    assert main([*args, "--report", str(html), "--json", str(out), "--tolerance", "0.01"]) == 0
+    printed = capsys.readouterr().out.replace("\n", " ")
+    payload = json.loads(out.read_text())
+    n = payload["selection"]["n_selected"]
+    assert f"selected {n} of {payload['selection']['n_full']} features" in printed
+    assert payload["valid_cutoff"] < payload["cutoff"] == cutoff
+    assert {"full", "selected"} == set(payload["test_roc_auc"])
+    text = html.read_text()
+    for title in (
+        "Feature importance (SHAP)",
+        "SHAP beeswarm",
+        "Fairness and stability by segment",
+    ):
+        assert title in text

@@ -30,9 +30,9 @@ CAPTIONS = {
     "shap": (
         "How much each feature moves the model's prediction, on average over the customers of "
         "the test cutoff: the mean absolute SHAP value, in log-odds of coming back (exact "
-        "TreeSHAP, computed by LightGBM). Left: single features; right: whole families, whose "
-        "terms are added per customer first. It says what the model leans on, not that a "
-        "feature causes customers to return."
+        "TreeSHAP, computed by LightGBM). First single features (those the model never uses are "
+        "left out), then whole families, whose terms are added per customer first. It says "
+        "what the model leans on, not that a feature causes customers to return."
     ),
     "permutation": (
         "How much the ROC-AUC on the validation cutoff falls when a feature's values are "
@@ -82,7 +82,10 @@ def importance_bars_figure(
     axis_title: str = "Mean |SHAP value| (log-odds)",
 ) -> go.Figure:
     """Horizontal bars of the ``top`` largest values (with optional error whiskers)."""
-    s = values.astype(float).sort_values(ascending=False, kind="mergesort").head(top)[::-1]
+    s = values.astype(float)
+    if error is None:  # features the model never uses (exactly zero) are left out
+        s = s[s != 0]
+    s = s.sort_values(ascending=False, kind="mergesort").head(top)[::-1]
     err = None
     if error is not None:
         err = {"type": "data", "array": error.reindex(s.index).to_numpy(dtype=float)}
@@ -252,6 +255,10 @@ def _reasons_table(sample: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _offset_note(report: ExplainReport) -> str:
+    return "".join(f" {note}" for note in report.shap.notes)
+
+
 def explain_sections(report: ExplainReport) -> list[ReportSection]:
     """The explain stage's report sections, in order (pass them as ``sections=`` to any report).
 
@@ -271,7 +278,7 @@ def explain_sections(report: ExplainReport) -> list[ReportSection]:
                 importance_bars_figure(report.shap_importance, "By feature"),
                 importance_bars_figure(report.shap_family_importance, "By family"),
             ],
-            notes=CAPTIONS["shap"],
+            notes=CAPTIONS["shap"] + _offset_note(report),
         )
     ]
     perm_figs = []
@@ -341,7 +348,18 @@ def explain_sections(report: ExplainReport) -> list[ReportSection]:
         )
     )
     fair = report.fairness
-    table = fair.table.copy()
+    table = fair.table.rename(
+        columns={
+            "n": "customers",
+            "observed": "returned",
+            "mean_predicted": "mean predicted",
+            "calibration_ratio": "calibration ratio",
+            "roc_auc": "ROC-AUC",
+            "auc_ratio": "ROC-AUC ratio",
+            "share_high_risk": "share high-risk",
+            "high_risk_ratio": "high-risk ratio",
+        }
+    )
     notes = CAPTIONS["segments"].format(min_size=fair.min_size)
     if fair.warnings:
         notes += " Warnings: " + " | ".join(fair.warnings)
