@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo `make demo` runs: bundled real data (UCI Online Retail) through the whole pipeline.
-#   ingest -> info -> backtest (JSON + HTML report) -> train -> score
+#   ingest -> info -> backtest (JSON + HTML report) -> train -> score -> explain
 set -euo pipefail
 OUT=${1:-demo-output}
 mkdir -p "$OUT"
@@ -23,6 +23,9 @@ $R train --db "$DB" --horizon 90 --out "$OUT/model"
 echo
 echo "== 5. score every customer =="
 $R score --db "$DB" --model "$OUT/model" --out "$OUT/scores.csv"
+echo
+echo "== 6. why: customer 12346 (bought 74,215 units in one order, then returned them) =="
+$R explain --user 12346 --db "$DB" --model "$OUT/model"
 echo
 echo "Done. Outputs in $OUT/:"
 echo "  report:  $OUT/backtest.html"

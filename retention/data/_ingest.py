@@ -28,6 +28,15 @@ __all__ = ["INGEST_MEMORY_LIMIT", "IngestReport", "ingest", "ingest_frame"]
 #: DuckDB memory limit while an ingest runs (the stage spills to disk beyond it)
 INGEST_MEMORY_LIMIT = "1GB"
 
+#: DuckDB settings held while an ingest runs, restored afterwards. ``dict_fsst`` (DuckDB's
+#: combined dictionary + FSST string compression) costs about three times the rest of the
+#: write of a million rows; without it strings are still compressed (dictionary, FSST) and
+#: the store file is a few percent larger
+_INGEST_SETTINGS: dict[str, str] = {
+    "memory_limit": INGEST_MEMORY_LIMIT,
+    "disabled_compression_methods": "dict_fsst",
+}
+
 
 @dataclass
 class IngestReport:
@@ -149,9 +158,8 @@ def _run(
     started = time.perf_counter()
     started_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
     source: Source | None = None
+    saved = _apply_settings(con)
     try:
-        # bound DuckDB's memory: the stage spills to disk rather than growing past the limit
-        con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
         # reading, planning and validating touch only temporary tables: the store's
         # transaction starts when the first row is written
         with status(f"Reading {label}"):
@@ -162,9 +170,30 @@ def _run(
     finally:
         if source is not None:
             source.close(con)
-        with contextlib.suppress(duckdb.Error):
-            con.execute("RESET memory_limit")  # DuckDB's default (80% of RAM)
+        _restore_settings(con, saved)
     return report
+
+
+def _apply_settings(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """Apply :data:`_INGEST_SETTINGS`; returns the previous values (None: unknown setting)."""
+    saved: dict[str, str | None] = {}
+    for name, value in _INGEST_SETTINGS.items():
+        try:
+            row = con.execute(f"SELECT current_setting('{name}')").fetchone()
+            con.execute(f"SET {name} = '{value}'")
+        except duckdb.Error:  # an older or newer DuckDB without the setting: skip it
+            continue
+        saved[name] = None if row is None or row[0] is None else str(row[0])
+    return saved
+
+
+def _restore_settings(con: duckdb.DuckDBPyConnection, saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        with contextlib.suppress(duckdb.Error):
+            if not value:
+                con.execute(f"RESET {name}")
+            else:
+                con.execute(f"SET {name} = '{value}'")
 
 
 def _load(
@@ -280,12 +309,8 @@ def _write(
         key = ", ".join(f'"{k}"' for k in spec.key)
         match = " AND ".join(f't."{k}" = s."{k}"' for k in spec.key)
         if spec.name == "events" and "event_id" not in plan.sources:
-            # generated ids hash every column: rows with the same id are identical, so any one
-            # of them will do (DISTINCT ON is cheaper than ranking by file order)
-            sql = f"""INSERT INTO events ({cols}, ingest_id)
-                SELECT DISTINCT ON (event_id) {cols}, {ingest_id} FROM {stage} s
-                WHERE __reason IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM events t WHERE {match})"""
+            loaded = _append_events(con, stage, cols, ingest_id, staged - bad)
+            sql = ""
         else:
             # the first row of each key in file order, unless the store has the key
             sql = f"""INSERT INTO {spec.name} ({cols}, ingest_id)
@@ -293,8 +318,9 @@ def _write(
                 WHERE __reason IS NULL
                   AND NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {match})
                 QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.rowid) = 1"""
-        inserted = con.execute(sql).fetchone()
-    loaded = int(inserted[0]) if inserted else 0
+        if sql:
+            inserted = con.execute(sql).fetchone()
+            loaded = int(inserted[0]) if inserted else 0
     duplicates = staged - bad - loaded
     con.execute(
         "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -324,6 +350,54 @@ def _write(
         reasons={str(k): int(v) for k, v in reasons.items()},
         columns=plan.sources,
     )
+
+
+def _append_events(
+    con: duckdb.DuckDBPyConnection, stage: str, cols: str, ingest_id: int, good: int
+) -> int:
+    """Append the good staged events whose generated id is new; returns how many.
+
+    Generated ids hash every column, so rows with the same id are identical and any one of
+    them will do. Rather than deduplicating every row (a hash aggregate carrying every column),
+    the ids seen more than once are found first (an aggregate over the id alone, usually a
+    small result); rows with a unique id go straight in, and only the repeated ones go through
+    ``DISTINCT ON``. The anti-join against the stored events is skipped when none are stored.
+    """
+    if good == 0:
+        return 0
+    tag = uuid.uuid4().hex[:12]
+    repeated = f"__repeated_{tag}"
+    stored = con.execute("SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1)").fetchone()
+    new = (
+        " AND NOT EXISTS (SELECT 1 FROM events t WHERE t.event_id = s.event_id)"
+        if stored and stored[0]
+        else ""
+    )
+    con.execute(
+        f"CREATE TEMP TABLE {repeated} AS SELECT event_id FROM {stage} "
+        "WHERE __reason IS NULL GROUP BY event_id HAVING count(*) > 1"
+    )
+    try:
+        row = con.execute(
+            f"""INSERT INTO events ({cols}, ingest_id)
+            SELECT {cols}, {ingest_id} FROM {stage} s
+            WHERE __reason IS NULL{new}
+              AND NOT EXISTS (SELECT 1 FROM {repeated} r WHERE r.event_id = s.event_id)"""
+        ).fetchone()
+        loaded = int(row[0]) if row else 0
+        row = con.execute(f"SELECT count(*) FROM {repeated}").fetchone()
+        if row and row[0]:
+            row = con.execute(
+                f"""INSERT INTO events ({cols}, ingest_id)
+                SELECT DISTINCT ON (event_id) {cols}, {ingest_id} FROM {stage} s
+                WHERE __reason IS NULL{new}
+                  AND event_id IN (SELECT event_id FROM {repeated})"""
+            ).fetchone()
+            loaded += int(row[0]) if row else 0
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {repeated}")
+    return loaded
 
 
 def _quarantine(con: duckdb.DuckDBPyConnection, source: Source, stage: str, ingest_id: int) -> None:

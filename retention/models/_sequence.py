@@ -193,6 +193,14 @@ def _item_table(frames: Sequence[CutoffFrame], enabled: bool) -> tuple[pd.Index,
     return pd.Index(table.index.astype(str)), table.to_numpy(dtype=np.float32)
 
 
+def _held_out(users: pd.Index, share: float) -> np.ndarray:
+    """True for the customers kept out of training: a stable hash of the id, about ``share``."""
+    if share <= 0:
+        return np.zeros(len(users), dtype=bool)
+    hashed = pd.util.hash_array(users.astype(str).to_numpy(dtype=object))
+    return np.asarray(hashed % np.uint64(10_000) < np.uint64(round(share * 10_000)))
+
+
 def _length_batches(
     lengths: np.ndarray, batch_size: int, generator: torch.Generator
 ) -> list[np.ndarray]:
@@ -236,6 +244,12 @@ class SequenceTransformerModel(RetentionModel):
         text stage) to the hashed item embedding. Items without text keep the hashed one only.
     random_state : int
         Seed of the initial weights, the batch order and dropout.
+    valid_customer_share : float
+        Share of customers (a stable hash of ``user_id``) kept out of training and used, at the
+        validation cutoff, for early stopping. The training cutoffs' label windows overlap the
+        validation cutoff's, so on customers it trained on the network can look better at the
+        validation cutoff by remembering them; held-out customers give an honest stopping signal.
+        0 uses every customer for both.
     n_item_buckets : int
         Hash buckets of the learned item-id embedding.
 
@@ -278,6 +292,7 @@ class SequenceTransformerModel(RetentionModel):
         item_embeddings: bool = True,
         random_state: int = 0,
         n_item_buckets: int = 4096,
+        valid_customer_share: float = 0.2,
     ) -> None:
         self.max_events = max_events
         self.d_model = d_model
@@ -292,6 +307,7 @@ class SequenceTransformerModel(RetentionModel):
         self.item_embeddings = item_embeddings
         self.random_state = random_state
         self.n_item_buckets = n_item_buckets
+        self.valid_customer_share = valid_customer_share
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -304,6 +320,10 @@ class SequenceTransformerModel(RetentionModel):
             raise ConfigError(
                 f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}); "
                 "change one of them."
+            )
+        if not 0.0 <= float(self.valid_customer_share) < 1.0:
+            raise ConfigError(
+                f"valid_customer_share must be in [0, 1), received {self.valid_customer_share!r}."
             )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), received {self.dropout!r}.")
@@ -334,10 +354,10 @@ class SequenceTransformerModel(RetentionModel):
         return y.to_numpy(dtype=np.float32)
 
     # ------------------------------------------------------------------ tokens
-    def _sequences(self, frame: CutoffFrame) -> EventSequences:
+    def _sequences(self, frame: CutoffFrame, users: pd.Index | None = None) -> EventSequences:
         seq = event_sequences(
             frame.events,
-            frame.users,
+            frame.users if users is None else users,
             frame.cutoff,
             max_events=int(self.max_events),
             event_types=self.event_types_,
@@ -386,17 +406,34 @@ class SequenceTransformerModel(RetentionModel):
         self.item_vocabulary_ = table[0] if table is not None else None
 
         self.max_gap_bucket_ = None
-        seq = _concat([self._sequences(f) for f in train])
+        share = float(self.valid_customer_share)
+        held = [_held_out(f.users, share) for f in train]
+        held_valid = None
+        if valid is not None and share > 0:
+            held_valid = _held_out(valid.users, share)
+            y_valid = y_valid[held_valid] if y_valid is not None else None
+            if y_valid is None or len(np.unique(y_valid)) < 2 or all(h.all() for h in held):
+                raise ModelError(
+                    f"Holding out {share:.0%} of customers leaves too few to train on or to "
+                    "validate with; pass valid_customer_share=0 or more customers."
+                )
+        else:
+            held = [np.zeros(len(f), dtype=bool) for f in train]
+        seq = _concat([self._sequences(f, f.users[~h]) for f, h in zip(train, held, strict=True)])
         # the largest gap bucket training saw (scoring clips to it, see _sequences)
         seen = [
             values[seq.mask & (values != N_GAP_BUCKETS)]
             for values in (seq.gap_cutoff, seq.gap_prev)
         ]
         self.max_gap_bucket_ = max([1, *(int(v.max()) for v in seen if v.size)])
-        y = np.concatenate(ys)
+        y = np.concatenate([yy[~h] for yy, h in zip(ys, held, strict=True)])
         self.context_mean_ = seq.context.mean(axis=0)
         self.context_std_ = seq.context.std(axis=0) + 1e-6
-        valid_seq = self._sequences(valid) if valid is not None else None
+        valid_seq = (
+            self._sequences(valid, valid.users if held_valid is None else valid.users[held_valid])
+            if valid is not None
+            else None
+        )
 
         self.net_config_: dict[str, Any] = {
             "n_event_types": _MAX_EVENT_TYPES,

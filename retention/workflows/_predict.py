@@ -419,12 +419,15 @@ def score(
     horizon_days: int | None = None,
     out: str | os.PathLike[str] | None = None,
     table: str = "scores",
+    reasons: bool = True,
 ) -> ScoreReport:
     """Score every customer with a purchase before ``cutoff`` with a saved model.
 
     Writes ``user_id, p_retained, p_alive, expected_purchases, clv, risk_band, cutoff,
     horizon_days, model_version, scored_at`` to the store's ``table`` (rows of the same cutoff and
     model version are replaced) and, when ``out`` is given, to a ``.csv`` or ``.parquet`` file.
+    With ``reasons`` (the default) and a model SHAP can explain, every customer's top three reasons
+    toward churn and toward retention go to the ``score_reasons`` table beside the scores.
 
     Parameters
     ----------
@@ -514,6 +517,15 @@ def score(
             raise ConfigError(
                 f"Cannot write {out_path}: {exc.strerror or exc}. Pass another --out."
             ) from exc
+    if reasons:
+        # Store every customer's top reasons beside the scores (``retention explain --user`` and
+        # the API read them). Imported here: ``_explain`` imports this module.
+        from retention.explain import supports_shap
+        from retention.workflows._explain import write_reasons
+
+        if supports_shap(model):
+            with status(f"explaining {len(frame)} customers"):
+                write_reasons(db, model, frame, model_version=version)
     bands = {b: int((df["risk_band"] == b).sum()) for _, b in RISK_BANDS}
     return ScoreReport(
         scores=df, cutoff=at, model_version=version, table=table, out=out_path, bands=bands

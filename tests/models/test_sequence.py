@@ -133,7 +133,26 @@ def test_it_learns_the_signal(fitted: SequenceTransformerModel, frames) -> None:
     assert auc > 0.7, auc
     assert 1 <= fitted.best_epoch_ <= len(fitted.history_) <= TINY["epochs"]
     assert fitted.n_trainable_parameters_ > 0
-    assert fitted.n_train_examples_ == sum(len(f) for f in frames[0])
+    # a fifth of the customers is held out of training for honest early stopping
+    stacked = sum(len(f) for f in frames[0])
+    assert 0.6 * stacked < fitted.n_train_examples_ < stacked
+
+
+def test_early_stopping_customers_are_never_trained_on(frames) -> None:
+    from retention.models._sequence import _held_out
+
+    train, valid, _ = frames
+    held = _held_out(valid.users, 0.2)
+    assert 0.1 < held.mean() < 0.3
+    # the same customer is held out at every cutoff (the hash depends on the id only)
+    again = _held_out(train[0].users, 0.2)
+    common = train[0].users.intersection(valid.users)
+    assert (
+        pd.Series(held, index=valid.users)[common] == pd.Series(again, index=train[0].users)[common]
+    ).all()
+    model = SequenceTransformerModel(**{**TINY, "epochs": 1, "valid_customer_share": 0.0})
+    model.fit(train, valid)
+    assert model.n_train_examples_ == sum(len(f) for f in train)
 
 
 def test_padding_never_changes_the_output(fitted: SequenceTransformerModel, frames) -> None:
@@ -214,6 +233,8 @@ def test_user_mistakes(frames) -> None:
         SequenceTransformerModel().predict_proba(test)
     with pytest.raises(ConfigError, match="multiple of n_heads"):
         SequenceTransformerModel(d_model=10, n_heads=4).fit(train, valid)
+    with pytest.raises(ConfigError, match="valid_customer_share"):
+        SequenceTransformerModel(valid_customer_share=1.0).fit(train, valid)
     with pytest.raises(ConfigError, match="dropout"):
         SequenceTransformerModel(dropout=1.5).fit(train, valid)
     unlabeled = CutoffFrame(test.cutoff, test.horizon_days, test.features, None, test.events)
@@ -229,7 +250,7 @@ def test_gaps_older_than_any_training_gap_fall_into_the_oldest_trained_bucket(
     from retention.features._sequences import N_GAP_BUCKETS
 
     _, _, test = frames  # a later cutoff: its oldest events are older than any training one
-    raw = event_sequences(test.events, test.users, test.cutoff)
+    raw = event_sequences(test.events, test.users, test.cutoff, max_events=TINY["max_events"])
     real = raw.mask & (raw.gap_cutoff != N_GAP_BUCKETS)
     assert raw.gap_cutoff[real].max() > fitted.max_gap_bucket_
     seq = fitted._sequences(test)

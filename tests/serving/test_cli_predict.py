@@ -74,3 +74,19 @@ def test_backtest_on_online_retail_end_to_end(retail_db: Path, tmp_path: Path) -
     assert payload["n_users"] > 3000
     assert payload["models"]["ensemble"]["roc_auc"] > 0.7
     assert out.with_suffix(".html").exists()
+
+
+def test_cli_default_models_match_the_workflow_default() -> None:
+    from retention import workflows
+    from retention.serving.cli._predict import DEFAULT_MODELS
+
+    assert DEFAULT_MODELS.split(",") == list(workflows.DEFAULT_BACKTEST_MODELS)
+
+
+def test_cli_import_does_not_import_the_models() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, retention.serving.cli; print('retention.models' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

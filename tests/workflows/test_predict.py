@@ -112,6 +112,14 @@ def test_train_then_score_writes_table_and_files(db: Path, tmp_path: Path) -> No
         con.close()
     assert (n, versions, cutoffs) == (len(df), 1, 1)
 
+    # every scored customer's reasons stored beside the scores (three each way at most)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        reason_users = con.execute("SELECT count(DISTINCT user_id) FROM score_reasons").fetchone()
+    finally:
+        con.close()
+    assert reason_users == (len(df),)
+
 
 def test_score_user_errors(db: Path, tmp_path: Path) -> None:
     rep = workflows.train(

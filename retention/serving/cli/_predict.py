@@ -13,6 +13,10 @@ from retention.serving.cli._app import DbOption, app, console, resolve_db
 
 __all__ = ["backtest_command", "score_command", "train_command"]
 
+#: the default of ``--models``, a literal so that ``retention --help`` need not import the models
+#: (tests/serving/test_cli_predict.py checks it equals ``workflows.DEFAULT_BACKTEST_MODELS``)
+DEFAULT_MODELS = "bgnbd,paretonbd,gbdt,ensemble"
+
 HorizonOption = Annotated[
     int, typer.Option("--horizon", help="Label window in days: a purchase in [cutoff, +DAYS).")
 ]
@@ -35,7 +39,7 @@ def backtest_command(
             "--models",
             help="Comma-separated model names; 'ensemble' stacks the other listed ones.",
         ),
-    ] = ",".join(workflows.DEFAULT_BACKTEST_MODELS),
+    ] = DEFAULT_MODELS,
     report: Annotated[
         Path | None,
         typer.Option("--report", help="HTML report path (default: the --json path with .html)."),
