@@ -52,6 +52,7 @@ CUTOFF, HORIZON = "2011-09-10", 90
 SINGLE = ["bgnbd", "gbdt", "sequence", "gbdt_text", "text_lm_lora", "ENSEMBLES", "text_lm"]
 ENSEMBLES = {
     "ensemble": ["bgnbd", "gbdt"],
+    "ensemble+sequence": ["bgnbd", "gbdt", "sequence"],
     "ensemble+transformers": ["bgnbd", "gbdt", "gbdt_text", "sequence", "text_lm_lora"],
 }
 TARGET = 0.005

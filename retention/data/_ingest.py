@@ -174,23 +174,28 @@ def _run(
     return report
 
 
-def _apply_settings(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
-    """Apply :data:`_INGEST_SETTINGS`; returns the previous values (None: unknown setting)."""
-    saved: dict[str, str | None] = {}
+def _apply_settings(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Apply :data:`_INGEST_SETTINGS`; returns the previous values of those it set."""
+    saved: dict[str, str] = {}
     for name, value in _INGEST_SETTINGS.items():
         try:
             row = con.execute(f"SELECT current_setting('{name}')").fetchone()
+            current = "" if row is None or row[0] is None else str(row[0])
+            if name == "disabled_compression_methods" and current:
+                # keep what the session already disabled
+                value = ",".join(dict.fromkeys([*current.split(","), value]))
             con.execute(f"SET {name} = '{value}'")
         except duckdb.Error:  # an older or newer DuckDB without the setting: skip it
             continue
-        saved[name] = None if row is None or row[0] is None else str(row[0])
+        saved[name] = current
     return saved
 
 
-def _restore_settings(con: duckdb.DuckDBPyConnection, saved: dict[str, str | None]) -> None:
+def _restore_settings(con: duckdb.DuckDBPyConnection, saved: dict[str, str]) -> None:
     for name, value in saved.items():
         with contextlib.suppress(duckdb.Error):
-            if not value:
+            if name == "memory_limit" or not value:
+                # memory: DuckDB's default (80% of RAM), as the limit reads back rounded
                 con.execute(f"RESET {name}")
             else:
                 con.execute(f"SET {name} = '{value}'")
@@ -373,16 +378,19 @@ def _append_events(
         if stored and stored[0]
         else ""
     )
+    # candidates: 64-bit hashes of ids seen more than once (grouping fixed-width hashes is
+    # much cheaper than grouping the 32-character ids); a hash collision only sends a few more
+    # rows through DISTINCT ON, which compares the ids themselves
     con.execute(
-        f"CREATE TEMP TABLE {repeated} AS SELECT event_id FROM {stage} "
-        "WHERE __reason IS NULL GROUP BY event_id HAVING count(*) > 1"
+        f"CREATE TEMP TABLE {repeated} AS SELECT __h AS h FROM {stage} "
+        "WHERE __reason IS NULL GROUP BY 1 HAVING count(*) > 1"
     )
     try:
         row = con.execute(
             f"""INSERT INTO events ({cols}, ingest_id)
             SELECT {cols}, {ingest_id} FROM {stage} s
             WHERE __reason IS NULL{new}
-              AND NOT EXISTS (SELECT 1 FROM {repeated} r WHERE r.event_id = s.event_id)"""
+              AND s.__h NOT IN (SELECT h FROM {repeated})"""
         ).fetchone()
         loaded = int(row[0]) if row else 0
         row = con.execute(f"SELECT count(*) FROM {repeated}").fetchone()
@@ -391,7 +399,7 @@ def _append_events(
                 f"""INSERT INTO events ({cols}, ingest_id)
                 SELECT DISTINCT ON (event_id) {cols}, {ingest_id} FROM {stage} s
                 WHERE __reason IS NULL{new}
-                  AND event_id IN (SELECT event_id FROM {repeated})"""
+                  AND s.__h IN (SELECT h FROM {repeated})"""
             ).fetchone()
             loaded += int(row[0]) if row else 0
     finally:

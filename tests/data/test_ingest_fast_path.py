@@ -1,0 +1,120 @@
+"""ingest's fast path: stable id form, repeated ids, store overlap, settings restored."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from retention.data import Store, ingest, ingest_frame
+from retention.exceptions import QuarantineError
+
+CSV = (
+    "user_id,ts,event_type,item_id,order_id,quantity,amount\n"
+    "u1,2024-01-02 03:04:05,purchase,i1,,2,10.5\n"
+    "u1,2024-01-02 03:04:05,purchase,i1,,2,10.5\n"  # repeated: a duplicate
+    "u2,2024-01-03 00:00:00,view,i2,o9,,\n"
+    "u3,2024-01-04 00:00:00,cart,i3,o1,1,1.25\n"
+    "u3,2024-01-04 00:00:00,cart,i3,o1,1,1.25\n"  # repeated: a duplicate
+    "u3,2024-01-04 00:00:00,cart,i3,o1,1,1.25\n"  # and again
+    ",2024-01-05 00:00:00,view,i4,,,\n"  # missing user_id: quarantined
+    "u4,2024-01-06 00:00:00,view,i5,,,-3\n"  # negative amount: quarantined
+)
+
+
+def _one(store: Store, sql: str) -> object:
+    row = store.con.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _setting(store: Store, name: str) -> str:
+    return str(_one(store, f"SELECT current_setting('{name}')"))
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "s.duckdb") as s:
+        yield s
+
+
+def test_generated_ids_keep_their_documented_form(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text(CSV)
+    ingest(store, path)
+    # md5 of the canonical values joined by chr(31), a missing optional value as chr(30)
+    expected = hashlib.md5(
+        "\x1f".join(
+            ["u1", "2024-01-02 03:04:05", "purchase", "i1", "\x1e", "2.0", "10.50", "\x1e", "\x1e"]
+        ).encode()
+    ).hexdigest()
+    assert _one(store, "SELECT event_id FROM events WHERE user_id = 'u1'") == expected
+    # every stored id equals the original concat_ws formula over the stored values
+    mismatched = _one(
+        store,
+        "SELECT count(*) FROM events WHERE event_id <> md5(concat_ws(chr(31), user_id, "
+        "CAST(ts AS VARCHAR), event_type, coalesce(item_id, chr(30)), "
+        "coalesce(order_id, chr(30)), coalesce(CAST(quantity AS VARCHAR), chr(30)), "
+        "coalesce(CAST(amount AS VARCHAR), chr(30)), coalesce(CAST(rating AS VARCHAR), "
+        "chr(30)), coalesce(text, chr(30))))",
+    )
+    assert mismatched == 0
+
+
+def test_repeated_rows_bad_rows_and_store_overlap_balance(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text(CSV)
+    first = ingest(store, path)
+    assert (first.read, first.loaded, first.duplicates, first.quarantined) == (8, 3, 3, 2)
+    assert first.reasons == {"missing user_id": 1, "negative amount": 1}
+    assert _one(store, "SELECT count(DISTINCT event_id) FROM events") == 3
+
+    # overlap: two stored events (one repeated in the file), one new event repeated twice
+    overlap = tmp_path / "o.csv"
+    lines = CSV.splitlines()
+    new = "u9,2024-02-01 00:00:00,purchase,i9,o9,1,2.00"
+    overlap.write_text("\n".join([lines[0], lines[1], lines[1], lines[3], new, new]) + "\n")
+    second = ingest(store, overlap)
+    assert (second.read, second.loaded, second.duplicates, second.quarantined) == (5, 1, 4, 0)
+    assert _one(store, "SELECT count(*) FROM events") == 4
+    assert _one(store, "SELECT count(DISTINCT event_id) FROM events") == 4
+    assert _one(store, "SELECT count(*) FROM events WHERE user_id = 'u9'") == 1
+
+    # the same file again adds nothing; its bad rows are quarantined again with their lines
+    again = ingest(store, path)
+    assert (again.loaded, again.duplicates, again.quarantined) == (0, 6, 2)
+    lines_q = store.con.execute(
+        "SELECT source_line FROM quarantine WHERE ingest_id = ? ORDER BY 1", [again.ingest_id]
+    ).fetchall()
+    assert [int(r[0]) for r in lines_q] == [8, 9]
+
+
+def test_file_without_repeats_loads_every_good_row(store: Store) -> None:
+    df = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(50)],
+            "ts": pd.date_range("2024-01-01", periods=50, freq="h"),
+            "amount": [float(i) for i in range(50)],
+        }
+    )
+    report = ingest_frame(store, df, source_name="frame")
+    assert (report.loaded, report.duplicates, report.quarantined) == (50, 0, 0)
+    assert _one(store, "SELECT count(DISTINCT event_id) FROM events") == 50
+
+
+def test_duckdb_settings_are_restored_after_ingest(store: Store, tmp_path: Path) -> None:
+    default_memory = _setting(store, "memory_limit")
+    store.con.execute("SET disabled_compression_methods = 'rle'")
+    disabled = _setting(store, "disabled_compression_methods")
+    assert disabled.lower() == "rle"
+    path = tmp_path / "e.csv"
+    path.write_text(CSV)
+    ingest(store, path)
+    assert _setting(store, "disabled_compression_methods") == disabled
+    assert _setting(store, "memory_limit") == default_memory
+    with pytest.raises(QuarantineError):
+        ingest(store, path, strict=True)  # a failed ingest restores them too
+    assert _setting(store, "disabled_compression_methods") == disabled
+    assert _setting(store, "memory_limit") == default_memory
