@@ -4,9 +4,15 @@ Generates N synthetic events (1% exact duplicate rows), writes them as Parquet a
 ingests each file into a fresh DuckDB store twice, each in its own subprocess so that peak RSS is
 measured per side:
 
-- retention: ``Store(db)`` + ``ingest(store, file)`` (validation, quarantine, hashing, dedup);
+- retention: ``Store(db)`` + ``ingest(store, file)`` (SHA-256 of the file, validation,
+  quarantine, md5 event ids, dedup within the file and against the store, one transaction);
 - pandas: ``read_parquet``/``read_csv`` + ``drop_duplicates`` + ``CREATE TABLE ... AS SELECT``
-  into DuckDB (no validation).
+  into DuckDB (no validation), with DuckDB's default settings.
+
+Both sides write to a DuckDB file. By default ``ingest`` turns off DuckDB's ``dict_fsst``
+string compression while it writes (``retention.data._ingest.INGEST_COMPRESS_STRINGS``): faster,
+but its strings are stored uncompressed (the store file is about twice the size). That choice
+belongs to the product, so the pandas side keeps the defaults a plain script would have.
 
 Prints events/s, peak RSS and the speed ratio (retention / pandas) measured in the same run.
 Target: ratio >= 2 and peak RSS < 2 GB at 5,000,000 rows.

@@ -118,3 +118,49 @@ def test_duckdb_settings_are_restored_after_ingest(store: Store, tmp_path: Path)
         ingest(store, path, strict=True)  # a failed ingest restores them too
     assert _setting(store, "disabled_compression_methods") == disabled
     assert _setting(store, "memory_limit") == default_memory
+
+
+@pytest.mark.parametrize("via", ["csv", "frame"])
+def test_values_padded_with_spaces_are_trimmed(store: Store, tmp_path: Path, via: str) -> None:
+    df = pd.DataFrame(
+        {
+            "user_id": [" u7 ", "u8", "   ", "\tu9"],
+            "ts": [" 2024-01-01 00:00:00", "2024-01-02 00:00:00 ", "2024-01-03", "2024-01-04"],
+            "event_type": [" VIEW ", "cart", "view", "view"],
+            "amount": [" 2.5 ", "1", "1", "1"],
+        }
+    )
+    if via == "csv":
+        path = tmp_path / "p.csv"
+        df.to_csv(path, index=False)
+        report = ingest(store, path)
+    else:
+        report = ingest_frame(store, df, source_name="frame")
+    assert (report.loaded, report.quarantined) == (3, 1)
+    assert report.reasons == {"missing user_id": 1}
+    rows = dict(
+        store.con.execute(
+            "SELECT user_id, event_type || ' ' || CAST(amount AS VARCHAR) FROM events"
+        ).fetchall()
+    )
+    # spaces are trimmed (as DuckDB's trim does: spaces only, a tab stays)
+    assert rows == {"u7": "view 2.50", "u8": "cart 1.00", "\tu9": "view 1.00"}
+
+
+def test_string_compression_switch(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retention.data._ingest as ingest_module
+
+    path = tmp_path / "e.csv"
+    path.write_text(CSV)
+    monkeypatch.setattr(ingest_module, "INGEST_COMPRESS_STRINGS", True)
+    report = ingest(store, path)
+    assert (report.loaded, report.duplicates, report.quarantined) == (3, 3, 2)
+    assert _setting(store, "disabled_compression_methods") == ""
+    with Store(tmp_path / "other.duckdb") as other:
+        monkeypatch.setattr(ingest_module, "INGEST_COMPRESS_STRINGS", False)
+        ingest(other, path)
+        assert _setting(other, "disabled_compression_methods") == ""
+        ids = "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events"
+        assert _one(other, ids) == _one(store, ids)
