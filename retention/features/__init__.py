@@ -1,5 +1,6 @@
 """Features: point-in-time features and labels at a cutoff, cutoffs, sequences, text embeddings."""
 
+from retention._lazy import lazy_getattr
 from retention.features._cohorts import cohort_retention
 from retention.features._families import FAMILIES, feature_family
 from retention.features._frame import CutoffFrame
@@ -9,7 +10,7 @@ __all__ = ["FAMILIES", "CutoffFrame", "cohort_retention", "feature_family"]
 __all__ += ["EventSequences", "event_sequences"]
 
 # Text features: imported on first use (they pull in scikit-learn, and torch when encoding).
-_TEXT_EXPORTS = {
+_LAZY_EXPORTS = {
     "ENCODERS": "retention.features._encoder",
     "EmbeddingCache": "retention.features._encoder",
     "TextEncoder": "retention.features._encoder",
@@ -20,7 +21,7 @@ _TEXT_EXPORTS = {
     "serialise_history": "retention.features._text",
 }
 # Point-in-time features, labels and cutoffs: also imported on first use (they pull in Ibis).
-_TEXT_EXPORTS.update(
+_LAZY_EXPORTS.update(
     {
         "WINDOWS": "retention.features._aggregates",
         "build_features": "retention.features._aggregates",
@@ -34,12 +35,7 @@ _TEXT_EXPORTS.update(
         "training_frames": "retention.features._builder",
     }
 )
-__all__ += list(_TEXT_EXPORTS)
+__all__ += list(_LAZY_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name in _TEXT_EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_TEXT_EXPORTS[name]), name)
-    raise AttributeError(f"module 'retention.features' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY_EXPORTS)

@@ -1,5 +1,6 @@
 """Models: BTYD, gradient boosting, transformers, ensemble, calibration, save/load."""
 
+from retention._lazy import lazy_getattr
 from retention.features import CutoffFrame
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._btyd import BetaGeo, GammaGamma, ParetoNBD, rfm_summary
@@ -40,9 +41,4 @@ _LAZY_EXPORTS["TextLMModel"] = "retention.models._text_lm"
 __all__ += list(_LAZY_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY_EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
-    raise AttributeError(f"module 'retention.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY_EXPORTS)

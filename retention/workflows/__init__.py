@@ -7,39 +7,40 @@ that each area stays small. The public names are re-exported here, imported on f
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retention._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     # _data: ingest and info
-    "info": "_data",
-    "ingest_file": "_data",
+    "info": "retention.workflows._data",
+    "ingest_file": "retention.workflows._data",
     # _datasets: bundled datasets
-    "list_datasets": "_datasets",
-    "load_dataset": "_datasets",
+    "list_datasets": "retention.workflows._datasets",
+    "load_dataset": "retention.workflows._datasets",
     # _predict: backtest, train, score
-    "DEFAULT_BACKTEST_MODELS": "_predict",
-    "RISK_BANDS": "_predict",
-    "ScoreReport": "_predict",
-    "TrainReport": "_predict",
-    "backtest": "_predict",
-    "last_event_date": "_predict",
-    "parse_cutoff": "_predict",
-    "risk_band": "_predict",
-    "score": "_predict",
-    "train": "_predict",
-    "write_backtest_json": "_predict",
+    "DEFAULT_BACKTEST_MODELS": "retention.workflows._predict",
+    "RISK_BANDS": "retention.workflows._predict",
+    "ScoreReport": "retention.workflows._predict",
+    "TrainReport": "retention.workflows._predict",
+    "backtest": "retention.workflows._predict",
+    "last_event_date": "retention.workflows._predict",
+    "parse_cutoff": "retention.workflows._predict",
+    "risk_band": "retention.workflows._predict",
+    "score": "retention.workflows._predict",
+    "train": "retention.workflows._predict",
+    "write_backtest_json": "retention.workflows._predict",
     # _explain: importance, reasons, selection, fairness
-    "REASONS_TABLE": "_explain",
-    "ExplainReport": "_explain",
-    "ReasonsReport": "_explain",
-    "UserExplanation": "_explain",
-    "explain_backtest": "_explain",
-    "explain_user": "_explain",
-    "reasons_table": "_explain",
-    "store_reasons": "_explain",
-    "write_explain_json": "_explain",
-    "write_reasons": "_explain",
+    "REASONS_TABLE": "retention.workflows._explain",
+    "ExplainReport": "retention.workflows._explain",
+    "ReasonsReport": "retention.workflows._explain",
+    "UserExplanation": "retention.workflows._explain",
+    "explain_backtest": "retention.workflows._explain",
+    "explain_user": "retention.workflows._explain",
+    "reasons_table": "retention.workflows._explain",
+    "store_reasons": "retention.workflows._explain",
+    "write_explain_json": "retention.workflows._explain",
+    "write_reasons": "retention.workflows._explain",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -74,14 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'retention.workflows' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"retention.workflows.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
