@@ -14,7 +14,11 @@ string compression while it writes (``retention.data._ingest.INGEST_COMPRESS_STR
 but its strings are stored uncompressed (the store file is about twice the size). That choice
 belongs to the product, so the pandas side keeps the defaults a plain script would have.
 
-Prints events/s, peak RSS and the speed ratio (retention / pandas) measured in the same run.
+The machines this runs on are shared and noisy (the same command varies by 10-15% from one
+minute to the next), so each format runs ``--rounds`` rounds (default 3), pandas then retention
+in each, and the table shows the median seconds per side, the ratio of the medians and the range
+of the per-round ratios. Peak RSS is the largest seen. Results are also written as JSON
+(``--out``, default ``benchmarks/results/ingest.json``).
 Target: ratio >= 2 and peak RSS < 2 GB at 5,000,000 rows.
 
     python benchmarks/ingest.py --rows 5000000
@@ -26,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,6 +128,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per format (default 3)")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).parent / "results" / "ingest.json"),
+        help="JSON results file ('' to skip)",
+    )
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -140,38 +151,68 @@ def main() -> None:
             f"(parquet {parquet.stat().st_size / 1e6:.0f} MB, csv {csv.stat().st_size / 1e6:.0f} MB)",
             file=sys.stderr,
         )
-        results: dict[tuple[str, str], dict[str, float]] = {}
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         for fmt, file in (("parquet", parquet), ("csv", csv)):
-            for side in ("pandas", "retention"):
-                db = folder / f"{fmt}_{side}.duckdb"
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--side",
-                        side,
-                        "--file",
-                        str(file),
-                        "--db",
-                        str(db),
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                results[(fmt, side)] = json.loads(out.stdout.strip().splitlines()[-1])
-                db.unlink(missing_ok=True)
-    header = f"{'format':8} {'side':10} {'rows':>11} {'stored':>11} {'seconds':>8} {'events/s':>12} {'peak RSS MB':>12} {'speed vs pandas':>16}"
+            for round_ in range(args.rounds):
+                for side in ("pandas", "retention"):
+                    db = folder / f"{fmt}_{side}.duckdb"
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--side",
+                            side,
+                            "--file",
+                            str(file),
+                            "--db",
+                            str(db),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                    runs.setdefault((fmt, side), []).append(result)
+                    db.unlink(missing_ok=True)
+                    print(
+                        f"{fmt} round {round_ + 1}: {side} {result['seconds']:.2f} s",
+                        file=sys.stderr,
+                    )
+    header = (
+        f"{'format':8} {'side':10} {'rows':>11} {'stored':>11} {'median s':>9} "
+        f"{'events/s':>12} {'peak RSS MB':>12} {'speed vs pandas':>16} {'per round':>14}"
+    )
     print(header)
     print("-" * len(header))
+    summary: dict[str, object] = {"rows": args.rows, "rounds": args.rounds}
     for fmt in ("parquet", "csv"):
-        base = results[(fmt, "pandas")]["seconds"]
+        base_runs = runs[(fmt, "pandas")]
+        base = statistics.median(r["seconds"] for r in base_runs)
         for side in ("pandas", "retention"):
-            r = results[(fmt, side)]
+            side_runs = runs[(fmt, side)]
+            seconds = statistics.median(r["seconds"] for r in side_runs)
+            peak = max(r["peak_mb"] for r in side_runs)
+            ratios = [
+                b["seconds"] / r["seconds"] for b, r in zip(base_runs, side_runs, strict=True)
+            ]
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}x"
             print(
-                f"{fmt:8} {side:10} {args.rows:>11,} {int(r['stored']):>11,} {r['seconds']:>8.2f} "
-                f"{args.rows / r['seconds']:>12,.0f} {r['peak_mb']:>12,.0f} {base / r['seconds']:>15.2f}x"
+                f"{fmt:8} {side:10} {args.rows:>11,} {int(side_runs[0]['stored']):>11,} "
+                f"{seconds:>9.2f} {args.rows / seconds:>12,.0f} {peak:>12,.0f} "
+                f"{base / seconds:>15.2f}x {spread:>14}"
             )
+            summary[f"{fmt}_{side}"] = {
+                "median_seconds": seconds,
+                "seconds": [r["seconds"] for r in side_runs],
+                "peak_rss_mb": peak,
+                "speed_vs_pandas": base / seconds,
+                "round_ratios": ratios,
+            }
+    if args.out:
+        out_file = Path(args.out)
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

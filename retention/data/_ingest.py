@@ -8,14 +8,17 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from retention._progress import progress_bar, status
+from retention._progress import status
 from retention.data._contract import TableSpec, table_spec
 from retention.data._mapping import Mapping
 from retention.data._readers import Source, check_file, read_file, read_frame
@@ -121,12 +124,9 @@ class IngestReport:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    size = path.stat().st_size
-    with progress_bar(transient=True) as bar, path.open("rb") as fh:
-        task = bar.add_task(f"Hashing {path.name}", total=size, visible=size > 64 << 20)
+    with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-            bar.advance(task, len(chunk))
+            digest.update(chunk)  # releases the GIL: runs beside DuckDB's threads
     return digest.hexdigest()
 
 
@@ -156,7 +156,7 @@ def _run(
     strict: bool,
     now: pd.Timestamp | None,
     future_tolerance: pd.Timedelta,
-    sha256: str | None,
+    sha256: Callable[[], str | None],
 ) -> IngestReport:
     spec = table_spec(table)
     mapping = mapping if mapping is not None else Mapping()
@@ -221,7 +221,7 @@ def _load(
     label: str,
     limit: pd.Timestamp,
     strict: bool,
-    sha256: str | None,
+    digest: Callable[[], str | None],
     started_at: pd.Timestamp,
     started: float,
 ) -> IngestReport:
@@ -265,6 +265,7 @@ def _load(
             f"{quarantined} of {read} rows of {label} would be quarantined ({top}); with "
             "--strict nothing was loaded: fix those rows, or drop --strict to load the rest."
         )
+    sha256 = digest()
     con.execute("BEGIN TRANSACTION")
     try:
         report = _write(
@@ -323,20 +324,23 @@ def _write(
             for col in plan.extras:
                 con.execute(f'ALTER TABLE {spec.name} ADD COLUMN IF NOT EXISTS "{col}" VARCHAR')
         cols = ", ".join(f'"{c}"' for c in plan.columns)
-        key = ", ".join(f'"{k}"' for k in spec.key)
-        match = " AND ".join(f't."{k}" = s."{k}"' for k in spec.key)
+        rows = ", ".join(
+            f'{sql} AS "{c}"' for c, sql in zip(plan.columns, plan.select, strict=True)
+        )
         if spec.name == "events" and "event_id" not in plan.sources:
-            loaded = _append_events(con, stage, cols, ingest_id, staged - bad)
-            sql = ""
+            loaded = _append_events(con, stage, cols, rows, ingest_id, staged - bad)
         else:
             # the first row of each key in file order, unless the store has the key
-            sql = f"""INSERT INTO {spec.name} ({cols}, ingest_id)
-                SELECT {cols}, {ingest_id} FROM {stage} s
-                WHERE __reason IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {match})
-                QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.rowid) = 1"""
-        if sql:
-            inserted = con.execute(sql).fetchone()
+            key = ", ".join(f'"{k}"' for k in spec.key)
+            match = " AND ".join(f't."{k}" = n."{k}"' for k in spec.key)
+            inserted = con.execute(
+                f"""INSERT INTO {spec.name} ({cols}, ingest_id)
+                SELECT {cols}, {ingest_id} FROM (
+                    SELECT {rows}, s.rowid AS __row FROM {stage} s WHERE s.__reason IS NULL
+                ) n
+                WHERE NOT EXISTS (SELECT 1 FROM {spec.name} t WHERE {match})
+                QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY n.__row) = 1"""
+            ).fetchone()
             loaded = int(inserted[0]) if inserted else 0
     duplicates = staged - bad - loaded
     con.execute(
@@ -369,49 +373,78 @@ def _write(
     )
 
 
+#: above this many good rows, ids repeated within a file are found by DuckDB (which can spill
+#: to disk) instead of by sorting their hashes in memory (8 bytes a row) with numpy
+NUMPY_REPEATS_MAX = 50_000_000
+
+
+def _repeated_hashes(con: duckdb.DuckDBPyConnection, stage: str, good: int, table: str) -> int:
+    """Create ``table (h UBIGINT)``: the ``__h`` hashes seen on more than one good row.
+
+    Returns how many. Sorting the 64-bit hashes with numpy costs a fraction of a DuckDB hash
+    aggregate over millions of distinct keys; very large files go to DuckDB, which can spill.
+    """
+    if good <= NUMPY_REPEATS_MAX:
+        hashes = con.execute(f"SELECT __h FROM {stage} WHERE __reason IS NULL").fetchnumpy()
+        h = np.asarray(hashes["__h"], dtype=np.uint64)
+        h.sort()
+        repeated = np.unique(h[1:][h[1:] == h[:-1]])
+        arrow = f"__repeated_arrow_{uuid.uuid4().hex[:12]}"
+        con.register(arrow, pa.table({"h": pa.array(repeated, type=pa.uint64())}))
+        try:
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT h FROM {arrow}")
+        finally:
+            con.unregister(arrow)
+        return len(repeated)
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT __h AS h FROM {stage} "
+        "WHERE __reason IS NULL GROUP BY 1 HAVING count(*) > 1"
+    )
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _append_events(
-    con: duckdb.DuckDBPyConnection, stage: str, cols: str, ingest_id: int, good: int
+    con: duckdb.DuckDBPyConnection, stage: str, cols: str, rows: str, ingest_id: int, good: int
 ) -> int:
     """Append the good staged events whose generated id is new; returns how many.
 
     Generated ids hash every column, so rows with the same id are identical and any one of
     them will do. Rather than deduplicating every row (a hash aggregate carrying every column),
-    the ids seen more than once are found first (an aggregate over the id alone, usually a
-    small result); rows with a unique id go straight in, and only the repeated ones go through
-    ``DISTINCT ON``. The anti-join against the stored events is skipped when none are stored.
+    the rows that may repeat are found first from the stage's 64-bit hashes ``__h`` (equal
+    ids give equal hashes; a collision only sends a few more rows through ``DISTINCT ON``,
+    which compares the ids themselves). Rows with a unique hash go straight in. The anti-join
+    against the stored events is skipped when none are stored. The id (an md5) is computed
+    here, once per row, rather than held in the stage.
     """
     if good == 0:
         return 0
-    tag = uuid.uuid4().hex[:12]
-    repeated = f"__repeated_{tag}"
+    repeated = f"__repeated_{uuid.uuid4().hex[:12]}"
     stored = con.execute("SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1)").fetchone()
     new = (
-        " AND NOT EXISTS (SELECT 1 FROM events t WHERE t.event_id = s.event_id)"
+        "WHERE NOT EXISTS (SELECT 1 FROM events t WHERE t.event_id = n.event_id)"
         if stored and stored[0]
         else ""
     )
-    # candidates: 64-bit hashes of ids seen more than once (grouping fixed-width hashes is
-    # much cheaper than grouping the 32-character ids); a hash collision only sends a few more
-    # rows through DISTINCT ON, which compares the ids themselves
-    con.execute(
-        f"CREATE TEMP TABLE {repeated} AS SELECT __h AS h FROM {stage} "
-        "WHERE __reason IS NULL GROUP BY 1 HAVING count(*) > 1"
-    )
     try:
+        n_repeated = _repeated_hashes(con, stage, good, repeated)
+        unique = (
+            f" AND NOT EXISTS (SELECT 1 FROM {repeated} r WHERE r.h = s.__h)" if n_repeated else ""
+        )
         row = con.execute(
             f"""INSERT INTO events ({cols}, ingest_id)
-            SELECT {cols}, {ingest_id} FROM {stage} s
-            WHERE __reason IS NULL{new}
-              AND NOT EXISTS (SELECT 1 FROM {repeated} r WHERE r.h = s.__h)"""
+            SELECT {cols}, {ingest_id} FROM (
+                SELECT {rows} FROM {stage} s WHERE s.__reason IS NULL{unique}
+            ) n {new}"""
         ).fetchone()
         loaded = int(row[0]) if row else 0
-        row = con.execute(f"SELECT count(*) FROM {repeated}").fetchone()
-        if row and row[0]:
+        if n_repeated:
             row = con.execute(
                 f"""INSERT INTO events ({cols}, ingest_id)
-                SELECT DISTINCT ON (event_id) {cols}, {ingest_id} FROM {stage} s
-                WHERE __reason IS NULL{new}
-                  AND s.__h IN (SELECT h FROM {repeated})"""
+                SELECT DISTINCT ON (event_id) {cols}, {ingest_id} FROM (
+                    SELECT {rows} FROM {stage} s WHERE s.__reason IS NULL
+                      AND s.__h IN (SELECT h FROM {repeated})
+                ) n {new}"""
             ).fetchone()
             loaded += int(row[0]) if row else 0
     finally:
@@ -493,18 +526,30 @@ def ingest(
     """
     label = str(path)
     file = check_file(path)
-    digest = _sha256(file)
-    return _run(
-        store,
-        label,
-        lambda con: read_file(con, file, mapping),
-        mapping,
-        table,
-        strict,
-        now,
-        future_tolerance,
-        digest,
-    )
+    # the file's hash is computed while DuckDB reads and validates it
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retention-sha256") as pool:
+        digest = pool.submit(_sha256, file)
+        try:
+            return _run(
+                store,
+                label,
+                lambda con: read_file(con, file, mapping),
+                mapping,
+                table,
+                strict,
+                now,
+                future_tolerance,
+                lambda: _digest(digest, file),
+            )
+        finally:
+            digest.cancel()
+
+
+def _digest(future: Future[str], file: Path) -> str:
+    try:
+        return future.result()
+    except OSError as exc:
+        raise ReadError(f"Cannot read {file} ({exc.strerror}): check the file.") from None
 
 
 def ingest_frame(
@@ -534,5 +579,5 @@ def ingest_frame(
         strict,
         now,
         future_tolerance,
-        _frame_sha256(df),
+        lambda: _frame_sha256(df),
     )

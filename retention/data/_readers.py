@@ -44,6 +44,8 @@ _EXT = {
     ".json": "jsonl",
 }
 _HEAD_BYTES = 1 << 20
+#: records of a CSV file kept for sampling types and formats (see :attr:`Source.view`)
+SAMPLE_ROWS = 20000
 
 
 @dataclass
@@ -53,7 +55,10 @@ class Source:
     Attributes
     ----------
     view : str
-        Temporary view of the source columns, for sampling and type checks.
+        Temporary view of the source columns, for sampling and type checks (for CSV files, a
+        temporary table of the first :data:`SAMPLE_ROWS` records: a CSV scan under a
+        ``LIMIT`` still reads ahead by many megabytes, so each sample query would cost a
+        partial scan).
     scan : str
         Relation (SQL) that reads every record once, in file order: the stage is built from it
         with ``CREATE TABLE AS`` so that the stage's ``rowid`` is the 0-based record number.
@@ -301,6 +306,9 @@ def _read_csv(
         "all_varchar = true",
         "encoding = 'utf-8'",
         "max_line_size = 16777216",
+        # without it DuckDB reads in buffers of 16 x max_line_size (256 MiB): slower scans, and
+        # a LIMIT still reads a whole buffer
+        "buffer_size = 33554432",
     ]
     if mapping is not None and mapping.delimiter:
         opts.append(f"delim = {_lit(mapping.delimiter)}")
@@ -315,25 +323,23 @@ def _read_csv(
     # quoted carriage return for a line end), then DuckDB's own sniffing, then lenient parsing
     fallbacks = [[*quoted, f"new_line = '{newline}'"], quoted, [], [*quoted, "strict_mode = false"]]
     error: duckdb.Error | None = None
+    lenient = full = ""
+    cols: dict[str, str] = {}
+    sniffed: tuple[Any, ...] = (0, mapping is None or mapping.header is not False)
     for extra in fallbacks:
-        attempt = opts + extra
-        lenient = f"read_csv({_lit(str(path))}, {', '.join(attempt)}, ignore_errors = true)"
+        attempt = [*opts, *extra, "ignore_errors = true"]
         try:
+            lenient, full, sniffed = _sniffed_csv(con, path, attempt, scans, errors)
             cols = _describe(con, lenient)
         except duckdb.Error as exc:
             error = error or exc
             continue
-        opts, error = attempt, None
+        error = None
         break
-    sniff = f"sniff_csv({_lit(str(path))}, {', '.join(opts)})"
-    full = (
-        f"read_csv({_lit(str(path))}, {', '.join(opts)}, ignore_errors = true, "
-        f"store_rejects = true, rejects_scan = {_lit(scans)}, rejects_table = {_lit(errors)})"
-    )
     try:
         if error is not None:
             raise error
-        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {lenient}")
+        con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {lenient} LIMIT {SAMPLE_ROWS}")
     except duckdb.Error as exc:
         for item in cleanup:
             Path(item.removeprefix("__unlink__")).unlink(missing_ok=True)
@@ -341,12 +347,7 @@ def _read_csv(
             f"Cannot read {label} as CSV ({_first_line(exc)}): check the file, or set "
             "delimiter, encoding and header in the [reader] section of a --mapping file."
         ) from None
-    try:
-        row = con.execute(f"SELECT SkipRows, HasHeader FROM {sniff}").fetchone()
-    except duckdb.Error:
-        row = None
-    if row is None:
-        row = (0, mapping is None or mapping.header is not False)
+    row = sniffed
     return Source(
         view=view,
         scan=full,
@@ -357,7 +358,7 @@ def _read_csv(
         rejects=rejects,
         drops=[
             *cleanup,
-            f"DROP VIEW IF EXISTS {view}",
+            f"DROP TABLE IF EXISTS {view}",
             f"DROP TABLE IF EXISTS {errors}",
             f"DROP TABLE IF EXISTS {scans}",
             f"DROP TABLE IF EXISTS {rejects}",
@@ -371,6 +372,33 @@ def _read_csv(
             FROM {errors} GROUP BY line"""
         ],
     )
+
+
+def _sniffed_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, opts: list[str], scans: str, errors: str
+) -> tuple[str, str, tuple[Any, ...]]:
+    """Sniff ``path`` once with ``opts``; returns the lenient relation, the full one (which
+    stores rejects in ``scans``/``errors``) and ``(skipped rows, has header)``.
+
+    Both relations spell out what the sniffer found (``auto_detect = false``), so reading
+    them does not sniff the file again: DuckDB would otherwise sniff on every query.
+    """
+    args = ", ".join(opts)
+    row = con.execute(
+        f"SELECT Prompt, SkipRows, HasHeader FROM sniff_csv({_lit(str(path))}, {args})"
+    ).fetchone()
+    lenient = f"read_csv({_lit(str(path))}, {args})"
+    prompt = str(row[0]).strip() if row and row[0] else ""
+    if prompt.startswith("FROM read_csv(") and prompt.endswith(");"):
+        explicit = prompt.removeprefix("FROM ").removesuffix(";")
+        try:
+            _describe(con, explicit)
+            lenient = explicit
+        except duckdb.Error:
+            pass  # keep the sniffing relation
+    rejects = f"store_rejects = true, rejects_scan = {_lit(scans)}, rejects_table = {_lit(errors)}"
+    full = f"{lenient.removesuffix(')')}, {rejects})"
+    return lenient, full, (row[1], row[2]) if row else (0, True)
 
 
 def _unique_names(names: list[str]) -> list[str]:

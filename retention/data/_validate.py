@@ -23,7 +23,7 @@ import pandas as pd
 
 from retention.data._contract import EVENT_TYPES, ColumnSpec, TableSpec
 from retention.data._mapping import Mapping
-from retention.data._readers import Source
+from retention.data._readers import SAMPLE_ROWS, Source
 from retention.exceptions import SchemaError
 
 __all__ = ["StagePlan", "plan_stage"]
@@ -54,7 +54,7 @@ _TS_FORMATS: tuple[str, ...] = (
     "%b %d %Y",
     "%a, %d %b %Y %H:%M:%S",
 )
-_SAMPLE = 20000
+_SAMPLE = SAMPLE_ROWS
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL", "DECIMAL")
 _INT_TYPES = (
     "TINYINT",
@@ -108,11 +108,15 @@ class StagePlan:
     Attributes
     ----------
     sql : str
-        ``SELECT [__line,] <canonical columns>, <extras>, __reason, __raw[, __h] FROM ...``
-        (``__h``: ``hash(event_id)``, events only), one row per record in file order
-        (``CREATE TABLE AS`` keeps the order, so ``rowid`` is the record number).
+        ``SELECT [__line,] <mapped columns>, <extras>, __reason, __raw[, __h] FROM ...``, one
+        row per record in file order (``CREATE TABLE AS`` keeps the order, so ``rowid`` is
+        the record number). Events only: ``event_id`` when the mapping supplies one, and
+        ``__h``, a 64-bit hash of what decides the id (equal ids give equal hashes).
     columns : list of str
-        Canonical columns written to the table (extras included), in insert order.
+        Columns written to the table (extras included), in insert order.
+    select : list of str
+        The SQL of each of ``columns`` over the stage aliased ``s``: a stage column, a constant
+        for an unmapped column, or the generated ``event_id``.
     sources : dict of str to str
         Canonical column -> what it was read from (column name or expression), for reports.
     extras : dict of str to str
@@ -121,6 +125,7 @@ class StagePlan:
 
     sql: str
     columns: list[str]
+    select: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     extras: dict[str, str] = field(default_factory=dict)
 
@@ -291,7 +296,10 @@ class _Builder:
             present = f"({value} IS NOT NULL)"
         elif kind in {"double", "money", "rating"}:
             if text:
-                d = f"TRY_CAST({v} AS DOUBLE)"
+                # DuckDB's cast to DOUBLE skips surrounding spaces, so the text is cast as it
+                # is; only a value that does not cast is trimmed, to tell blank from bad
+                d = f"TRY_CAST({x} AS DOUBLE)"
+                present = f"(CASE WHEN {d} IS NOT NULL THEN true ELSE {v} IS NOT NULL END)"
             elif base in _FLOAT_TYPES or base in _INT_TYPES:
                 d = f"CAST({x} AS DOUBLE)"
             elif base == "BOOLEAN":
@@ -412,15 +420,16 @@ class _Builder:
         level1 += [f"{self.raw[c]}" for c in s.columns]
         checks: list[str] = []
         out_cols: list[str] = []
+        # unmapped columns hold one value on every row: they stay out of the stage and are
+        # written as constants, which keeps the stage (held in memory) narrow
+        constants: dict[str, str] = {}
         for col in spec.columns:
             name = col.name
             if name not in resolved:
                 if name == "event_type":
-                    level1.append("'purchase' AS __v_event_type")
-                    out_cols.append(name)
+                    constants[name] = "'purchase'"
                 elif name != "event_id":
-                    level1.append(f"CAST(NULL AS {col.sql_type}) AS __v_{name}")
-                    out_cols.append(name)
+                    constants[name] = f"CAST(NULL AS {col.sql_type})"
                 continue
             kind, v = resolved[name]
             if kind == "col":
@@ -473,23 +482,50 @@ class _Builder:
         level2 = ["__line"] if s.has_line else []
         level2 += [self.raw[c] for c in s.columns]
         level2 += [f"__v_{c} AS {_ident(c)}" for c in out_cols]
-        if spec.name == "events":
-            level2.append(f"{self.event_id('event_id' in resolved)} AS event_id")
-            out_cols = ["event_id", *out_cols]
         level2.append(f"{reason} AS __reason")
-        level3 = (["__line"] if s.has_line else []) + [_ident(c) for c in out_cols]
-        level3 += ["__reason", f"CASE WHEN __reason IS NOT NULL THEN {raw_json} END AS __raw"]
+        stage_cols = list(out_cols)
+        select = {c: f"s.{_ident(c)}" for c in out_cols}
+        select.update(constants)
+        columns = [c for c in (col.name for col in spec.columns) if c in select]
+        columns += [c for c in out_cols if c not in columns]
+        hashed = ""
         if spec.name == "events":
-            # a 64-bit hash of the id, for finding ids repeated within the file cheaply
-            level3.append("hash(event_id) AS __h")
+            supplied = "event_id" in resolved
+            if supplied:
+                stage_cols = ["event_id", *stage_cols]
+                level2.append("__v_event_id AS event_id")
+            # the id is computed once, when the row is written; the stage keeps a 64-bit hash
+            # of what decides it (never stored: DuckDB's hash() may change between releases),
+            # to find the ids repeated within the file cheaply
+            values = ", ".join(f"__v_{c}" for c in out_cols)
+            hashed = f"hash({values})"
+            if supplied:
+                hashed = (
+                    f"CASE WHEN __v_event_id IS NOT NULL THEN hash(__v_event_id) ELSE {hashed} END"
+                )
+            level2.append(f"{hashed} AS __h")
+            generated = self.event_id({c: f"s.{_ident(c)}" for c in out_cols}, constants)
+            select["event_id"] = f"coalesce(s.event_id, {generated})" if supplied else generated
+            columns = ["event_id", *columns]
+        level3 = (["__line"] if s.has_line else []) + [_ident(c) for c in stage_cols]
+        level3 += ["__reason", f"CASE WHEN __reason IS NOT NULL THEN {raw_json} END AS __raw"]
+        if hashed:
+            level3.append("__h")
         sql = (
             f"SELECT {', '.join(level3)} FROM (SELECT {', '.join(level2)} FROM "
             f"(SELECT {', '.join(level1)} FROM {self.inner(full=True)}))"
         )
         sources = {c: v for c, (_, v) in resolved.items()}
-        return StagePlan(sql=sql, columns=out_cols, sources=sources, extras=extras)
+        return StagePlan(
+            sql=sql,
+            columns=columns,
+            select=[select[c] for c in columns],
+            sources=sources,
+            extras=extras,
+        )
 
-    def event_id(self, supplied: bool) -> str:
+    @staticmethod
+    def event_id(values: dict[str, str], constants: dict[str, str]) -> str:
         """The generated id: md5 (32 hex digits) of the canonical values joined by chr(31).
 
         The form is part of the store's contract (ids must not change between versions, or
@@ -498,22 +534,48 @@ class _Builder:
         CAST(rating AS VARCHAR), text``, a missing optional value written as chr(30). It is
         built with ``concat`` and literal separators, which is cheaper than ``concat_ws`` and
         gives the same string: every part is non-NULL on a row that is loaded (the required
-        parts are present on every good row, the optional ones are coalesced).
+        parts are present on every good row, the optional ones are coalesced). ``values`` maps
+        the columns read from the source to their SQL; the others are ``constants`` (an
+        unmapped optional column is NULL, so its part is the literal chr(30)).
         """
-        sep, null = "'\x1f'", "'\x1e'"
-        parts = [
-            "__v_user_id",
-            "CAST(__v_ts AS VARCHAR)",
-            "__v_event_type",
-            f"coalesce(__v_item_id, {null})",
-            f"coalesce(__v_order_id, {null})",
-            f"coalesce(CAST(__v_quantity AS VARCHAR), {null})",
-            f"coalesce(CAST(__v_amount AS VARCHAR), {null})",
-            f"coalesce(CAST(__v_rating AS VARCHAR), {null})",
-            f"coalesce(__v_text, {null})",
-        ]
-        hashed = f"md5(concat({f', {sep}, '.join(parts)}))"
-        return f"coalesce(__v_event_id, {hashed})" if supplied else hashed
+        sep, null = "\x1f", "\x1e"
+        parts: list[tuple[bool, str]] = []  # (is a literal, text or SQL)
+        for name in (
+            "user_id",
+            "ts",
+            "event_type",
+            "item_id",
+            "order_id",
+            "quantity",
+            "amount",
+            "rating",
+            "text",
+        ):
+            if name in values:
+                v = values[name]
+                if name in {"ts", "quantity", "amount", "rating"}:
+                    v = f"CAST({v} AS VARCHAR)"
+                required = name in {"user_id", "ts", "event_type"}
+                parts.append((False, v if required else f"coalesce({v}, '{null}')"))
+            elif constants.get(name, "").startswith("'"):
+                parts.append((True, constants[name].strip("'")))
+            else:
+                parts.append((True, null))
+        args: list[str] = []
+        literal = ""
+        for i, (is_literal, text) in enumerate(parts):
+            if i:
+                literal += sep
+            if is_literal:
+                literal += text
+                continue
+            if literal:
+                args.append(f"'{literal}'")
+                literal = ""
+            args.append(text)
+        if literal:
+            args.append(f"'{literal}'")
+        return f"md5(concat({', '.join(args)}))"
 
 
 def plan_stage(

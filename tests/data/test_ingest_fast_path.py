@@ -164,3 +164,88 @@ def test_string_compression_switch(
         assert _setting(other, "disabled_compression_methods") == ""
         ids = "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events"
         assert _one(other, ids) == _one(store, ids)
+
+
+@pytest.mark.parametrize("numpy_max", [0, 10**9])
+def test_repeated_ids_found_by_numpy_and_by_duckdb_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, numpy_max: int
+) -> None:
+    """Repeats are found by sorting hashes with numpy, or (very large files) by DuckDB."""
+    import retention.data._ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "NUMPY_REPEATS_MAX", numpy_max)
+    path = tmp_path / "e.csv"
+    path.write_text(CSV)
+    with Store(tmp_path / f"s{numpy_max}.duckdb") as store:
+        report = ingest(store, path)
+        assert (report.loaded, report.duplicates, report.quarantined) == (3, 3, 2)
+        ids = "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events"
+        loaded = _one(store, ids)
+    with Store(tmp_path / "reference.duckdb") as reference:
+        monkeypatch.setattr(ingest_module, "NUMPY_REPEATS_MAX", 10**9 - numpy_max)
+        ingest(reference, path)
+        assert _one(reference, ids) == loaded
+
+
+def test_supplied_ids_keep_the_first_row_and_fill_missing_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "id,user_id,ts,amount\n"
+        "e1,u1,2024-01-01 00:00:00,1\n"
+        "e1,u2,2024-01-02 00:00:00,2\n"  # same supplied id, other values: a duplicate
+        ",u3,2024-01-03 00:00:00,3\n"  # no id: generated from the values
+        ",u3,2024-01-03 00:00:00,3\n"  # the same values: the same generated id
+    )
+    from retention.data import Mapping
+
+    report = ingest(store, path, Mapping(columns={"event_id": "id"}))
+    assert (report.loaded, report.duplicates, report.quarantined) == (2, 2, 0)
+    assert _one(store, "SELECT user_id FROM events WHERE event_id = 'e1'") == "u1"
+    parts = ["u3", "2024-01-03 00:00:00", "purchase", *["\x1e"] * 3, "3.00", "\x1e", "\x1e"]
+    generated = hashlib.md5("\x1f".join(parts).encode()).hexdigest()
+    assert _one(store, "SELECT event_id FROM events WHERE user_id = 'u3'") == generated
+
+
+def test_numbers_padded_blank_or_bad(store: Store, tmp_path: Path) -> None:
+    """Numbers are cast as written (spaces allowed); a blank cell is missing, not bad."""
+    path = tmp_path / "n.csv"
+    path.write_text(
+        "user_id,ts,quantity,amount\n"
+        "u1,2024-01-01 00:00:00, 2 ,  3.5\n"
+        'u2,2024-01-02 00:00:00,"   ",\n'
+        "u3,2024-01-03 00:00:00,1,abc\n"
+        "u4,2024-01-04 00:00:00,1,inf\n"
+    )
+    report = ingest(store, path)
+    assert (report.loaded, report.quarantined) == (2, 2)
+    assert report.reasons == {"unparseable amount": 2}
+    rows = store.con.execute(
+        "SELECT user_id, quantity, CAST(amount AS VARCHAR) FROM events ORDER BY 1"
+    ).fetchall()
+    assert rows == [("u1", 2.0, "3.50"), ("u2", None, None)]
+
+
+def test_csv_is_sniffed_once_and_sampled_from_a_small_table(tmp_path: Path) -> None:
+    """The scan spells out what the sniffer found (no sniffing per query) and sampling reads
+    a table of the first rows, not the file."""
+    import duckdb
+
+    from retention.data._readers import SAMPLE_ROWS, read_file
+
+    path = tmp_path / "big.csv"
+    rows = SAMPLE_ROWS + 500
+    path.write_text(
+        "user_id;ts;amount\n" + "".join(f"u{i};2024-01-01 00:00:00;{i}\n" for i in range(rows))
+    )
+    con = duckdb.connect()
+    source = read_file(con, path)
+    assert "auto_detect=false" in source.scan.replace(" ", "")
+    assert "delim=';'" in source.scan.replace(" ", "")
+    assert source.first_line == 2
+    sampled = con.execute(f"SELECT count(*) FROM {source.view}").fetchone()
+    assert sampled == (SAMPLE_ROWS,)
+    scanned = con.execute(f"SELECT count(*) FROM {source.scan}").fetchone()
+    assert scanned == (rows,)
+    source.close(con)
