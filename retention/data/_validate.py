@@ -550,6 +550,10 @@ class _Builder:
         parts are present on every good row, the optional ones are coalesced). ``values`` maps
         the columns read from the source to their SQL; the others are ``constants`` (an
         unmapped optional column is NULL, so its part is the literal chr(30)).
+
+        The joined string is ambiguous only for values that contain chr(30) or chr(31) (ASCII
+        record and unit separators); two such rows could share an id, and within one file both
+        would be kept (repeats are found by a hash of the values, not of the joined string).
         """
         sep, null = "\x1f", "\x1e"
         parts: list[tuple[bool, str]] = []  # (is a literal, text or SQL)
