@@ -402,10 +402,12 @@ def _sniffed_csv(
 
 
 def _unique_names(names: list[str]) -> list[str]:
-    """Column names DuckDB accepts: none empty, none equal ignoring case."""
+    """Column names DuckDB accepts: none empty, none with a NUL character (shown as U+FFFD),
+    none equal ignoring case."""
     seen: set[str] = set()
     out = []
     for i, name in enumerate(names):
+        name = name.replace("\x00", "\ufffd")
         base = name if name.strip() else f"column{i}"
         candidate, n = base, 2
         while candidate.lower() in seen or candidate.lower() in {"__line", "rowid"}:

@@ -249,3 +249,9 @@ def test_csv_is_sniffed_once_and_sampled_from_a_small_table(tmp_path: Path) -> N
     scanned = con.execute(f"SELECT count(*) FROM {source.scan}").fetchone()
     assert scanned == (rows,)
     source.close(con)
+
+
+def test_a_nul_in_a_column_name_is_replaced_not_fatal(store: Store) -> None:
+    df = pd.DataFrame({"user_id": ["u1"], "ts": ["2024-01-01"], "note\x00": ["x"]})
+    report = ingest_frame(store, df, source_name="frame")
+    assert (report.loaded, report.quarantined) == (1, 0)

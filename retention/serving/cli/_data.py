@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from retention import workflows
 from retention.serving.cli._app import DbOption, app, console, resolve_db
@@ -70,13 +72,17 @@ def ingest_command(
     console.print(ingest_table(report))
 
 
-def ingest_table(report: Any) -> Table:
-    """The accounting of one ingest as a Rich table."""
-    table = Table(
-        title=f"{report.file} -> {report.table} (ingest {report.ingest_id}, "
-        f"{report.seconds:.1f} s)",
-        title_justify="left",
+def ingest_table(report: Any) -> Group:
+    """The accounting of one ingest: a heading line and a Rich table.
+
+    The heading is its own line rather than the table's title, which Rich would wrap to the
+    width of the (narrow) table.
+    """
+    heading = Text(
+        f"{report.file} -> {report.table} (ingest {report.ingest_id}, {report.seconds:.1f} s)",
+        style="italic",
     )
+    table = Table()
     table.add_column("rows")
     table.add_column("count", justify="right")
     table.add_row("read", f"{report.read:,}")
@@ -85,7 +91,7 @@ def ingest_table(report: Any) -> Table:
     table.add_row("+ quarantined", f"{report.quarantined:,}")
     for reason, n in report.reasons.items():
         table.add_row(f"    {reason}", f"{n:,}")
-    return table
+    return Group(heading, table)
 
 
 @app.command("info")
