@@ -156,7 +156,7 @@ def _run(
     strict: bool,
     now: pd.Timestamp | None,
     future_tolerance: pd.Timedelta,
-    sha256: Callable[[], str | None],
+    digest: Callable[[], str | None],
 ) -> IngestReport:
     spec = table_spec(table)
     mapping = mapping if mapping is not None else Mapping()
@@ -177,7 +177,7 @@ def _run(
         with status(f"Reading {label}"):
             source = open_source(con)
         report = _load(
-            store, source, spec, mapping, label, limit, strict, sha256, started_at, started
+            store, source, spec, mapping, label, limit, strict, digest, started_at, started
         )
     finally:
         if source is not None:

@@ -325,15 +325,16 @@ def _read_csv(
     error: duckdb.Error | None = None
     lenient = full = ""
     cols: dict[str, str] = {}
-    sniffed: tuple[Any, ...] = (0, mapping is None or mapping.header is not False)
+    skip, header = 0, mapping is None or mapping.header is not False
     for extra in fallbacks:
         attempt = [*opts, *extra, "ignore_errors = true"]
         try:
-            lenient, full, sniffed = _sniffed_csv(con, path, attempt, scans, errors)
-            cols = _describe(con, lenient)
+            lenient, full, cols, sniffed = _sniffed_csv(con, path, attempt, scans, errors)
         except duckdb.Error as exc:
             error = error or exc
             continue
+        if sniffed is not None:
+            skip, header = sniffed
         error = None
         break
     try:
@@ -347,14 +348,13 @@ def _read_csv(
             f"Cannot read {label} as CSV ({_first_line(exc)}): check the file, or set "
             "delimiter, encoding and header in the [reader] section of a --mapping file."
         ) from None
-    row = sniffed
     return Source(
         view=view,
         scan=full,
         columns=list(cols),
         types=dict.fromkeys(cols, "VARCHAR"),
         text=True,
-        first_line=1 + int(row[0] or 0) + (1 if row[1] else 0),
+        first_line=1 + int(skip or 0) + (1 if header else 0),
         rejects=rejects,
         drops=[
             *cleanup,
@@ -376,9 +376,10 @@ def _read_csv(
 
 def _sniffed_csv(
     con: duckdb.DuckDBPyConnection, path: Path, opts: list[str], scans: str, errors: str
-) -> tuple[str, str, tuple[Any, ...]]:
+) -> tuple[str, str, dict[str, str], tuple[int, bool] | None]:
     """Sniff ``path`` once with ``opts``; returns the lenient relation, the full one (which
-    stores rejects in ``scans``/``errors``) and ``(skipped rows, has header)``.
+    stores rejects in ``scans``/``errors``), the columns and their types, and ``(skipped rows,
+    has header)`` (None if the sniffer gave no answer).
 
     Both relations spell out what the sniffer found (``auto_detect = false``), so reading
     them does not sniff the file again: DuckDB would otherwise sniff on every query.
@@ -388,17 +389,21 @@ def _sniffed_csv(
         f"SELECT Prompt, SkipRows, HasHeader FROM sniff_csv({_lit(str(path))}, {args})"
     ).fetchone()
     lenient = f"read_csv({_lit(str(path))}, {args})"
+    cols: dict[str, str] | None = None
     prompt = str(row[0]).strip() if row and row[0] else ""
     if prompt.startswith("FROM read_csv(") and prompt.endswith(");"):
         explicit = prompt.removeprefix("FROM ").removesuffix(";")
         try:
-            _describe(con, explicit)
+            cols = _describe(con, explicit)
             lenient = explicit
         except duckdb.Error:
             pass  # keep the sniffing relation
+    if cols is None:
+        cols = _describe(con, lenient)
     rejects = f"store_rejects = true, rejects_scan = {_lit(scans)}, rejects_table = {_lit(errors)}"
     full = f"{lenient.removesuffix(')')}, {rejects})"
-    return lenient, full, (row[1], row[2]) if row else (0, True)
+    sniffed = (int(row[1] or 0), bool(row[2])) if row else None
+    return lenient, full, cols, sniffed
 
 
 def _unique_names(names: list[str]) -> list[str]:

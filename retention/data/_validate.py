@@ -54,7 +54,6 @@ _TS_FORMATS: tuple[str, ...] = (
     "%b %d %Y",
     "%a, %d %b %Y %H:%M:%S",
 )
-_SAMPLE = SAMPLE_ROWS
 #: the values a generated event id hashes, in this order. Written out rather than taken from the
 #: contract on purpose: a column added to the contract must not change the ids of stored events.
 _ID_PARTS = (
@@ -184,7 +183,7 @@ def _found(columns: list[str]) -> str:
 def _sniff_numeric(con: duckdb.DuckDBPyConnection, view: str, col: str) -> str:
     row = con.execute(
         f"SELECT count(v), count(TRY_CAST(v AS DOUBLE)) FROM "
-        f"(SELECT nullif(trim({_ident(col)}), '') AS v FROM {view} LIMIT {_SAMPLE})"
+        f"(SELECT nullif(trim({_ident(col)}), '') AS v FROM {view} LIMIT {SAMPLE_ROWS})"
     ).fetchone()
     if row and row[0] and row[1] >= 0.5 * row[0]:
         return "DOUBLE"
@@ -195,7 +194,7 @@ def _sniff_ts_format(con: duckdb.DuckDBPyConnection, view: str, x: str) -> str |
     """The strptime format that reads most sampled values; None when ISO casts do best."""
     sample = (
         f"(SELECT DISTINCT nullif(trim(CAST({x} AS VARCHAR)), '') AS v "
-        f"FROM (SELECT * FROM {view} LIMIT {_SAMPLE}) s)"
+        f"FROM (SELECT * FROM {view} LIMIT {SAMPLE_ROWS}) s)"
     )
     counts = ", ".join(
         ["count(TRY_CAST(v AS TIMESTAMPTZ))"]
