@@ -230,25 +230,10 @@ def _member_column(name: str) -> str:
 
 
 def _anchor_shift(model: Any, Z: np.ndarray) -> float:
-    """The constant an ensemble adds to its stacked log-odds on one scored frame.
-
-    ``EnsembleModel`` (with ``anchor_`` set) shifts the stacked log-odds by the constant ``d``
-    with ``mean(sigmoid(z + d)) == mean(sigmoid(Z[:, anchor]))``: the level of one member. It is
-    the same for every customer of the frame, so it belongs to the base value.
-    """
-    anchor = getattr(model, "anchor_", None)
-    if anchor is None or len(Z) == 0:
-        return 0.0
-    z = np.asarray(model.stacker_.decision_function(Z), dtype=float)
-    target = min(max(float(np.mean(expit(Z[:, anchor]))), 1e-6), 1 - 1e-6)
-    lo, hi = -30.0, 30.0
-    for _ in range(100):  # bisection: the mean probability grows with the shift
-        mid = (lo + hi) / 2
-        if float(np.mean(expit(z + mid))) < target:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    """The constant an ensemble adds to its stacked log-odds on one scored frame
+    (:meth:`EnsembleModel.anchor_shift`): the same for every customer, so it belongs to the
+    base value."""
+    return float(model.anchor_shift(Z))
 
 
 def _ensemble_contributions(model: Any, frame: CutoffFrame) -> Contributions:

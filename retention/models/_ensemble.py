@@ -198,14 +198,24 @@ class EnsembleModel(RetentionModel):
             )
         return names.index(self.anchor)
 
+    def anchor_shift(self, Z: np.ndarray) -> float:
+        """The constant added to the stacked log-odds of member log-odds ``Z``: the ``d`` with
+        ``mean(sigmoid(z + d)) == mean(sigmoid(Z[:, anchor]))`` (0 without an anchor). It is
+        the same for every customer of the frame."""
+        if len(Z) == 0:
+            return 0.0
+        return self._shift(Z, np.asarray(self.stacker_.decision_function(Z), dtype=float))
+
+    def _shift(self, Z: np.ndarray, z: np.ndarray) -> float:
+        anchor = getattr(self, "anchor_", None)
+        if anchor is None or len(z) == 0:
+            return 0.0
+        return _level_shift(z, float(np.mean(expit(Z[:, anchor]))))
+
     def _stack(self, Z: np.ndarray) -> np.ndarray:
         """Stacked probabilities of member log-odds ``Z``, shifted to the anchor's level."""
         z = np.asarray(self.stacker_.decision_function(Z), dtype=float)
-        anchor = getattr(self, "anchor_", None)
-        if anchor is not None and len(z):
-            target = float(np.mean(expit(Z[:, anchor])))
-            z = z + _level_shift(z, target)
-        out: np.ndarray = expit(z)
+        out: np.ndarray = expit(z + self._shift(Z, z))
         return out
 
     def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
