@@ -55,6 +55,7 @@ from retention.workflows._predict import (
     _event_range,
     _json_clean,
     _open_store,
+    _replace_rows,
     parse_cutoff,
     risk_band,
 )
@@ -361,21 +362,7 @@ def write_reasons(
     df["cutoff"] = at
     df["cutoff"] = df["cutoff"].astype("datetime64[ns]")
     df["model_version"] = str(model_version)
-    with _open_store(db, read_only=False) as store:
-        con = store.con.cursor()  # a fresh cursor: no unfinished result from opening the store
-        con.register("_retention_reasons", df)
-        try:
-            con.execute(
-                f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _retention_reasons LIMIT 0'
-            )
-            con.execute(
-                f'DELETE FROM "{table}" WHERE cutoff = ? AND model_version = ?',
-                [at.to_pydatetime(), str(model_version)],
-            )
-            cols = ", ".join(f'"{c}"' for c in df.columns)
-            con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _retention_reasons')
-        finally:
-            con.unregister("_retention_reasons")
+    _replace_rows(db, table, df, at, str(model_version))
     return ReasonsReport(
         reasons=df,
         cutoff=at,

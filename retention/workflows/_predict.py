@@ -99,6 +99,29 @@ def _open_store(db: str | os.PathLike[str], read_only: bool = True) -> Any:
     return Store(path, read_only=read_only)
 
 
+def _replace_rows(
+    db: str | os.PathLike[str], table: str, df: pd.DataFrame, at: pd.Timestamp, version: str
+) -> None:
+    """Write ``df`` to ``table`` (created from ``df``'s columns if missing), replacing the rows
+    of cutoff ``at`` and model ``version``."""
+    with _open_store(db, read_only=False) as store:
+        con = store.con.cursor()  # a fresh cursor: no unfinished result from opening the store
+        con.register("_retention_rows", df)
+        try:
+            con.execute(
+                f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _retention_rows LIMIT 0'
+            )
+            con.execute(
+                f'DELETE FROM "{table}" WHERE cutoff = ? AND model_version = ?',
+                [at.to_pydatetime(), version],
+            )
+            cols = ", ".join(f'"{c}"' for c in df.columns)
+            con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _retention_rows')
+        finally:
+            con.unregister("_retention_rows")
+            con.close()
+
+
 def _event_range(store: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     row = store.con.execute(
         "SELECT min(ts), max(ts) FROM events WHERE event_type = 'purchase'"
@@ -490,22 +513,7 @@ def score(
     df["scored_at"] = scored_at
     df["cutoff"] = df["cutoff"].astype("datetime64[ns]")
     df["scored_at"] = df["scored_at"].astype("datetime64[ns]")
-    with _open_store(db, read_only=False) as store:
-        con = store.con.cursor()  # a fresh cursor: no unfinished result from opening the store
-        con.register("_retention_scores", df)
-        try:
-            con.execute(
-                f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _retention_scores LIMIT 0'
-            )
-            con.execute(
-                f'DELETE FROM "{table}" WHERE cutoff = ? AND model_version = ?',
-                [at.to_pydatetime(), version],
-            )
-            cols = ", ".join(f'"{c}"' for c in df.columns)
-            con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _retention_scores')
-        finally:
-            con.unregister("_retention_scores")
-            con.close()
+    _replace_rows(db, table, df, at, version)
     if out_path is not None:
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)
