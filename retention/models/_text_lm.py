@@ -32,7 +32,7 @@ from retention._progress import progress_bar
 from retention.exceptions import ConfigError, DataError, ModelError
 from retention.features._encoder import TextEncoder, mean_pool
 from retention.features._frame import CutoffFrame
-from retention.features._text import serialise_history
+from retention.features._text import _resolve_encoder, serialise_history
 from retention.models._base import RetentionModel, check_is_fitted
 
 __all__ = ["TextLMModel"]
@@ -236,16 +236,6 @@ class TextLMModel(RetentionModel):
     def _chars(self) -> int:
         return int(self.max_chars) if self.max_chars is not None else 6 * int(self.max_length)
 
-    def _resolve_encoder(self) -> TextEncoder:
-        enc = self.encoder
-        if isinstance(enc, TextEncoder):
-            return enc
-        if enc is None or isinstance(enc, str):
-            return TextEncoder(enc)
-        raise ConfigError(
-            f"encoder must be a TextEncoder, an encoder name or None, got {type(enc).__name__}."
-        )
-
     def _build(self, encoder: TextEncoder) -> None:
         """Load the pretrained weights, wrap them (LoRA), add the head; sets _net/_tokenizer."""
         tokenizer, backbone = encoder.load_transformer()
@@ -316,7 +306,7 @@ class TextLMModel(RetentionModel):
                     f"The training frame at cutoff {frame.cutoff:%Y-%m-%d} has no label. Build "
                     "training frames with with_label=True."
                 )
-        encoder = self._resolve_encoder()
+        encoder = _resolve_encoder(self.encoder)
         if not encoder.fine_tunable:
             encoder.load_transformer()  # raises the ConfigError that says why
         started = time.perf_counter()
