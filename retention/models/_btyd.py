@@ -471,14 +471,16 @@ class _TransactionModel:
         recency: ArrayLike,
         T: ArrayLike,
         weights: ArrayLike | None,
-        x0: FloatArray,
+        start: Callable[[float, float], FloatArray],
         loglik: Callable[..., tuple[FloatArray, FloatArray]],
     ) -> None:
+        """Fit by maximum likelihood from ``start(mean T, mean frequency)``."""
         pen = _check_penalizer(self.penalizer)
         x, tx, t_end = _check_rfm(frequency, recency, T)
         x, tx, t_end = x.ravel(), tx.ravel(), t_end.ravel()
         if x.size == 0:
             raise DataError("No customers to fit on. Pass at least one customer's RFM summary.")
+        x0 = start(float(np.mean(t_end)) or 1.0, float(np.mean(x)))
         if weights is None:
             (x, tx, t_end), w = _compress(x, tx, t_end)
         else:
@@ -595,13 +597,14 @@ class BetaGeo(_TransactionModel):
         DataError
             On negative, missing or non-integer frequencies, or recency greater than T.
         """
-        x, _, t_end = _check_rfm(frequency, recency, T)
-        if x.size == 0:
-            raise DataError("No customers to fit on. Pass at least one customer's RFM summary.")
-        mean_t = float(np.mean(t_end)) or 1.0
-        mean_x = float(np.mean(x))
-        x0 = np.array([1.0, mean_t / (mean_x + 1.0), 1.0, 1.0])
-        self._fit_common(frequency, recency, T, weights, x0, _bgnbd_loglik)
+        self._fit_common(
+            frequency,
+            recency,
+            T,
+            weights,
+            lambda mean_t, mean_x: np.array([1.0, mean_t / (mean_x + 1.0), 1.0, 1.0]),
+            _bgnbd_loglik,
+        )
         return self
 
     def _log_odds_dead(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
@@ -733,13 +736,14 @@ class ParetoNBD(_TransactionModel):
         DataError
             On negative, missing or non-integer frequencies, or recency greater than T.
         """
-        x, _, t_end = _check_rfm(frequency, recency, T)
-        if x.size == 0:
-            raise DataError("No customers to fit on. Pass at least one customer's RFM summary.")
-        mean_t = float(np.mean(t_end)) or 1.0
-        mean_x = float(np.mean(x))
-        x0 = np.array([1.0, mean_t / (mean_x + 1.0), 1.0, mean_t])
-        self._fit_common(frequency, recency, T, weights, x0, _pareto_loglik)
+        self._fit_common(
+            frequency,
+            recency,
+            T,
+            weights,
+            lambda mean_t, mean_x: np.array([1.0, mean_t / (mean_x + 1.0), 1.0, mean_t]),
+            _pareto_loglik,
+        )
         return self
 
     def _log_odds_alive(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
