@@ -97,7 +97,11 @@ def main() -> None:
                 load_dataset(name, store)
             load_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            result = workflows.backtest(db, spec["cutoff"], spec["horizon"], MODELS)
+            request = workflows.BacktestRequest(
+                cutoff=spec["cutoff"], horizon_days=spec["horizon"], models=tuple(MODELS)
+            )
+            with Store(db, read_only=True) as store:
+                result = workflows.backtest(store, request)
             payload = result.to_json_dict()
             payload["load_seconds"] = round(load_s, 1)
             payload["backtest_seconds"] = round(time.perf_counter() - t0, 1)

@@ -177,7 +177,7 @@ def main() -> None:
                     have = [m for m in members if m in fitted]
                     if len(have) < 2:
                         continue
-                    ens = EnsembleModel(members=[(m, fitted[m]) for m in have])
+                    ens = EnsembleModel(members=[(m, fitted[m]) for m in have], prefit=True)
                     t1 = time.perf_counter()
                     ens.fit(train, valid)  # members already fitted: only the stack learns (valid)
                     member_s = sum(rows[m]["train_seconds"] for m in have)

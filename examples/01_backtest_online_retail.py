@@ -26,7 +26,12 @@ with Store(db) as store:
 # %%
 # Backtest BG/NBD, gradient boosting and their ensemble at 2011-09-10 with a 90-day horizon.
 # The supervised models learn only from earlier cutoffs whose label windows end by 2011-09-10.
-result = workflows.backtest(db, "2011-09-10", 90, ["bgnbd", "gbdt", "ensemble"])
+# A workflow takes the open store and a typed request; it never opens the file itself.
+request = workflows.BacktestRequest(
+    cutoff="2011-09-10", horizon_days=90, models=("bgnbd", "gbdt", "ensemble")
+)
+with Store(db, read_only=True) as store:
+    result = workflows.backtest(store, request)
 print(f"{len(result.y_true):,} customers, base rate {result.y_true.mean():.3f}")
 for name, metrics in result.metrics.items():
     print(f"{name:10s} ROC-AUC {metrics['roc_auc']:.3f}  Brier {metrics['brier']:.3f}")

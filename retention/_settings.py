@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["DEFAULT_MIN_TS", "Settings", "get_settings", "parse_min_ts"]
+
+#: times before this are quarantined by ingest unless ``RETENTION_MIN_TS`` says otherwise
+DEFAULT_MIN_TS = "1990-01-01"
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class Settings:
         Folder for unpacked model weights (``RETENTION_CACHE_DIR``).
     seed : int
         Default random seed (``RETENTION_SEED``, default 0).
+    min_ts : datetime or None
+        Ingest quarantines times before it as not real (``RETENTION_MIN_TS``, a date such as
+        ``1990-01-01``, the default; ``none`` keeps every time).
     """
 
     db: Path
@@ -32,6 +39,36 @@ class Settings:
     encoder: str
     cache_dir: Path
     seed: int
+    min_ts: datetime | None = datetime(1990, 1, 1)
+
+
+def parse_min_ts(value: str, name: str = "RETENTION_MIN_TS") -> datetime | None:
+    """``value`` as the earliest real time (naive UTC), or None for ``none``/``off``/empty.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is neither a date/ISO time nor ``none``.
+    """
+    from retention.exceptions import ConfigError
+
+    text = str(value).strip()
+    if text.lower() in {"", "none", "off", "false", "0"}:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a date such as {DEFAULT_MIN_TS} (or none to keep every time); "
+            f"got {value!r}."
+        ) from None
+    return parsed.replace(tzinfo=None) if parsed.tzinfo is None else _to_naive_utc(parsed)
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def get_settings() -> Settings:
@@ -44,4 +81,5 @@ def get_settings() -> Settings:
         encoder=env.get("RETENTION_ENCODER", "all-MiniLM-L6-v2"),
         cache_dir=Path(env.get("RETENTION_CACHE_DIR", Path.home() / ".cache" / "retention")),
         seed=int(env.get("RETENTION_SEED", "0")),
+        min_ts=parse_min_ts(env.get("RETENTION_MIN_TS", DEFAULT_MIN_TS)),
     )

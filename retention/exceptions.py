@@ -17,6 +17,14 @@ fix it.
      +-- ModelError                a model cannot be trained, saved or loaded
      |    +-- IncompatibleModelError  an artifact made by an incompatible version
      +-- StoreError                the DuckDB store cannot be opened or migrated
+
+    UserWarning
+     +-- RetentionWarning          a result was computed, but on terms the user should know:
+                                   a degenerate or thin-data fit, a fallback, a value read as 0
+
+A :class:`RetentionWarning` never stops a run: the CLI prints it as one line ``warning: ...`` on
+stderr. To silence them on purpose:
+``warnings.filterwarnings("ignore", category=RetentionWarning)``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ __all__ = [
     "QuarantineError",
     "ReadError",
     "RetentionError",
+    "RetentionWarning",
     "SchemaError",
     "StoreError",
 ]
@@ -78,3 +87,12 @@ class IncompatibleModelError(ModelError):
 
 class StoreError(RetentionError):
     """The DuckDB store cannot be opened, migrated or written."""
+
+
+class RetentionWarning(UserWarning):
+    """A result was computed, but on terms the user should know about.
+
+    Emitted, for example, when a BTYD fit ends on the optimiser's bounds (the model degenerates),
+    when a model is fitted on too few repeat customers, when a Gamma-Gamma fit fails and a fallback
+    is used, or when unreadable values are counted as 0.
+    """

@@ -13,21 +13,29 @@ from retention.data._datasets import (
     list_datasets,
     load_dataset,
 )
+from retention.data._expr import MAP_FUNCTIONS, MAP_WINDOW_FUNCTIONS
 from retention.data._ingest import IngestReport, ingest, ingest_frame
-from retention.data._mapping import FORMATS, Mapping
-from retention.data._store import SCHEMA_VERSION, Store, store_info
+from retention.data._mapping import EPOCH_UNITS, FORMATS, Mapping
+from retention.data._readers import check_file
+from retention.data._store import SCHEMA_VERSION, TABLE_COLUMNS, ModelRecord, Store, store_info
 
 __all__ = [
+    "EPOCH_UNITS",
     "EVENT_TYPES",
     "FORMATS",
+    "MAP_FUNCTIONS",
+    "MAP_WINDOW_FUNCTIONS",
     "SCHEMA_VERSION",
     "TABLES",
+    "TABLE_COLUMNS",
     "ColumnSpec",
     "DatasetInfo",
     "IngestReport",
     "Mapping",
+    "ModelRecord",
     "Store",
     "TableSpec",
+    "check_file",
     "dataset_path",
     "get_dataset",
     "ingest",

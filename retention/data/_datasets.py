@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -77,6 +78,21 @@ class DatasetInfo:
     citation: str
     files: tuple[str, ...]
     tables: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every attribute (tuples as lists)."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "what": self.what,
+            "rows": int(self.rows),
+            "unit": self.unit,
+            "licence": self.licence,
+            "source": self.source,
+            "citation": self.citation,
+            "files": list(self.files),
+            "tables": list(self.tables),
+        }
 
 
 _INFOS: tuple[DatasetInfo, ...] = (
@@ -435,27 +451,6 @@ def _amazon_beauty() -> list[tuple[str, _Step]]:
     return [("events", events), ("items", items)]
 
 
-_BANDIT_TABLE_SQL = """
-CREATE TABLE IF NOT EXISTS bandit_feedback (
-    dataset VARCHAR NOT NULL,
-    row_id BIGINT NOT NULL,
-    ts TIMESTAMP NOT NULL,
-    user_id VARCHAR NOT NULL,
-    item_id VARCHAR NOT NULL,
-    position INTEGER NOT NULL,
-    click INTEGER NOT NULL,
-    propensity_score DOUBLE NOT NULL,
-    user_feature_0 VARCHAR,
-    user_feature_1 VARCHAR,
-    user_feature_2 VARCHAR,
-    user_feature_3 VARCHAR,
-    affinity DOUBLE[],
-    ingest_id BIGINT,
-    PRIMARY KEY (dataset, row_id)
-)
-"""
-
-
 def _bandit_log(path: Path) -> pd.DataFrame:
     """The Open Bandit log with naive-UTC ``ts``, a hashed ``user_id`` and one affinity list."""
     return _sql_frame(
@@ -543,7 +538,6 @@ def _insert_bandit_feedback(store: Store, log: pd.DataFrame, source: Path) -> In
     started_at = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(_BANDIT_TABLE_SQL)
         ingest_id = _count(con, "SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests")
         log = log.assign(ingest_id=ingest_id)
         con.register("__retention_bandit_log", log)

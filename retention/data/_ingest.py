@@ -1,4 +1,18 @@
-"""Ingest: read, validate, quarantine, deduplicate and append, in one transaction."""
+"""Ingest: read, validate, quarantine, deduplicate and append, in one transaction.
+
+Accounting: ``read == loaded + duplicates + quarantined``, where ``quarantined`` counts every
+bad record of this run. The quarantine table keeps one row per (file, line, reason): a record
+that an earlier ingest of the same file (same SHA-256, same table) already quarantined for the
+same reason is counted again but not stored again, so re-ingesting a file adds nothing, bad
+rows included.
+
+A file whose every record is quarantined raises :class:`QuarantineError` (unless
+``allow_all_quarantined``) *after* the ingest is committed: the quarantine rows and the ingest
+log are kept (nothing is lost, and they say what was wrong); no event was loaded.
+
+A write that fails on the store's disk (full, read-only, gone) rolls the transaction back and
+raises one-line :class:`StoreError`: the store holds what it held before.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +21,7 @@ import hashlib
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,12 +34,13 @@ import pandas as pd
 import pyarrow as pa
 
 from retention._progress import status
+from retention._settings import get_settings, parse_min_ts
 from retention.data._contract import TableSpec, table_spec
 from retention.data._mapping import Mapping
-from retention.data._readers import Source, check_file, read_file, read_frame
+from retention.data._readers import MAX_QUOTE_REPAIRS, Source, check_file, read_file, read_frame
 from retention.data._store import Store
 from retention.data._validate import StagePlan, plan_stage
-from retention.exceptions import QuarantineError, ReadError, StoreError
+from retention.exceptions import QuarantineError, ReadError, RetentionWarning, StoreError
 
 __all__ = [
     "INGEST_COMPRESS_STRINGS",
@@ -122,12 +138,16 @@ class IngestReport:
         }
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> tuple[str, bool]:
+    """The SHA-256 of the file's bytes, and whether a NUL byte may be in its records (one was
+    seen, or the file is compressed or binary, where the raw bytes do not tell)."""
     digest = hashlib.sha256()
+    nul = False
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)  # releases the GIL: runs beside DuckDB's threads
-    return digest.hexdigest()
+            nul = nul or b"\x00" in chunk
+    return digest.hexdigest(), nul
 
 
 def _frame_sha256(df: pd.DataFrame) -> str | None:
@@ -156,7 +176,9 @@ def _run(
     strict: bool,
     now: pd.Timestamp | None,
     future_tolerance: pd.Timedelta,
-    digest: Callable[[], str | None],
+    digest: Callable[[], tuple[str | None, bool]],
+    min_ts: pd.Timestamp | str | None = None,
+    allow_all_quarantined: bool = False,
 ) -> IngestReport:
     spec = table_spec(table)
     mapping = mapping if mapping is not None else Mapping()
@@ -166,24 +188,73 @@ def _run(
             f"Store {store.path} is open read-only: open it with read_only=False to ingest."
         )
     limit = _now(now) + pd.Timedelta(future_tolerance)
+    floor = _floor(min_ts, mapping)
     con = store.con
     started = time.perf_counter()
     started_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    source: Source | None = None
+    sources: list[Source] = []
     saved = _apply_settings(con)
     try:
         # reading, planning and validating touch only temporary tables: the store's
-        # transaction starts when the first row is written
+        # transaction starts when the first row is written. Mapped expressions reach this
+        # connection only as SQL rebuilt from a checked tree (see _expr.py). Its configuration
+        # is not locked on purpose: enable_external_access=false, lock_configuration=true and
+        # allowed_paths act on the whole DuckDB instance and cannot be undone while it runs,
+        # and this is the store's one connection of the process (the CLI's, the service's), which
+        # must read the next file and restore the settings below. A separate locked instance
+        # would need the stage copied across (about 0.8 s more per 2M rows, doubling its memory).
         with status(f"Reading {label}"):
-            source = open_source(con)
+            sources.append(open_source(con))
         report = _load(
-            store, source, spec, mapping, label, limit, strict, digest, started_at, started
+            store, sources, spec, mapping, label, limit, floor, strict, digest, started_at, started
         )
     finally:
-        if source is not None:
+        for source in reversed(sources):
             source.close(con)
         _restore_settings(con, saved)
+    if report.quarantined and report.quarantined == report.read and not allow_all_quarantined:
+        top = ", ".join(f"{n} {r}" for r, n in list(report.reasons.items())[:3])
+        raise QuarantineError(
+            f"All {report.read} rows of {label} were quarantined ({top}), so nothing was "
+            f"loaded; the rows and their reasons are kept in the quarantine table (ingest "
+            f"{report.ingest_id}). Fix the file or the mapping, or pass "
+            "allow_all_quarantined=True to accept an ingest that loads nothing."
+        )
     return report
+
+
+def _floor(min_ts: pd.Timestamp | str | None, mapping: Mapping) -> pd.Timestamp | None:
+    """The earliest real time: ``min_ts``, else the mapping's ``min_ts``, else the
+    ``RETENTION_MIN_TS`` setting; None when the one that applies says ``none``."""
+    if min_ts is not None and not isinstance(min_ts, str):
+        ts = pd.Timestamp(min_ts)
+        return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    if min_ts is not None:
+        value = parse_min_ts(min_ts, "min_ts")
+    elif mapping.min_ts is not None:
+        value = parse_min_ts(mapping.min_ts, "min_ts")
+    else:
+        value = get_settings().min_ts
+    return None if value is None else pd.Timestamp(value)
+
+
+def _write_failure(exc: BaseException, writing: bool) -> bool:
+    """DuckDB could not write: any IO error while ``writing`` the store (the file has been read
+    by then), else one that says so (a full disk while the stage spills to the temp folder),
+    as opposed to an error reading the file."""
+    if not isinstance(exc, duckdb.IOException):
+        return False
+    msg = str(exc).lower()
+    return writing or any(s in msg for s in ("no space", "could not write", "disk full", "quota"))
+
+
+def _store_error(store: Store, exc: BaseException) -> StoreError:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreError(
+        f"Cannot write to store {store.path} ({msg}): the ingest was rolled back and the store "
+        "holds what it held before. Free disk space (or make the store's folder writable) and "
+        "ingest again."
+    )
 
 
 def _apply_settings(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -213,33 +284,83 @@ def _restore_settings(con: duckdb.DuckDBPyConnection, saved: dict[str, str]) -> 
                 con.execute(f"SET {name} = '{value}'")
 
 
-def _load(
+def _stage(
     store: Store,
-    source: Source,
+    sources: list[Source],
     spec: TableSpec,
     mapping: Mapping,
     label: str,
     limit: pd.Timestamp,
+    floor: pd.Timestamp | None,
+) -> tuple[Source, StagePlan, str]:
+    """Plan and build the stage of the last of ``sources``; when its scan met a runaway
+    unterminated quote, stage the repaired source instead (appended to ``sources``)."""
+    con = store.con
+    source = sources[-1]
+    for attempt in range(MAX_QUOTE_REPAIRS + 1):
+        with warnings.catch_warnings():
+            if attempt:  # said once, for the first reading
+                warnings.simplefilter("ignore", RetentionWarning)
+            plan = plan_stage(
+                con, source, spec, mapping, label=label, future_limit=limit, min_ts=floor
+            )
+        stage = f"__stage_{uuid.uuid4().hex[:12]}"
+        source.drops.append(f"DROP TABLE IF EXISTS {stage}")
+        with status(f"Validating {label}"):
+            try:
+                con.execute(f"CREATE TEMP TABLE {stage} AS {plan.sql}")
+                source.after_scan(con)
+                repaired = source.repair(con)
+            except duckdb.Error as exc:
+                if _write_failure(exc, writing=False):
+                    raise _store_error(store, exc) from None
+                msg = str(exc).strip().splitlines()[0]
+                raise ReadError(
+                    f"Cannot read the rows of {label} ({msg}): check the file and the --map "
+                    "expressions (use TRY_CAST in expressions that cast)."
+                ) from None
+        if repaired is None:
+            break
+        sources.append(repaired)
+        source.close(con)
+        source = repaired
+    return source, plan, stage
+
+
+def _quarantine_nul(con: duckdb.DuckDBPyConnection, stage: str, plan: StagePlan) -> None:
+    """Send the good staged rows with a NUL byte in a text value to the quarantine (their raw
+    record is the JSON of the staged values)."""
+    if not plan.text_columns:
+        return
+    cols = [f'"{c}"' for c in plan.text_columns]
+    found = " OR ".join(f"contains({c}, chr(0))" for c in cols)
+    raw = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in cols) + "))"
+    con.execute(
+        f"UPDATE {stage} SET __reason = 'NUL byte', __raw = {raw} "
+        f"WHERE __reason IS NULL AND ({found})"
+    )
+
+
+def _load(
+    store: Store,
+    sources: list[Source],
+    spec: TableSpec,
+    mapping: Mapping,
+    label: str,
+    limit: pd.Timestamp,
+    floor: pd.Timestamp | None,
     strict: bool,
-    digest: Callable[[], str | None],
+    digest: Callable[[], tuple[str | None, bool]],
     started_at: pd.Timestamp,
     started: float,
 ) -> IngestReport:
     con = store.con
-    plan = plan_stage(con, source, spec, mapping, label=label, future_limit=limit)
-    tag = uuid.uuid4().hex[:12]
-    stage = f"__stage_{tag}"
-    source.drops.append(f"DROP TABLE IF EXISTS {stage}")
-    with status(f"Validating {label}"):
-        try:
-            con.execute(f"CREATE TEMP TABLE {stage} AS {plan.sql}")
-            source.after_scan(con)
-        except duckdb.Error as exc:
-            msg = str(exc).strip().splitlines()[0]
-            raise ReadError(
-                f"Cannot read the rows of {label} ({msg}): check the file and the --map "
-                "expressions (use TRY_CAST in expressions that cast)."
-            ) from None
+    source, plan, stage = _stage(store, sources, spec, mapping, label, limit, floor)
+    # the file's hash is ready by now (it is read faster than DuckDB parses it); its reading
+    # also tells whether any byte is NUL, which spares the check in the usual case
+    sha256, nul = digest()
+    if nul or source.decoded:
+        _quarantine_nul(con, stage, plan)
     row = con.execute(f"SELECT count(*), count(__reason) FROM {stage}").fetchone()
     assert row is not None
     staged, bad = int(row[0]), int(row[1])
@@ -265,7 +386,6 @@ def _load(
             f"{quarantined} of {read} rows of {label} would be quarantined ({top}); with "
             "--strict nothing was loaded: fix those rows, or drop --strict to load the rest."
         )
-    sha256 = digest()
     con.execute("BEGIN TRANSACTION")
     try:
         report = _write(
@@ -289,9 +409,11 @@ def _load(
             [report.seconds, report.ingest_id],
         )
         con.execute("COMMIT")
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
+        if _write_failure(exc, writing=True):
+            raise _store_error(store, exc) from None
         raise
     return report
 
@@ -317,7 +439,7 @@ def _write(
 
     if quarantined:
         with status(f"Quarantining {quarantined} rows"):
-            _quarantine(con, source, stage, ingest_id)
+            _quarantine(con, source, stage, ingest_id, sha256, spec.name)
 
     with status(f"Appending to {spec.name}"):
         if spec.extra_columns:
@@ -453,7 +575,16 @@ def _append_events(
     return loaded
 
 
-def _quarantine(con: duckdb.DuckDBPyConnection, source: Source, stage: str, ingest_id: int) -> None:
+def _quarantine(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    stage: str,
+    ingest_id: int,
+    sha256: str | None,
+    table: str,
+) -> None:
+    """Store the bad records with their line and reason, except those an earlier ingest of
+    the same file into the same table already stored with the same line and reason."""
     first = source.first_line
     if source.has_line:
         line = "q.__line"
@@ -466,14 +597,29 @@ def _quarantine(con: duckdb.DuckDBPyConnection, source: Source, stage: str, inge
         )
     else:
         line = f"{first} + q.rowid"
-    con.execute(
-        f"INSERT INTO quarantine SELECT {ingest_id}, {line}, q.__reason, q.__raw "
-        f"FROM {stage} q WHERE q.__reason IS NOT NULL"
-    )
+    rows = f"SELECT {line} AS line, q.__reason AS reason, CAST(q.__raw AS VARCHAR) AS raw "
+    rows += f"FROM {stage} q "
+    rows += "WHERE q.__reason IS NOT NULL"
     if source.rejects:
-        con.execute(
-            f"INSERT INTO quarantine SELECT {ingest_id}, line, reason, raw FROM {source.rejects}"
-        )
+        rows += f" UNION ALL SELECT line, reason, raw FROM {source.rejects}"
+    new, params = "", []
+    if sha256 is not None:
+        seen = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM quarantine q JOIN ingests i USING (ingest_id) "
+            "WHERE i.sha256 = ? AND i.table_name = ? LIMIT 1)",
+            [sha256, table],
+        ).fetchall()
+        if seen and seen[0][0]:
+            new = (
+                " WHERE NOT EXISTS (SELECT 1 FROM quarantine q JOIN ingests i USING (ingest_id) "
+                "WHERE i.sha256 = ? AND i.table_name = ? AND q.reason = n.reason "
+                "AND q.source_line IS NOT DISTINCT FROM n.line)"
+            )
+            params = [sha256, table]
+    con.execute(
+        f"INSERT INTO quarantine SELECT {ingest_id}, line, reason, raw FROM ({rows}) n{new}",
+        params,
+    )
 
 
 def ingest(
@@ -485,6 +631,8 @@ def ingest(
     strict: bool = False,
     now: pd.Timestamp | None = None,
     future_tolerance: pd.Timedelta = pd.Timedelta("1D"),
+    min_ts: pd.Timestamp | str | None = None,
+    allow_all_quarantined: bool = False,
 ) -> IngestReport:
     """Ingest a CSV, Parquet or JSON Lines file into ``table``, in one transaction.
 
@@ -510,6 +658,13 @@ def ingest(
         Reference time for "in the future" (default: the current UTC time).
     future_tolerance : pd.Timedelta
         Timestamps after ``now + future_tolerance`` are quarantined.
+    min_ts : pd.Timestamp or str, optional
+        Timestamps before it are quarantined as not real (``ts before 1990-01-01``); ``"none"``
+        keeps every time. Default: the mapping's ``min_ts``, else the ``RETENTION_MIN_TS``
+        setting (``1990-01-01``).
+    allow_all_quarantined : bool
+        Accept an ingest whose every row is quarantined (by default it raises
+        :class:`QuarantineError`, after committing the quarantine rows and the ingest log).
 
     Returns
     -------
@@ -518,11 +673,16 @@ def ingest(
     Raises
     ------
     ReadError
-        The file is missing, empty, binary or cannot be read.
+        The file is missing, empty, binary or cannot be read (checked before anything is
+        written to the store).
     SchemaError
-        A required column (``user_id``, ``ts``) cannot be found.
+        A required column (``user_id``, ``ts``) cannot be found, or a column the mapping uses
+        is named twice in the header.
     QuarantineError
-        ``strict`` and at least one row would be quarantined.
+        ``strict`` and at least one row would be quarantined (nothing is written); or every
+        row was quarantined and not ``allow_all_quarantined`` (the quarantine is committed).
+    StoreError
+        The store cannot be written (a full disk): the ingest was rolled back.
     """
     label = str(path)
     file = check_file(path)
@@ -540,12 +700,14 @@ def ingest(
                 now,
                 future_tolerance,
                 lambda: _digest(digest, file),
+                min_ts,
+                allow_all_quarantined,
             )
         finally:
             digest.cancel()
 
 
-def _digest(future: Future[str], file: Path) -> str:
+def _digest(future: Future[tuple[str, bool]], file: Path) -> tuple[str, bool]:
     try:
         return future.result()
     except OSError as exc:
@@ -562,6 +724,8 @@ def ingest_frame(
     strict: bool = False,
     now: pd.Timestamp | None = None,
     future_tolerance: pd.Timedelta = pd.Timedelta("1D"),
+    min_ts: pd.Timestamp | str | None = None,
+    allow_all_quarantined: bool = False,
 ) -> IngestReport:
     """Ingest an in-memory DataFrame like :func:`ingest` (columns keep their types).
 
@@ -579,5 +743,7 @@ def ingest_frame(
         strict,
         now,
         future_tolerance,
-        lambda: _frame_sha256(df),
+        lambda: (_frame_sha256(df), True),
+        min_ts,
+        allow_all_quarantined,
     )

@@ -1,10 +1,15 @@
 """Bring-your-own data: a column map, an event-type value map and reader options.
 
 A :class:`Mapping` says where each canonical column of the contract comes from. A source is either
-a column of the file (``user_id = "CustomerID"``) or, when it is not exactly a column name, a
-DuckDB SQL expression over the file's columns
-(``amount = "abs(Quantity) * UnitPrice"``). It is written on the command line
-(``--map user_id=CustomerID --event-type C=return``) or in a small TOML file::
+a column of the file (``user_id = "CustomerID"``) or, when it is not exactly a column name, one
+SQL expression over the file's columns (``amount = "abs(Quantity) * UnitPrice"``). A mapping is
+data, never code: when the file is staged, each expression is parsed as one expression and may
+hold only the file's columns, literals, operators, CASE, CAST/TRY_CAST and the scalar functions
+of :data:`~retention.data.MAP_FUNCTIONS` (see :mod:`retention.data._expr`); statements, ``;``,
+subqueries, table functions and anything that reads files or the environment are refused with a
+:class:`~retention.exceptions.ConfigError`, and only the SQL rebuilt from the parsed tree runs.
+It is written on the command line (``--map user_id=CustomerID --event-type C=return``) or in a
+small TOML file::
 
     [columns]
     user_id = "CustomerID"
@@ -18,9 +23,10 @@ DuckDB SQL expression over the file's columns
     [reader]
     format = "csv"         # csv | parquet | jsonl (default: from the file name)
     delimiter = ";"        # default: sniffed
-    encoding = "latin-1"   # utf-8 | latin-1 (default: sniffed)
+    encoding = "latin-1"   # utf-8 | latin-1 | utf-16 | utf-16-le | utf-16-be (default: sniffed)
     header = true          # default: sniffed
-    ts_format = "%d/%m/%Y %H:%M"   # default: sniffed
+    ts_format = "%d/%m/%Y %H:%M"   # or epoch_s, epoch_ms, epoch_us, epoch_ns (default: sniffed)
+    min_ts = "1990-01-01"  # earlier times are quarantined (default: RETENTION_MIN_TS)
 """
 
 from __future__ import annotations
@@ -33,10 +39,17 @@ from typing import Any
 
 from retention.exceptions import ConfigError
 
-__all__ = ["FORMATS", "Mapping"]
+__all__ = ["EPOCH_UNITS", "FORMATS", "Mapping"]
 
 #: file formats the readers know
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
+#: ``ts_format`` values that read numbers as times since 1970-01-01 UTC -> microseconds per unit
+EPOCH_UNITS: dict[str, float] = {
+    "epoch_s": 1e6,
+    "epoch_ms": 1e3,
+    "epoch_us": 1.0,
+    "epoch_ns": 1e-3,
+}
 _ENCODINGS = {
     "utf-8": "utf-8",
     "utf8": "utf-8",
@@ -44,8 +57,14 @@ _ENCODINGS = {
     "latin1": "latin-1",
     "iso-8859-1": "latin-1",
     "cp1252": "latin-1",
+    "utf-16": "utf-16",
+    "utf16": "utf-16",
+    "utf-16le": "utf-16-le",
+    "utf-16-le": "utf-16-le",
+    "utf-16be": "utf-16-be",
+    "utf-16-be": "utf-16-be",
 }
-_READER_KEYS = ("format", "delimiter", "encoding", "header", "ts_format")
+_READER_KEYS = ("format", "delimiter", "encoding", "header", "ts_format", "min_ts")
 
 
 def _pairs(values: Iterable[str], flag: str, example: str) -> dict[str, str]:
@@ -68,14 +87,22 @@ class Mapping:
     Parameters
     ----------
     columns : dict of str to str
-        Canonical name -> source column name, or a DuckDB SQL expression over source columns
-        when the source is not exactly a column name. A canonical column that is not mapped but
-        is present in the file under its own name is used as is.
+        Canonical name -> source column name, or one SQL expression over source columns when
+        the source is not exactly a column name (checked against the file's columns and an
+        allowlist when the file is read; see the module docstring). A canonical column that is
+        not mapped but is present in the file under its own name is used as is.
     event_types : dict of str to str
         Source value -> event type. Canonical types (view, cart, purchase, return, review) pass
         as they are; with a value map, other values are quarantined as "unmapped event type".
     format, delimiter, encoding, header, ts_format
         Reader options; ``None`` means detect (format from the file name, the rest sniffed).
+        ``ts_format`` is a strptime format, or one of :data:`EPOCH_UNITS` (``epoch_s``,
+        ``epoch_ms``, ``epoch_us``, ``epoch_ns``) for numbers counted from 1970-01-01 UTC
+        (without it, a column of such numbers is recognised by their magnitude).
+    min_ts : str, optional
+        Times before this date (``YYYY-MM-DD`` or an ISO time) are quarantined as not real
+        (``0001-01-01``, ``1970-01-01``); ``"none"`` keeps every time. Default: the
+        ``RETENTION_MIN_TS`` setting (``1990-01-01``).
 
     Examples
     --------
@@ -91,6 +118,7 @@ class Mapping:
     encoding: str | None = None
     header: bool | None = None
     ts_format: str | None = None
+    min_ts: str | None = None
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
@@ -101,8 +129,9 @@ class Mapping:
             enc = _ENCODINGS.get(self.encoding.strip().lower())
             if enc is None:
                 raise ConfigError(
-                    f"Unsupported encoding {self.encoding!r}: use utf-8 or latin-1 "
-                    "(convert other encodings to UTF-8 first, e.g. with iconv)."
+                    f"Unsupported encoding {self.encoding!r}: use utf-8 or latin-1 (or utf-16, "
+                    "utf-16-le, utf-16-be); convert other encodings to UTF-8 first, e.g. with "
+                    "iconv."
                 )
             object.__setattr__(self, "encoding", enc)
         if self.delimiter is not None:
@@ -113,6 +142,12 @@ class Mapping:
                     'for example delimiter = ";" or "\\t".'
                 )
             object.__setattr__(self, "delimiter", delim)
+        if self.ts_format is not None and self.ts_format.strip().lower() in EPOCH_UNITS:
+            object.__setattr__(self, "ts_format", self.ts_format.strip().lower())
+        if self.min_ts is not None:
+            from retention._settings import parse_min_ts
+
+            parse_min_ts(self.min_ts, "min_ts")  # refuse a bad value now, not at ingest
         for name, source in {**self.columns, **self.event_types}.items():
             if not isinstance(name, str) or not isinstance(source, str) or not source.strip():
                 raise ConfigError(
@@ -134,8 +169,8 @@ class Mapping:
         event_types : iterable of str
             ``source_value=event_type`` pairs.
         **reader
-            Reader options (``format``, ``delimiter``, ``encoding``, ``header``, ``ts_format``);
-            ``None`` values are ignored.
+            Reader options (``format``, ``delimiter``, ``encoding``, ``header``, ``ts_format``,
+            ``min_ts``); ``None`` values are ignored.
         """
         cols = _pairs(maps, "--map", "user_id=CustomerID")
         types = _pairs(event_types, "--event-type", "C=return")
@@ -201,7 +236,7 @@ class Mapping:
                 f"In mapping file {path}, [reader] header must be true or false, "
                 f"got {reader['header']!r}."
             )
-        for key in ("format", "delimiter", "encoding", "ts_format"):
+        for key in ("format", "delimiter", "encoding", "ts_format", "min_ts"):
             if key in reader and not isinstance(reader[key], str):
                 raise ConfigError(
                     f"In mapping file {path}, [reader] {key} must be a string, got {reader[key]!r}."

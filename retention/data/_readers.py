@@ -5,18 +5,34 @@ order, plus the records the reader itself could not parse (malformed CSV rows, l
 JSON) so that they can be quarantined and counted rather than lost.
 
 CSV files are read with every column as text (DuckDB ``read_csv(all_varchar=true)``, delimiter,
-quoting and header sniffed, UTF-8 with or without BOM or latin-1, LF or CRLF, gzip): typing
-happens later, cell by cell, so one bad cell quarantines its row instead of failing the file.
+quoting and header sniffed, UTF-8 with or without BOM, latin-1 or UTF-16, LF or CRLF, gzip):
+typing happens later, cell by cell, so one bad cell quarantines its row instead of failing the
+file. What DuckDB's sniffer says is checked against the header line: when it cannot read the
+file (a 20 MB field) or gives an answer the header contradicts (one column where the header has
+several: an unterminated quote in its sample), the file is read with the header's delimiter and
+RFC 4180 quoting instead, and the malformed records are quarantined with their line. A record
+whose unterminated quote runs on over later lines is cut back to its own line: that line is
+quarantined and the file is read again without it (at most :data:`MAX_QUOTE_REPAIRS` times; a
+cost paid only by such files).
+
+One rule for NUL bytes everywhere: a file whose first 64 KiB are mostly control bytes is refused
+as binary (or, when every other byte is zero, as probably UTF-16 without a byte-order mark);
+otherwise a record that carries a NUL byte is quarantined with reason ``NUL byte`` (by the
+ingest, see :mod:`retention.data._ingest`).
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import itertools
 import json
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +62,14 @@ _EXT = {
 _HEAD_BYTES = 1 << 20
 #: records of a CSV file kept for sampling types and formats (see :attr:`Source.view`)
 SAMPLE_ROWS = 20000
+#: longest CSV record DuckDB reads (bytes); a longer one is quarantined
+MAX_LINE_SIZE = 16777216
+#: how many runaway unterminated quotes are cut back to their line (one re-read of the file
+#: each); beyond that, the record that runs on is quarantined whole
+MAX_QUOTE_REPAIRS = 10
+#: delimiters looked for in the header line, in order of preference on a tie
+_DELIMITERS = (",", "\t", ";", "|")
+_UTF16 = ("utf-16", "utf-16-le", "utf-16-be")
 
 
 @dataclass
@@ -78,6 +102,14 @@ class Source:
         raw VARCHAR)`` of records the reader could not parse, or None.
     drops : list of str
         SQL that removes the temporary objects.
+    duplicates : dict of str to list of str
+        A column name the header gives more than once (ignoring case) -> the names its
+        occurrences are read as, in file order (``amount`` -> ``["amount", "amount_1"]``).
+    positions : dict of str to int
+        1-based position in the header of each column of ``duplicates``' lists.
+    decoded : bool
+        Values were decoded from escapes (JSON Lines: ``\\u0000``), so the file's bytes do not
+        show every NUL its records hold.
     """
 
     view: str
@@ -89,13 +121,24 @@ class Source:
     has_line: bool = False
     rejects: str | None = None
     drops: list[str] = field(default_factory=list)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)
+    decoded: bool = False
     _after: list[str] = field(default_factory=list)
+    _repair: Callable[[duckdb.DuckDBPyConnection], Source | None] | None = None
 
     def after_scan(self, con: duckdb.DuckDBPyConnection) -> None:
         """Collect what the full scan rejected (CSV rows that could not be parsed)."""
         for sql in self._after:
             con.execute(sql)
         self._after.clear()
+
+    def repair(self, con: duckdb.DuckDBPyConnection) -> Source | None:
+        """After :meth:`after_scan`: a source that reads the file again without the line of
+        a runaway unterminated quote (which swallowed the lines after it), or None when the
+        scan had none (or :data:`MAX_QUOTE_REPAIRS` were made). The caller closes this source
+        and stages the new one."""
+        return self._repair(con) if self._repair is not None else None
 
     def close(self, con: duckdb.DuckDBPyConnection) -> None:
         """Drop the temporary objects (errors ignored: the connection may be gone)."""
@@ -183,7 +226,29 @@ def detect_format(path: Path, mapping: Mapping | None = None) -> str:
     return "csv"
 
 
-def _check_text(path: Path, head: bytes) -> None:
+def _utf16_guess(sample: bytes) -> str | None:
+    """``utf-16-le``/``utf-16-be`` when every other byte of ``sample`` is zero (ASCII text in
+    UTF-16 without a byte-order mark), else None."""
+    half = len(sample) // 2
+    if half < 2:
+        return None
+    zero_even = sample[0 : 2 * half : 2].count(0)
+    zero_odd = sample[1 : 2 * half : 2].count(0)
+    if zero_odd >= 0.4 * half and zero_even <= 0.05 * half:
+        return "utf-16-le"
+    if zero_even >= 0.4 * half and zero_odd <= 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """Mostly not text: more than 1% (and at least 4) control bytes other than tab, line feed,
+    form feed and carriage return. A NUL here and there is a bad record, not a binary file."""
+    controls = sum(sample.count(b) for b in range(32) if b not in (9, 10, 12, 13))
+    return controls >= 4 and controls > 0.01 * len(sample)
+
+
+def _check_text(path: Path, head: bytes, encoding: str | None = None) -> None:
     if head[:4] == b"PK\x03\x04":
         raise ReadError(
             f"{path} is a zip archive: unzip it and ingest the CSV, Parquet or JSON Lines "
@@ -194,13 +259,26 @@ def _check_text(path: Path, head: bytes) -> None:
             f"{path} is a Parquet file but its name says text: rename it to .parquet or "
             'set format = "parquet" in the [reader] mapping.'
         )
+    if encoding in _UTF16:
+        return  # its bytes are not ASCII-like: checked when decoded
     if head[:2] in {b"\xff\xfe", b"\xfe\xff"}:
         raise ReadError(
-            f"{path} is UTF-16 encoded: convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)."
+            f"{path} is UTF-16 encoded: convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8), "
+            'or read it with encoding = "utf-16" in the [reader] mapping.'
         )
     if not head.strip():
         raise ReadError(f"File {path} is empty: pass a file with a header and at least one row.")
-    if b"\x00" in head[:65536]:
+    sample = head[:65536]
+    if b"\x00" in sample:
+        utf16 = _utf16_guess(sample)
+        if utf16 is not None:
+            name = "UTF-16" + utf16[-2:].upper()
+            raise ReadError(
+                f"{path} looks {name} encoded without a byte-order mark (every other byte is "
+                f"zero), not binary: convert it to UTF-8 (e.g. iconv -f {name} -t UTF-8), or "
+                f'read it with encoding = "{utf16}" in the [reader] mapping.'
+            )
+    if _looks_binary(sample):
         raise ReadError(
             f"{path} is a binary file, not text: pass a CSV, Parquet or JSON Lines file."
         )
@@ -232,7 +310,7 @@ def read_file(
     if fmt == "parquet":
         return _read_parquet(con, path)
     head, _ = _head(path)
-    _check_text(path, head)
+    _check_text(path, head, mapping.encoding if mapping is not None else None)
     encoding = _encoding(head, mapping)
     if fmt == "jsonl":
         if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
@@ -273,48 +351,131 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Source:
     )
 
 
-def _to_utf8(path: Path) -> Path:
-    """A temporary UTF-8 copy of a latin-1 (optionally gzip) file."""
+def _to_utf8(path: Path, encoding: str = "latin-1") -> Path:
+    """A temporary UTF-8 copy of a latin-1 or UTF-16 (optionally gzip) file."""
     fd, name = tempfile.mkstemp(prefix="retention-", suffix=".csv")
     opener: Any = gzip.open if _head(path)[1] else open
     try:
         with (
-            opener(path, "rt", encoding="latin-1", newline="") as src,
+            opener(path, "rt", encoding=encoding, newline="") as src,
             os.fdopen(fd, "w", encoding="utf-8", newline="") as dst,
         ):
             shutil.copyfileobj(src, dst, 1 << 22)
+    except UnicodeError as exc:
+        Path(name).unlink(missing_ok=True)
+        raise ReadError(
+            f"{path} is not valid {encoding} ({exc}): check the encoding = option of the "
+            "[reader] mapping, or convert the file to UTF-8."
+        ) from None
     except (OSError, EOFError) as exc:
         Path(name).unlink(missing_ok=True)
         raise ReadError(f"Cannot read {path} ({exc}): check that the file is complete.") from None
     return Path(name)
 
 
+def _header_fields(text: str, skip: int, delimiter: str | None) -> tuple[str | None, list[str]]:
+    """The delimiter of the header line (line ``skip`` of ``text``) and its fields, read with
+    RFC 4180 quoting: ``delimiter`` if given, else the candidate that splits the line into the
+    most fields (None, and the line as one field, when none splits it)."""
+    lines = (line for line in io.StringIO(text.lstrip("\ufeff"), newline=None) if line.strip())
+    line = next(itertools.islice(lines, skip, None), "").rstrip("\r\n")
+    if not line:
+        return delimiter, []
+    best: tuple[str | None, list[str]] = (None, [line])
+    for delim in (delimiter,) if delimiter else _DELIMITERS:
+        try:
+            fields = next(csv.reader(io.StringIO(line), delimiter=delim, quotechar='"'), [])
+        except csv.Error:
+            continue
+        if delimiter or len(fields) > len(best[1]):
+            best = (delim, fields)
+    return best
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """A line cut out of a CSV file by a quote repair."""
+
+    at: int  # its line number in the version of the file it was cut from
+    line: int  # its line number in the original file
+    raw: str
+
+
+def _csv_names(fields: list[str]) -> list[str]:
+    """Column names for header ``fields`` as DuckDB gives them: a blank one is ``column<i>``,
+    a repeated one (ignoring case) gets ``_1``, ``_2``... ."""
+    seen: dict[str, int] = {}
+    taken = {f.strip().lower() for f in fields if f.strip()}
+    out = []
+    for i, name in enumerate(fields):
+        name = name.replace("\x00", "\ufffd")
+        base = name if name.strip() else f"column{i}"
+        n = seen.get(base.lower(), 0)
+        seen[base.lower()] = n + 1
+        candidate = base
+        while n and (candidate := f"{base}_{n}").lower() in taken:
+            n += 1
+        taken.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def _duplicates(
+    text: str, skip: int, columns: list[str]
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Header names given more than once (ignoring case), as :attr:`Source.duplicates` and
+    :attr:`Source.positions`, from the header line (line ``skip``) split into ``columns``."""
+    fields: list[str] = []
+    for delim in _DELIMITERS:
+        found = _header_fields(text, skip, delim)[1]
+        if len(found) == len(columns):
+            fields = found
+            break
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(fields):
+        if name.strip():
+            groups.setdefault(name.strip().lower(), []).append(i)
+    dups = {fields[ix[0]]: [columns[i] for i in ix] for ix in groups.values() if len(ix) > 1}
+    positions = {columns[i]: i + 1 for ix in groups.values() if len(ix) > 1 for i in ix}
+    return dups, positions
+
+
 def _read_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, mapping: Mapping | None, encoding: str
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    mapping: Mapping | None,
+    encoding: str,
+    *,
+    label: str | Path | None = None,
+    cuts: tuple[_Cut, ...] = (),
 ) -> Source:
-    label = path
+    """Stage a CSV file. ``cuts``: the lines already cut out by quote repairs (``path`` is
+    then the repaired UTF-8 copy, owned by the new source)."""
+    label = label or path
     tag = _tag()
     view = f"__src_{tag}"
     scans, errors, rejects = f"__rejscan_{tag}", f"__rejerr_{tag}", f"__rej_{tag}"
-    cleanup: list[str] = []
-    if encoding == "latin-1":
+    cleanup: list[str] = [f"__unlink__{path}"] if cuts else []
+    if encoding != "utf-8":
         # DuckDB's latin-1 decoder refuses bytes 0x80-0x9F; Python's maps every byte, so
-        # transcode to a temporary UTF-8 copy
-        path = _to_utf8(path)
+        # transcode to a temporary UTF-8 copy (UTF-16 too)
+        path = _to_utf8(path, encoding)
         cleanup.append(f"__unlink__{path}")
-    opts = [
+    base = [
         "all_varchar = true",
         "encoding = 'utf-8'",
-        "max_line_size = 16777216",
+        f"max_line_size = {MAX_LINE_SIZE}",
         # without it DuckDB reads in buffers of 16 x max_line_size (256 MiB): slower scans, and
         # a LIMIT still reads a whole buffer
         "buffer_size = 33554432",
     ]
+    opts = list(base)
     if mapping is not None and mapping.delimiter:
         opts.append(f"delim = {_lit(mapping.delimiter)}")
     if mapping is not None and mapping.header is not None:
         opts.append(f"header = {'true' if mapping.header else 'false'}")
     head = _head(path)[0]
+    text = head.decode("utf-8", errors="replace")
     newline = (
         "\\r\\n" if b"\r\n" in head else ("\\n" if b"\n" in head or b"\r" not in head else "\\r")
     )
@@ -326,6 +487,8 @@ def _read_csv(
     lenient = full = ""
     cols: dict[str, str] = {}
     skip, header = 0, mapping is None or mapping.header is not False
+    delimiter = mapping.delimiter if mapping is not None else None
+    accepted = False
     for extra in fallbacks:
         attempt = [*opts, *extra, "ignore_errors = true"]
         try:
@@ -333,10 +496,24 @@ def _read_csv(
         except duckdb.Error as exc:
             error = error or exc
             continue
+        at = sniffed[0] if sniffed is not None else 0
+        if len(cols) < len(_header_fields(text, at, delimiter)[1]):
+            # the header line has more fields than the sniffer found (one column, split on a
+            # character that is no delimiter): what it sampled broke its quoting, e.g. an
+            # unterminated quote. Its other answers would read without quotes, so read with
+            # the header's delimiter and RFC 4180 quoting instead
+            break
         if sniffed is not None:
             skip, header = sniffed
-        error = None
+        accepted = True
         break
+    if not accepted:
+        explicit = _explicit_csv(path, text, base, delimiter, header, newline, scans, errors)
+        if explicit is not None:
+            lenient, full, cols = explicit
+            skip, error = 0, None
+        elif error is None:
+            error = duckdb.InvalidInputException("the header line cannot be read")
     try:
         if error is not None:
             raise error
@@ -348,7 +525,26 @@ def _read_csv(
             f"Cannot read {label} as CSV ({_first_line(exc)}): check the file, or set "
             "delimiter, encoding and header in the [reader] section of a --mapping file."
         ) from None
-    return Source(
+    dups, positions = _duplicates(text, skip, list(cols)) if header else ({}, {})
+    after = [
+        f"""CREATE TEMP TABLE {rejects} AS
+        SELECT CAST(line AS BIGINT) AS line, CASE
+            WHEN any_value(error_type) = 'INVALID ENCODING' THEN 'undecodable row'
+            WHEN min(error_type) = 'LINE SIZE OVER MAXIMUM'
+                THEN 'malformed row (longer than {MAX_LINE_SIZE >> 20} MiB)'
+            WHEN min(error_type) = 'UNQUOTED VALUE' THEN 'malformed row (unterminated quote)'
+            ELSE 'malformed row (' || lower(min(error_type)) || ')' END AS reason,
+            any_value(csv_line) AS raw
+        FROM {errors} GROUP BY line"""
+    ]
+    # lines after a cut moved up by one in the copy: number them as in the original file
+    after += [f"UPDATE {rejects} SET line = line + 1 WHERE line >= {c.at}" for c in reversed(cuts)]
+    after += [
+        f"INSERT INTO {rejects} VALUES ({c.line}, 'malformed row (unterminated quote)', "
+        f"{_lit(c.raw)})"
+        for c in cuts
+    ]
+    source = Source(
         view=view,
         scan=full,
         columns=list(cols),
@@ -363,15 +559,113 @@ def _read_csv(
             f"DROP TABLE IF EXISTS {scans}",
             f"DROP TABLE IF EXISTS {rejects}",
         ],
-        _after=[
-            f"""CREATE TEMP TABLE {rejects} AS
-            SELECT CAST(line AS BIGINT) AS line, CASE
-                WHEN any_value(error_type) = 'INVALID ENCODING' THEN 'undecodable row'
-                ELSE 'malformed row (' || lower(min(error_type)) || ')' END AS reason,
-                any_value(csv_line) AS raw
-            FROM {errors} GROUP BY line"""
-        ],
+        duplicates=dups,
+        positions=positions,
+        _after=after,
     )
+    if len(cuts) < MAX_QUOTE_REPAIRS:
+        source._repair = lambda c: _repair_quote(c, path, mapping, label, cuts, errors)
+    return source
+
+
+def _explicit_csv(
+    path: Path,
+    text: str,
+    base: list[str],
+    delimiter: str | None,
+    header: bool,
+    newline: str,
+    scans: str,
+    errors: str,
+) -> tuple[str, str, dict[str, str]] | None:
+    """The lenient and full relations (and columns) that read ``path`` with the header line's
+    delimiter and RFC 4180 quoting, without DuckDB's sniffer; None without a header line."""
+    delim, fields = _header_fields(text, 0, delimiter)
+    if not fields or (delim is None and len(fields) == 1 and not fields[0].strip()):
+        return None
+    names = _csv_names(fields) if header else [f"column{i}" for i in range(len(fields))]
+    columns = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
+    args = [
+        *base,
+        "auto_detect = false",
+        f"delim = {_lit(delim or ',')}",
+        "quote = '\"'",
+        "escape = '\"'",
+        f"new_line = '{newline}'",
+        "skip = 0",
+        f"header = {'true' if header else 'false'}",
+        f"columns = {columns}",
+        "ignore_errors = true",
+    ]
+    lenient = f"read_csv({_lit(str(path))}, {', '.join(args)})"
+    rejects = f"store_rejects = true, rejects_scan = {_lit(scans)}, rejects_table = {_lit(errors)}"
+    return lenient, f"{lenient.removesuffix(')')}, {rejects})", dict.fromkeys(names, "VARCHAR")
+
+
+def _repair_quote(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    mapping: Mapping | None,
+    label: str | Path,
+    cuts: tuple[_Cut, ...],
+    errors: str,
+) -> Source | None:
+    """A source reading ``path`` without the line of its first runaway unterminated quote (a
+    rejected record that ran on over the lines after it), or None when there is none."""
+    row = con.execute(
+        f"""SELECT line, line_byte_position, csv_line FROM {errors}
+        WHERE error_type = 'UNQUOTED VALUE'
+          AND regexp_matches(rtrim(csv_line, chr(13) || chr(10)), '[\\r\\n]')
+        ORDER BY line LIMIT 1"""
+    ).fetchall()
+    if not row or row[0][1] is None:
+        return None
+    line, position, raw = int(row[0][0]), int(row[0][1]), str(row[0][2])
+    copy, cut = _cut_line(path, position)
+    text = cut.decode("utf-8", errors="replace").rstrip("\r\n")
+    if not text or not raw.replace("\r\n", "\n").startswith(text.replace("\r\n", "\n")):
+        copy.unlink(missing_ok=True)
+        return None  # not where DuckDB said: leave the record as it was rejected
+    original = line
+    for c in reversed(cuts):
+        original += 1 if original >= c.at else 0
+    done = (*cuts, _Cut(at=line, line=original, raw=text[:10000]))
+    return _read_csv(con, copy, mapping, "utf-8", label=label, cuts=done)
+
+
+def _cut_line(path: Path, position: int) -> tuple[Path, bytes]:
+    """A temporary copy of ``path`` (decompressed) without the line holding byte
+    ``position``; and that line."""
+    fd, name = tempfile.mkstemp(prefix="retention-", suffix=".csv")
+    opener: Any = gzip.open if _head(path)[1] else open
+    try:
+        with opener(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            offset, pending = 0, b""
+            while offset < position:
+                chunk = src.read(min(1 << 22, position - offset))
+                if not chunk:
+                    break
+                offset += len(chunk)
+                data = pending + chunk
+                end = data.rfind(b"\n") + 1
+                dst.write(data[:end])
+                pending = data[end:]
+            line = pending
+            while True:
+                chunk = src.read(1 << 16)
+                if not chunk:
+                    break
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    line += chunk[: end + 1]
+                    dst.write(chunk[end + 1 :])
+                    break
+                line += chunk
+            shutil.copyfileobj(src, dst, 1 << 22)
+    except (OSError, EOFError) as exc:
+        Path(name).unlink(missing_ok=True)
+        raise ReadError(f"Cannot read {path} ({exc}): check that the file is complete.") from None
+    return Path(name), line
 
 
 def _sniffed_csv(
@@ -472,6 +766,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, encoding: str) -> So
     data["__line"] = pa.array(lines, type=pa.int64())
     table = pa.table(data)
     source = _stage_arrow(con, table, text=True, line_column="__line")
+    source.decoded = True
     rejects = f"__rej_{_tag()}"
     con.execute(f"CREATE TEMP TABLE {rejects} (line BIGINT, reason VARCHAR, raw VARCHAR)")
     source.drops.append(f"DROP TABLE IF EXISTS {rejects}")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Mapping as MappingABC
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -12,11 +17,101 @@ import pandas as pd
 
 from retention.exceptions import ConfigError, StoreError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store", "store_info"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLE_COLUMNS",
+    "ModelRecord",
+    "Store",
+    "store_info",
+]
+
+#: One step of a migration: a SQL statement, or a function of the connection for a step that
+#: depends on what the file holds (adopting a table an older version created untyped).
+MigrationStep = str | Callable[[duckdb.DuckDBPyConnection], None]
+
+#: Typed columns of the tables a workflow writes row by row (``(name, type)`` in order). The
+#: ``scores`` columns are also those of any other table ``retention score --table NAME`` writes.
+TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "scores": (
+        ("user_id", "VARCHAR NOT NULL"),
+        ("p_retained", "DOUBLE"),
+        ("p_alive", "DOUBLE"),
+        ("expected_purchases", "DOUBLE"),
+        ("clv", "DOUBLE"),
+        ("risk_band", "VARCHAR"),
+        ("cutoff", "TIMESTAMP NOT NULL"),
+        ("horizon_days", "INTEGER"),
+        ("model_version", "VARCHAR NOT NULL"),
+        ("scored_at", "TIMESTAMP"),
+    ),
+    "score_reasons": (
+        ("user_id", "VARCHAR NOT NULL"),
+        ("direction", "VARCHAR NOT NULL"),
+        ("rank", "INTEGER NOT NULL"),
+        ("feature", "VARCHAR"),
+        ("family", "VARCHAR"),
+        ("contribution", "DOUBLE"),
+        ("value", "DOUBLE"),
+        ("typical", "DOUBLE"),
+        ("text", "VARCHAR"),
+        ("cutoff", "TIMESTAMP NOT NULL"),
+        ("model_version", "VARCHAR NOT NULL"),
+    ),
+}
+
+
+def _create_sql(name: str, columns: Sequence[tuple[str, str]]) -> str:
+    body = ", ".join(f'"{c}" {t}' for c, t in columns)
+    return f'CREATE TABLE IF NOT EXISTS "{name}" ({body})'
+
+
+def _main_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary "
+        "AND schema_name = 'main' AND database_name = current_database()",
+        [name],
+    ).fetchall()
+    return bool(row and row[0][0])
+
+
+def _adopt(name: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    """A step creating table ``name`` typed; an untyped one that version 1 created from a
+    DataFrame (``scores``, ``score_reasons``) is rebuilt typed, its rows cast over."""
+    columns = TABLE_COLUMNS[name]
+
+    def step(con: duckdb.DuckDBPyConnection) -> None:
+        if not _main_table_exists(con, name):
+            con.execute(_create_sql(name, columns))
+            return
+        old = f"__retention_v1_{name}"
+        have = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                "AND schema_name = 'main' AND database_name = current_database()",
+                [name],
+            ).fetchall()
+        }
+        con.execute(f'ALTER TABLE "{name}" RENAME TO "{old}"')
+        con.execute(_create_sql(name, columns))
+        select = ", ".join(
+            f'TRY_CAST("{c}" AS {t.replace(" NOT NULL", "")})' if c in have else "NULL"
+            for c, t in columns
+        )
+        required = [c for c, t in columns if t.endswith("NOT NULL") and c in have]
+        where = " AND ".join(f'"{c}" IS NOT NULL' for c in required) or "true"
+        cols = ", ".join(f'"{c}"' for c, _ in columns)
+        con.execute(f'INSERT INTO "{name}" ({cols}) SELECT {select} FROM "{old}" WHERE {where}')
+        con.execute(f'DROP TABLE "{old}"')
+
+    return step
+
 
 #: versioned migrations: ``MIGRATIONS[v - 1]`` brings a store from version ``v - 1`` to ``v``.
-#: Append new ones; never edit a released one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+#: Append new ones; never edit a released one. Every table of the store is declared here, with
+#: typed columns (``docs/tables.md`` describes them; a test checks that page against a new store).
+MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
     (
         # events.event_id is unique: ingest dedups with an anti-join (an ART index on millions
         # of keys would cost more memory and time than the join, and only ingest writes events)
@@ -44,16 +139,84 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             read BIGINT, loaded BIGINT, duplicates BIGINT, quarantined BIGINT,
             reasons JSON, started_at TIMESTAMP, seconds DOUBLE)""",
     ),
+    (
+        # written by `retention score` (one row per model_version, cutoff and customer) and the
+        # reasons beside them; both were created from DataFrames before version 2
+        _adopt("scores"),
+        _adopt("score_reasons"),
+        # the text-embedding cache of retention.features.EmbeddingCache
+        """CREATE TABLE IF NOT EXISTS embeddings (
+            text_hash VARCHAR, model VARCHAR, vector FLOAT[], PRIMARY KEY (text_hash, model))""",
+        # the raw Open Bandit log of the bundled dataset open_bandit_random_all
+        """CREATE TABLE IF NOT EXISTS bandit_feedback (
+            dataset VARCHAR NOT NULL, row_id BIGINT NOT NULL, ts TIMESTAMP NOT NULL,
+            user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL, position INTEGER NOT NULL,
+            click INTEGER NOT NULL, propensity_score DOUBLE NOT NULL,
+            user_feature_0 VARCHAR, user_feature_1 VARCHAR, user_feature_2 VARCHAR,
+            user_feature_3 VARCHAR, affinity DOUBLE[], ingest_id BIGINT,
+            PRIMARY KEY (dataset, row_id))""",
+        # the model registry: artifacts `retention train` wrote for this store
+        """CREATE TABLE IF NOT EXISTS models (
+            model_id VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
+            registry_name VARCHAR, cutoff TIMESTAMP, horizon_days INTEGER,
+            created_at TIMESTAMP, metadata JSON)""",
+    ),
 )
 #: the schema version this code writes
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EVENT_COLUMNS = (
+    "event_id",
+    "user_id",
+    "ts",
+    "event_type",
+    "item_id",
+    "order_id",
+    "quantity",
+    "amount",
+    "rating",
+    "text",
+)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of the store's ``models`` table: an artifact ``retention train`` registered.
+
+    Attributes
+    ----------
+    model_id : str
+        The artifact's id (its metadata ``model_id``).
+    path : Path
+        Where the artifact was written.
+    sha256 : str
+        SHA-256 of the artifact file when it was registered (checked before loading).
+    registry_name : str or None
+        The model name (``gbdt``, ``ensemble``...).
+    cutoff : pd.Timestamp or None
+        The cutoff the model scores at.
+    horizon_days : int or None
+        The label window it was trained for.
+    created_at : pd.Timestamp or None
+        When it was registered (UTC).
+    metadata : dict
+        The artifact's metadata header.
+    """
+
+    model_id: str
+    path: Path
+    sha256: str
+    registry_name: str | None = None
+    cutoff: pd.Timestamp | None = None
+    horizon_days: int | None = None
+    created_at: pd.Timestamp | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:
@@ -68,6 +231,9 @@ class Store:
         The DuckDB file (``--db``; default ``./retention.duckdb`` via ``resolve_db``).
     read_only : bool
         Open without writing (several readers may share a file); the file must exist.
+    create : bool
+        Create the file when it does not exist (when not ``read_only``); False for the commands
+        that write into an existing store (train, score), so that a wrong ``--db`` fails clearly.
 
     Examples
     --------
@@ -75,10 +241,11 @@ class Store:
     ...     events = store.events_df(before=pd.Timestamp("2011-06-01"))
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False, *, create: bool = True) -> None:
         self.path = Path(path)
         self.read_only = read_only
         self._ibis: Any = None
+        self._in_transaction = False
         if str(self.path) != ":memory:":
             if self.path.is_dir():
                 raise StoreError(
@@ -90,7 +257,7 @@ class Store:
                     f"The folder of store {self.path} does not exist: create "
                     f"{self.path.parent} first or pass another --db path."
                 )
-            if read_only and not self.path.exists():
+            if (read_only or not create) and not self.path.exists():
                 raise StoreError(
                     f"No store at {self.path}: ingest data first with "
                     f"`retention ingest FILE --db {self.path}`, or pass the right --db."
@@ -115,6 +282,23 @@ class Store:
         except BaseException:
             self.con.close()
             raise
+
+    @classmethod
+    def open(cls, path: str | Path, read_only: bool = False, *, create: bool = True) -> Store:
+        """Like ``Store(path, read_only, create=create)``, but a store of an older schema opened
+        read-only is first migrated (opened for writing once, then closed), so that a read-only
+        command works on a store an older retention wrote."""
+        p = Path(path)
+        if read_only and str(p) != ":memory:" and p.is_file():
+            try:
+                with duckdb.connect(str(p), read_only=True) as con:
+                    rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
+                version = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+            except duckdb.Error:
+                version = 0  # not ours, or not DuckDB: Store() below says which
+            if 0 < version < SCHEMA_VERSION:
+                cls(p).close()
+        return cls(p, read_only=read_only, create=create)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Store:
@@ -141,8 +325,21 @@ class Store:
         """The schema version of the file (0 for an empty read-only file)."""
         if not self.has_table("schema_version"):
             return 0
-        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        # fetchall, never fetchone: an unfinished result blocks the Ibis backend on this
+        # connection (DuckDB 2.0), so every query of the store reads its result to the end
+        rows = self.con.execute("SELECT max(version) FROM schema_version").fetchall()
+        row = rows[0] if rows else None
         return int(row[0]) if row and row[0] is not None else 0
+
+    def _foreign_tables(self) -> list[str]:
+        """Tables and views of a file without our ``schema_version`` (empty for a new file)."""
+        rows = self.con.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE NOT temporary "
+            "AND database_name = current_database() UNION ALL "
+            "SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE NOT internal "
+            "AND NOT temporary AND database_name = current_database() ORDER BY 1"
+        ).fetchall()
+        return [str(r[0]).removeprefix("main.") for r in rows]
 
     def _migrate(self) -> None:
         version = self.schema_version
@@ -151,13 +348,33 @@ class Store:
                 f"Store {self.path} has schema version {version}, written by a newer "
                 f"retention (this one knows up to {SCHEMA_VERSION}): upgrade retention."
             )
+        if version and (
+            self.columns("schema_version") != [("version", "INTEGER"), ("applied_at", "TIMESTAMP")]
+            or not self.has_table("events")
+        ):
+            raise StoreError(
+                f"{self.path} is not a retention store: its schema_version table is not ours "
+                "(or it has no events table), so it was left untouched. Pass a store made by "
+                "`retention ingest`, or a new file name."
+            )
         if version == SCHEMA_VERSION:
             return
+        if version == 0:
+            # a database without our schema_version is ours only when it is empty: never add
+            # tables to another application's file
+            foreign = self._foreign_tables()
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise StoreError(
+                    f"{self.path} is not a retention store: it holds {len(foreign)} table(s) "
+                    f"({shown}) but no schema_version table, so it was left untouched. Pass a "
+                    "store made by `retention ingest`, or a new file name."
+                )
         if self.read_only:
             raise StoreError(
                 f"Store {self.path} has schema version {version}, older than "
-                f"{SCHEMA_VERSION}: open it once for writing (e.g. `retention info --db "
-                f"{self.path}`... or any ingest) to migrate it."
+                f"{SCHEMA_VERSION}: open it once for writing to migrate it (any retention "
+                "command does, or Store.open(path, read_only=True))."
                 if version
                 else f"{self.path} is not a retention store (no schema_version table): "
                 "pass a store made by `retention ingest`."
@@ -170,8 +387,11 @@ class Store:
                 "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
             )
             for v in range(version + 1, SCHEMA_VERSION + 1):
-                for sql in MIGRATIONS[v - 1]:
-                    con.execute(sql)
+                for step in MIGRATIONS[v - 1]:
+                    if callable(step):
+                        step(con)
+                    else:
+                        con.execute(step)
                 con.execute(
                     "INSERT INTO schema_version VALUES (?, current_timestamp::TIMESTAMP)", [v]
                 )
@@ -183,21 +403,299 @@ class Store:
                 f"({_first_line(exc)}): check that the file is writable."
             ) from None
 
+    # ------------------------------------------------------------------ writing
+    def check_writable(self, action: str = "write to it") -> None:
+        """Raise :class:`StoreError` when the store is open read-only.
+
+        Parameters
+        ----------
+        action : str
+            What the caller wanted to do, for the message (``"write scores"``).
+        """
+        if self.read_only:
+            raise StoreError(
+                f"Store {self.path} is open read-only, so it cannot {action}: open it with "
+                "read_only=False (the CLI does for the commands that write)."
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        Nested blocks join the outer transaction, so several writes (scores and their reasons)
+        commit or fail together.
+
+        Examples
+        --------
+        >>> with Store("retention.duckdb") as store, store.transaction():  # doctest: +SKIP
+        ...     store.replace_rows("scores", df, where={"model_version": "abc"})
+        """
+        self.check_writable("start a write transaction")
+        if self._in_transaction:
+            yield self
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield self
+        except duckdb.Error as exc:
+            self._in_transaction = False
+            self.con.execute("ROLLBACK")
+            raise StoreError(
+                f"Cannot write to store {self.path} ({_first_line(exc)}); the transaction was "
+                "rolled back, nothing was written."
+            ) from None
+        except BaseException:
+            self._in_transaction = False
+            self.con.execute("ROLLBACK")
+            raise
+        self._in_transaction = False
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as exc:
+            self.con.execute("ROLLBACK")
+            raise StoreError(
+                f"Cannot commit to store {self.path} ({_first_line(exc)}); nothing was written."
+            ) from None
+
+    def ensure_table(self, name: str, like: str) -> None:
+        """Create table ``name`` with the typed columns of ``like`` (a key of
+        :data:`TABLE_COLUMNS`), or check that an existing one has them.
+
+        Raises
+        ------
+        ConfigError
+            ``name`` is not a plain identifier, or an existing table has other columns.
+        """
+        columns = TABLE_COLUMNS[like]
+        if not _NAME.match(name):
+            raise ConfigError(f"Table name {name!r} is not a plain identifier; use e.g. {like!r}.")
+        if self.has_table(name):
+            want = [(c, t.replace(" NOT NULL", "")) for c, t in columns]
+            have = self.columns(name)
+            if have != want:
+                raise ConfigError(
+                    f"Table {name!r} of store {self.path} exists with other columns "
+                    f"({', '.join(f'{c} {t}' for c, t in have)}) than a {like} table needs: pass "
+                    "another table name."
+                )
+            return
+        self.check_writable(f"create table {name}")
+        self.con.execute(_create_sql(name, columns))
+
+    def replace_rows(self, table: str, df: pd.DataFrame, where: MappingABC[str, Any]) -> int:
+        """Delete the rows of ``table`` matching ``where``, then append ``df``, in one transaction.
+
+        Parameters
+        ----------
+        table : str
+            An existing table (declared by a migration, or made by :meth:`ensure_table`).
+        df : pd.DataFrame
+            Rows to append, matched to the table's columns by name; columns it lacks are NULL.
+        where : mapping of str to value
+            ``column = value`` conditions (all must hold) of the rows to replace, e.g.
+            ``{"cutoff": ts, "model_version": "abc"}``; empty replaces nothing.
+
+        Returns
+        -------
+        int
+            Rows appended.
+        """
+        self._check_table(table)
+        known = {c for c, _ in self.columns(table)}
+        unknown = [c for c in [*where, *map(str, df.columns)] if c not in known]
+        if unknown:
+            raise ConfigError(
+                f"Table {table!r} has no column(s) {', '.join(map(repr, unknown))}; its columns "
+                f"are {', '.join(sorted(known))}."
+            )
+        params = [v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in where.values()]
+        view = "__retention_rows"
+        with self.transaction():
+            if where:
+                cond = " AND ".join(f'"{c}" = ?' for c in where)
+                self.con.execute(f'DELETE FROM "{table}" WHERE {cond}', params)
+            if len(df.columns) == 0:
+                return 0
+            cols = ", ".join(f'"{c}"' for c in df.columns)
+            self.con.register(view, df)
+            try:
+                self.con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {view}')
+            finally:
+                self.con.unregister(view)
+        return len(df)
+
+    def write_scores(
+        self,
+        scores: pd.DataFrame,
+        reasons: pd.DataFrame | None = None,
+        *,
+        table: str = "scores",
+    ) -> None:
+        """Write one model's scores at one cutoff, and the customers' reasons, in ONE transaction.
+
+        Rows of the same ``cutoff`` and ``model_version`` are replaced in ``table`` and (when
+        ``reasons`` is given, even empty) in ``score_reasons``; if any write fails, neither
+        table changes.
+
+        Parameters
+        ----------
+        scores : pd.DataFrame
+            Columns of :data:`TABLE_COLUMNS` ``["scores"]``; one ``cutoff`` and one
+            ``model_version``.
+        reasons : pd.DataFrame, optional
+            Columns of ``score_reasons`` (``cutoff`` and ``model_version`` are filled in from
+            the scores when missing).
+        table : str
+            The scores table; created with the typed columns of ``scores`` when missing.
+        """
+        self.check_writable("write scores")
+        cutoff, version = _single_key(scores, table)
+        with self.transaction():
+            self.ensure_table(table, "scores")
+            self.replace_rows(table, scores, {"cutoff": cutoff, "model_version": version})
+            if reasons is not None:
+                self.write_reasons(reasons, cutoff=cutoff, model_version=version)
+
+    def write_reasons(
+        self,
+        reasons: pd.DataFrame,
+        *,
+        cutoff: pd.Timestamp,
+        model_version: str,
+        table: str = "score_reasons",
+    ) -> None:
+        """Replace the reasons of one model at one cutoff in ``table`` (one transaction).
+
+        ``reasons`` may be empty (a model with nothing to say); the rows of that model and
+        cutoff are then removed. ``table`` is created with the typed columns of
+        ``score_reasons`` when missing.
+        """
+        self.check_writable("write reasons")
+        at = pd.Timestamp(cutoff)
+        rows = reasons.assign(cutoff=at, model_version=str(model_version))
+        rows["cutoff"] = rows["cutoff"].astype("datetime64[ns]")
+        with self.transaction():
+            self.ensure_table(table, "score_reasons")
+            self.replace_rows(table, rows, {"cutoff": at, "model_version": str(model_version)})
+
+    def register_model(self, record: ModelRecord) -> None:
+        """Add (or replace) an artifact in the ``models`` registry."""
+        self.check_writable("register a model")
+        row = pd.DataFrame(
+            {
+                "model_id": [record.model_id],
+                "path": [str(record.path)],
+                "sha256": [record.sha256],
+                "registry_name": [record.registry_name],
+                "cutoff": pd.Series([record.cutoff], dtype="datetime64[ns]"),
+                "horizon_days": pd.Series([record.horizon_days], dtype="Int64"),
+                "created_at": pd.Series(
+                    [record.created_at or pd.Timestamp.now(tz="UTC").tz_localize(None)],
+                    dtype="datetime64[ns]",
+                ),
+                "metadata": [json.dumps(record.metadata, default=str, allow_nan=False)],
+            }
+        )
+        self.replace_rows("models", row, {"model_id": record.model_id})
+
+    # ------------------------------------------------------------------ reading
+    def model_record(self, model_id: str) -> ModelRecord | None:
+        """The registered artifact ``model_id``, or None."""
+        df = self.con.execute(
+            "SELECT model_id, path, sha256, registry_name, cutoff, horizon_days, created_at, "
+            "CAST(metadata AS VARCHAR) AS metadata FROM models WHERE model_id = ?",
+            [str(model_id)],
+        ).fetchall()
+        if not df:
+            return None
+        mid, path, sha, name, cutoff, horizon, created, meta = df[0]
+        return ModelRecord(
+            model_id=str(mid),
+            path=Path(path),
+            sha256=str(sha),
+            registry_name=None if name is None else str(name),
+            cutoff=None if cutoff is None else pd.Timestamp(cutoff),
+            horizon_days=None if horizon is None else int(horizon),
+            created_at=None if created is None else pd.Timestamp(created),
+            metadata=json.loads(meta) if meta else {},
+        )
+
+    def read_scores(
+        self,
+        *,
+        user_id: str | None = None,
+        model_version: str | None = None,
+        cutoff: pd.Timestamp | None = None,
+        latest: bool = False,
+        table: str = "scores",
+    ) -> pd.DataFrame:
+        """Rows of a scores table, newest cutoff first.
+
+        Parameters
+        ----------
+        user_id, model_version, cutoff : optional
+            Keep only rows with these values.
+        latest : bool
+            Keep only the rows of the newest cutoff among those that match.
+        table : str
+            The scores table.
+        """
+        self._check_table(table)
+        where, params = _conditions(user_id=user_id, model_version=model_version, cutoff=cutoff)
+        sql = f'SELECT * FROM "{table}"' + where
+        if latest:
+            sql += (" AND " if where else " WHERE ") + (
+                f'cutoff = (SELECT max(cutoff) FROM "{table}"{where})'
+            )
+            params = params + params
+        df = self.con.execute(sql + " ORDER BY cutoff DESC, user_id", params).df()
+        return _ns(df)
+
+    def read_reasons(
+        self,
+        *,
+        user_id: str | None = None,
+        model_version: str | None = None,
+        cutoff: pd.Timestamp | None = None,
+        table: str = "score_reasons",
+    ) -> pd.DataFrame:
+        """Rows of ``score_reasons``: newest cutoff first, then customer, direction, rank."""
+        self._check_table(table)
+        where, params = _conditions(user_id=user_id, model_version=model_version, cutoff=cutoff)
+        sql = f'SELECT * FROM "{table}"{where} ORDER BY cutoff DESC, user_id, direction, rank'
+        return _ns(self.con.execute(sql, params).df())
+
+    def event_range(
+        self, event_type: str | None = "purchase"
+    ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """``(first, last)`` timestamp of the events of ``event_type`` (all events when None), or
+        None when there are none."""
+        sql = "SELECT min(ts), max(ts) FROM events"
+        params: list[Any] = []
+        if event_type is not None:
+            sql += " WHERE event_type = ?"
+            params.append(event_type)
+        (first, last), *_ = self.con.execute(sql, params).fetchall()
+        if first is None:
+            return None
+        return pd.Timestamp(first), pd.Timestamp(last)
+
     # ------------------------------------------------------------------ access
     def has_table(self, name: str) -> bool:
         """Whether the store has a table (or view) called ``name``."""
-        row = self.con.execute(
+        ((n_tables,),) = self.con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary "
             "AND schema_name = 'main'",
             [name],
-        ).fetchone()
-        if row and row[0]:
+        ).fetchall()
+        if n_tables:
             return True
-        row = self.con.execute(
+        ((n_views,),) = self.con.execute(
             "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal",
             [name],
-        ).fetchone()
-        return bool(row and row[0])
+        ).fetchall()
+        return bool(n_views)
 
     def columns(self, name: str) -> list[tuple[str, str]]:
         """``(column, type)`` pairs of table ``name``."""
@@ -234,7 +732,12 @@ class Store:
         df = self.con.execute(f'SELECT {select} FROM "{name}"').df()
         return _ns(df)
 
-    def events_df(self, before: pd.Timestamp | None = None, users: Any = None) -> pd.DataFrame:
+    def events_df(
+        self,
+        before: pd.Timestamp | None = None,
+        users: Any = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         """Events as a DataFrame with the contract's columns, sorted by ``user_id, ts``.
 
         Parameters
@@ -243,6 +746,8 @@ class Store:
             Only events with ``ts < before``.
         users : iterable of str, optional
             Only these users.
+        columns : sequence of str, optional
+            Only these of the columns below (in this order).
 
         Returns
         -------
@@ -258,9 +763,17 @@ class Store:
         if users is not None:
             where.append("user_id IN (SELECT unnest(?::VARCHAR[]))")
             params.append([str(u) for u in users])
+        exprs = {c: c for c in _EVENT_COLUMNS}
+        exprs["amount"] = "CAST(amount AS DOUBLE) AS amount"
+        wanted = list(_EVENT_COLUMNS) if columns is None else list(columns)
+        bad = [c for c in wanted if c not in exprs]
+        if bad:
+            raise ConfigError(
+                f"events has no column(s) {', '.join(map(repr, bad))}; choose from "
+                f"{', '.join(_EVENT_COLUMNS)}."
+            )
         sql = (
-            "SELECT event_id, user_id, ts, event_type, item_id, order_id, quantity, "
-            "CAST(amount AS DOUBLE) AS amount, rating, text FROM events"
+            f"SELECT {', '.join(exprs[c] for c in wanted)} FROM events"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY user_id, ts, event_id"
         )
@@ -273,6 +786,34 @@ class Store:
 
             self._ibis = ibis.duckdb.from_connection(self.con)
         return self._ibis
+
+
+def _single_key(df: pd.DataFrame, table: str) -> tuple[pd.Timestamp, str]:
+    """The one ``(cutoff, model_version)`` of the rows about to be written."""
+    missing = [c for c in ("cutoff", "model_version") if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"The rows for {table} lack column(s) {', '.join(missing)}; every row names the "
+            "cutoff and the model_version it belongs to."
+        )
+    cutoffs, versions = df["cutoff"].drop_duplicates(), df["model_version"].drop_duplicates()
+    if len(cutoffs) != 1 or len(versions) != 1:
+        raise ConfigError(
+            f"The rows for {table} hold {len(cutoffs)} cutoff(s) and {len(versions)} model "
+            "version(s); write one model at one cutoff at a time."
+        )
+    return pd.Timestamp(cutoffs.iloc[0]), str(versions.iloc[0])
+
+
+def _conditions(**values: Any) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    for column, value in values.items():
+        if value is None:
+            continue
+        parts.append(f'"{column}" = ?')
+        params.append(value.to_pydatetime() if isinstance(value, pd.Timestamp) else value)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
 
 
 def _ns(df: pd.DataFrame) -> pd.DataFrame:
@@ -299,16 +840,14 @@ def store_info(store: Store) -> dict[str, Any]:
             "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()
     )
-    row = con.execute(
+    ((n, n_users, n_items, first, last),) = con.execute(
         "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts) "
         "FROM events"
-    ).fetchone()
-    assert row is not None
-    n, n_users, n_items, first, last = row
+    ).fetchall()
     tables = {}
     for name in store.tables():
-        count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()
-        tables[name] = int(count[0]) if count else 0
+        ((count,),) = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()
+        tables[name] = int(count)
     reasons = dict(
         con.execute(
             "SELECT reason, count(*) FROM quarantine GROUP BY 1 ORDER BY 2 DESC, 1"

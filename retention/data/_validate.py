@@ -5,28 +5,58 @@
 ``TRY_CAST``) and ``__reason``: ``NULL`` for a good row, else why it goes to the quarantine:
 
 - ``missing <column>`` a required value is empty (``user_id``, ``ts``, an ``event_type`` column);
-- ``unparseable <column>`` a value is present but cannot be read as its type;
+- ``unparseable <column>`` a value is present but cannot be read as its type (for a time that
+  is a number, with a hint on how to read epoch times: :data:`EPOCH_HINT`, :data:`MIXED_HINT`);
 - ``<column> in the future`` a timestamp after ``now + future_tolerance``;
+- ``<column> before <date>`` a timestamp before the floor (``RETENTION_MIN_TS``, default
+  1990-01-01): ``0001-01-01``, ``1900-01-01`` and epoch zero are default values, not times;
 - ``unmapped event type`` an event type that is neither canonical nor in the value map;
 - ``negative <column>`` money below zero (a return is its own event type);
 - ``rating outside 1-5``.
+
+Times given as numbers in a text column (CSV, JSON Lines) are read as epoch seconds,
+milliseconds or microseconds when the sampled values say so by their magnitude, one unit for the
+whole column (:func:`_sniff_epoch`); ``ts_format = "epoch_ms"`` (and ``epoch_s``, ``epoch_us``,
+``epoch_ns``) says it outright. Numbers in a numeric column (Parquet) keep their per-value rule.
+
+A header that names a column twice (ignoring case) is refused when the mapping uses that name,
+since either copy could be meant; otherwise a :class:`~retention.exceptions.RetentionWarning`
+says how the copies are read.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import duckdb
 import pandas as pd
 
 from retention.data._contract import EVENT_TYPES, ColumnSpec, TableSpec
-from retention.data._mapping import Mapping
+from retention.data._expr import MapExpression, parse_map_expression
+from retention.data._mapping import EPOCH_UNITS, Mapping
 from retention.data._readers import SAMPLE_ROWS, Source
-from retention.exceptions import SchemaError
+from retention.exceptions import RetentionWarning, SchemaError
 
-__all__ = ["StagePlan", "plan_stage"]
+__all__ = ["EPOCH_HINT", "MIXED_HINT", "StagePlan", "plan_stage"]
+
+#: the reason of a time that is a number no format reads
+EPOCH_HINT = "a number: if it counts from 1970, set ts_format to epoch_s, epoch_ms or epoch_us"
+#: the reason of a time that is a number, in a column of epoch numbers of several magnitudes
+MIXED_HINT = (
+    "epoch numbers of mixed units in the column: set ts_format to epoch_s, epoch_ms or epoch_us"
+)
+#: magnitude bands of epoch numbers (seconds, milliseconds, microseconds since 1970): seconds
+#: from 1973 to 5138, milliseconds and microseconds over the same years
+_EPOCH_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("epoch_s", 1e8, 1e11),
+    ("epoch_ms", 1e11, 1e14),
+    ("epoch_us", 1e14, 1e17),
+)
+#: the largest |microseconds| a TIMESTAMP holds, with a margin
+_MAX_US = 9.2e18
 
 _TS_FORMATS: tuple[str, ...] = (
     "%m/%d/%Y %H:%M",
@@ -133,6 +163,12 @@ class StagePlan:
         Canonical column -> what it was read from (column name or expression), for reports.
     extras : dict of str to str
         Extra store column -> source column (``users`` only).
+    text_columns : list of str
+        Stage columns that hold text (ids, text, event types, extras): where a NUL byte is
+        looked for.
+    epoch : dict of str to str
+        Time column -> the epoch unit its numbers were read in (``epoch_s``...), when sniffed or
+        given.
     """
 
     sql: str
@@ -140,6 +176,8 @@ class StagePlan:
     select: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     extras: dict[str, str] = field(default_factory=dict)
+    text_columns: list[str] = field(default_factory=list)
+    epoch: dict[str, str] = field(default_factory=dict)
 
 
 def _find(columns: list[str], name: str) -> str | None:
@@ -150,15 +188,6 @@ def _find(columns: list[str], name: str) -> str | None:
         return unq[1:-1]
     matches = [c for c in columns if c.lower() == unq.lower()]
     return matches[0] if len(matches) == 1 else None
-
-
-def _refs(expr: str, columns: list[str]) -> list[str]:
-    found = []
-    for col in columns:
-        pattern = r"(?<![A-Za-z0-9_])" + re.escape(col) + r"(?![A-Za-z0-9_])"
-        if re.search(pattern, expr, flags=re.IGNORECASE) or f'"{col}"' in expr:
-            found.append(col)
-    return found
 
 
 def _sanitize(name: str, taken: set[str]) -> str:
@@ -214,6 +243,51 @@ def _sniff_ts_format(con: duckdb.DuckDBPyConnection, view: str, x: str) -> str |
     return _TS_FORMATS[best - 1]
 
 
+def _sniff_epoch(con: duckdb.DuckDBPyConnection, view: str, x: str) -> str | None:
+    """The epoch unit of a text column of numbers, from the magnitudes of the sampled values.
+
+    Returns one of :data:`EPOCH_UNITS`, ``"mixed"`` when the numbers fall into several bands of
+    :data:`_EPOCH_BANDS` with none holding 90% of them, or None when the values are not
+    (mostly) numbers, or are calendar numbers (``YYYYMMDD``, ``YYYYMMDDHHMMSS``).
+    """
+    bands = ", ".join(
+        f"count(*) FILTER (WHERE a >= {lo} AND a < {hi})" for _, lo, hi in _EPOCH_BANDS
+    )
+    row = con.execute(
+        f"""SELECT count(*), count(d), count(*) FILTER (WHERE d IS NOT NULL AND (
+                (length(v) = 8 AND try_strptime(v, '%Y%m%d') IS NOT NULL)
+                OR (length(v) = 14 AND try_strptime(v, '%Y%m%d%H%M%S') IS NOT NULL))
+                AND left(v, 4) BETWEEN '1800' AND '2200'), {bands}
+        FROM (SELECT v, d, abs(d) AS a FROM (
+            SELECT v, CASE WHEN regexp_full_match(v, '[+-]?[0-9]+([.][0-9]*)?')
+                THEN TRY_CAST(v AS DOUBLE) END AS d
+            FROM (SELECT DISTINCT nullif(trim(CAST({x} AS VARCHAR)), '') AS v
+                  FROM (SELECT * FROM {view} LIMIT {SAMPLE_ROWS}) s) t
+            WHERE v IS NOT NULL))"""
+    ).fetchall()
+    if not row:
+        return None
+    n, numbers, calendar, *counts = (int(c or 0) for c in row[0])
+    if not numbers or numbers < 0.9 * n or calendar == numbers:
+        return None
+    in_bands = sum(counts)
+    if not in_bands:
+        return None
+    best = max(range(len(counts)), key=lambda i: counts[i])
+    if counts[best] >= 0.9 * in_bands:
+        return _EPOCH_BANDS[best][0]
+    return "mixed"
+
+
+def _epoch_sql(d: str, unit: str) -> str:
+    """SQL of the time ``d`` (a DOUBLE) counts in ``unit`` since 1970 (NULL out of range)."""
+    scale = EPOCH_UNITS[unit]
+    return (
+        f"CASE WHEN isfinite({d}) AND abs({d}) * {scale} < {_MAX_US} "
+        f"THEN make_timestamp(CAST(round({d} * {scale}) AS BIGINT)) END"
+    )
+
+
 class _Builder:
     def __init__(
         self,
@@ -223,11 +297,21 @@ class _Builder:
         mapping: Mapping,
         label: str,
         future_limit: pd.Timestamp,
+        min_ts: pd.Timestamp | None = None,
     ) -> None:
         self.con, self.source, self.spec, self.mapping = con, source, spec, mapping
-        self.label, self.future_limit = label, future_limit
+        self.label, self.future_limit, self.min_ts = label, future_limit, min_ts
         self.raw = {c: f"__r{i}" for i, c in enumerate(source.columns)}
         self.typed: dict[str, str] = {}  # source col -> DuckDB type used in expressions
+        self.exprs: dict[str, MapExpression] = {}  # mapped name -> its checked expression
+        self.epoch: dict[str, str] = {}  # time input SQL -> epoch unit (or "mixed")
+
+    def check_expr(self, name: str, text: str) -> MapExpression:
+        """Check the mapped value ``text`` of ``name`` as one expression over the source's
+        columns (:func:`parse_map_expression`); only the SQL generated from it ever runs."""
+        checked = parse_map_expression(text, self.source.columns, target=name, label=self.label)
+        self.exprs[name] = checked
+        return checked
 
     # ------------------------------------------------------------------ inner select
     def inner(self, full: bool = False) -> str:
@@ -247,9 +331,9 @@ class _Builder:
         rows = self.con.execute(f"DESCRIBE SELECT ({expr}) AS v FROM {self.inner()} LIMIT 0")
         return str(rows.fetchall()[0][1])
 
-    def bind(self, name: str, expr: str) -> str:
-        """The DuckDB type of ``expr``, demoting sniffed column types until it binds."""
-        refs = _refs(expr, self.source.columns)
+    def bind(self, name: str, checked: MapExpression) -> str:
+        """The DuckDB type of ``checked``, demoting sniffed column types until it binds."""
+        expr, refs = checked.sql, list(checked.columns)
         if self.source.text:
             for col in refs:
                 if col not in self.typed:
@@ -275,9 +359,9 @@ class _Builder:
                 except duckdb.Error:
                     self.typed = saved
         raise SchemaError(
-            f"Cannot use {expr!r} for {name}: it is not a column of {self.label} "
-            f"(found: {_found(self.source.columns)}) nor a valid SQL expression over them "
-            f"({_first_line(error)}). Fix it, e.g. --map {name}=COLUMN."
+            f"Cannot use {checked.text!r} for {name}: DuckDB cannot apply it to the columns "
+            f"of {self.label} ({_first_line(error)}). Fix the expression (TRY_CAST converts "
+            f"text), or map a column with --map {name}=COLUMN."
         )
 
     # ------------------------------------------------------------------ parsing by kind
@@ -342,10 +426,14 @@ class _Builder:
 
     def parse_ts(self, x: str, typ: str) -> str:
         base = _base(typ)
+        given = self.mapping.ts_format if self.mapping.ts_format in EPOCH_UNITS else None
         if base == "TIMESTAMP":
             return x
         if base.startswith("TIMESTAMP") or base == "DATE":
             return f"CAST({x} AS TIMESTAMP)"
+        if given is not None and (base in _INT_TYPES or base in _FLOAT_TYPES):
+            self.epoch[x] = given
+            return _epoch_sql(f"CAST({x} AS DOUBLE)", given)
         if base in _INT_TYPES or base in _FLOAT_TYPES:
             b = f"CAST({x} AS BIGINT)"
             return (
@@ -355,7 +443,6 @@ class _Builder:
                 f"WHEN abs({b}) < 100000000000000 THEN make_timestamp({b} * 1000) END"
             )
         v = _blank_to_null(x, base == "VARCHAR")
-        fmt = self.mapping.ts_format or _sniff_ts_format(self.con, self.inner(), x)
         # ISO times: a plain cast, except when a UTC offset follows the time (the plain cast
         # would drop it), which goes through TIMESTAMPTZ (the session time zone is UTC)
         tail = f"substr({v}, 17)"
@@ -365,9 +452,54 @@ class _Builder:
             f"THEN CAST(TRY_CAST({v} AS TIMESTAMPTZ) AS TIMESTAMP) "
             f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
         )
+        unit = given
+        if unit is None and self.mapping.ts_format is None:
+            unit = _sniff_epoch(self.con, self.inner(), x)
+        if unit is not None:
+            # numbers by the column's one unit, anything else as an ISO time; "mixed": no
+            # unit reads the column, so its numbers are quarantined (with MIXED_HINT)
+            self.epoch[x] = unit
+            d = f"TRY_CAST({v} AS DOUBLE)"
+            number = "NULL" if unit == "mixed" else _epoch_sql(d, unit)
+            return f"CASE WHEN {d} IS NOT NULL THEN {number} ELSE {iso} END"
+        fmt = self.mapping.ts_format or _sniff_ts_format(self.con, self.inner(), x)
         if fmt is None:
             return iso
         return f"coalesce(try_strptime({v}, {_lit(fmt)}), {iso})"
+
+    def check_duplicates(self, resolved: dict[str, tuple[str, str]]) -> None:
+        """Refuse a header name given twice that the mapping uses; warn about the others."""
+        s = self.source
+        if not s.duplicates:
+            return
+        used: dict[str, str] = {}  # source column -> the canonical column that uses it
+        for name, (kind, v) in resolved.items():
+            if kind == "col":
+                used.setdefault(v, name)
+        for name, checked in self.exprs.items():
+            for col in checked.columns:
+                used.setdefault(col, name)
+        for original, names in s.duplicates.items():
+            spots = [str(s.positions.get(n, "?")) for n in names]
+            where = ", ".join(spots[:-1]) + " and " + spots[-1]
+            read_as = " and ".join(names)
+            if names[0] in used:
+                others = [n for n in names[1:] if n not in used]
+                alt = f" --map {used[names[0]]}={others[0]}," if others else ""
+                raise SchemaError(
+                    f"{self.label} names the column {original!r} {len(names)} times (columns "
+                    f"{where}, read as {read_as}), and {used[names[0]]} would be read from "
+                    f"it: rename the columns in the file, or map another copy by the name it "
+                    f"is read as, e.g.{alt} to say which one you mean."
+                )
+            chosen = [f"{n} for {used[n]}" for n in names if n in used]
+            warnings.warn(
+                f"{self.label} names the column {original!r} {len(names)} times (columns "
+                f"{where}); they are read as {read_as}"
+                + (f", and {', '.join(chosen)} is used." if chosen else ", and none is mapped."),
+                RetentionWarning,
+                stacklevel=5,
+            )
 
     # ------------------------------------------------------------------ plan
     def plan(self) -> StagePlan:
@@ -377,7 +509,11 @@ class _Builder:
             src = mapping.columns.get(canonical)
             if src is not None:
                 found = _find(s.columns, src)
-                resolved[canonical] = ("col", found) if found is not None else ("expr", src)
+                if found is not None:
+                    resolved[canonical] = ("col", found)
+                else:
+                    resolved[canonical] = ("expr", src)
+                    self.check_expr(canonical, src)
             else:
                 found = _find(s.columns, canonical)
                 if found is not None:
@@ -392,6 +528,7 @@ class _Builder:
                 f"{self.label} has no {' and no '.join(missing)} column (found: "
                 f"{_found(s.columns)}){hint}: name the source column with {fix}."
             )
+        self.check_duplicates(resolved)
         if mapping.event_types and spec.name == "events" and "event_type" not in resolved:
             raise SchemaError(
                 f"--event-type maps values of the event_type column, but {self.label} has none "
@@ -407,12 +544,13 @@ class _Builder:
                 found = _find(s.columns, src)
                 store_col = _sanitize(name, taken)
                 extra_values[store_col] = ("col", found) if found else ("expr", src)
+                if not found:
+                    self.check_expr(store_col, src)
                 extras[store_col] = src
             used = {v for kind, v in resolved.values() if kind == "col"}
             used |= {v for kind, v in extra_values.values() if kind == "col"}
-            for kind, v in [*resolved.values(), *extra_values.values()]:
-                if kind == "expr":
-                    used |= set(_refs(v, s.columns))
+            for checked in self.exprs.values():
+                used |= set(checked.columns)
             for source_col in s.columns:
                 if source_col not in used:
                     store_col = _sanitize(source_col, taken)
@@ -421,12 +559,10 @@ class _Builder:
 
         # types of expressions (binding may demote sniffed types, so bind all first)
         expr_types: dict[str, str] = {}
-        for name, (kind, v) in [*resolved.items(), *extra_values.items()]:
-            if kind == "expr":
-                self.bind(name, v)
-        for name, (kind, v) in [*resolved.items(), *extra_values.items()]:
-            if kind == "expr":
-                expr_types[name] = self.expr_type(v)
+        for name, checked in self.exprs.items():
+            self.bind(name, checked)
+        for name, checked in self.exprs.items():
+            expr_types[name] = self.expr_type(checked.sql)
 
         level1: list[str] = ["__line"] if s.has_line else []
         level1 += [f"{self.raw[c]}" for c in s.columns]
@@ -447,14 +583,14 @@ class _Builder:
             if kind == "col":
                 x, typ = self.raw[v], s.types[v]
             else:
-                x, typ = f"({v})", expr_types[name]
+                x, typ = f"({self.exprs[name].sql})", expr_types[name]
             value, present = self.parse(col, x, typ)
             level1.append(f"{value} AS __v_{name}")
             level1.append(f"{present} AS __p_{name}")
             if kind == "expr" and s.text:
                 bad = [
                     f"({_blank_to_null(self.raw[r])} IS NOT NULL AND {_ident(r)} IS NULL)"
-                    for r in _refs(v, s.columns)
+                    for r in self.exprs[name].columns
                     if self.typed.get(r, "VARCHAR") != "VARCHAR"
                 ]
                 level1.append(f"({' OR '.join(bad) if bad else 'false'}) AS __c_{name}")
@@ -465,11 +601,25 @@ class _Builder:
             if col.required or name == "event_type":
                 checks.append(f"WHEN NOT __p_{name} THEN 'missing {name}'")
             label = "unmapped event type" if col.kind == "event_type" else f"unparseable {name}"
-            checks.append(f"WHEN __p_{name} AND __v_{name} IS NULL THEN '{label}'")
+            label_sql = _lit(label)
+            if col.kind == "ts" and kind == "col" and _base(typ) == "VARCHAR":
+                # a time that is a number: say how epoch times are read
+                hint = MIXED_HINT if self.epoch.get(x) == "mixed" else EPOCH_HINT
+                label_sql = (
+                    f"CASE WHEN TRY_CAST({x} AS DOUBLE) IS NOT NULL "
+                    f"THEN {_lit(f'{label} ({hint})')} ELSE {label_sql} END"
+                )
+            checks.append(f"WHEN __p_{name} AND __v_{name} IS NULL THEN {label_sql}")
             checks.append(f"WHEN __c_{name} THEN 'unparseable {name}'")
             if col.kind == "ts":
                 limit = self.future_limit.strftime("%Y-%m-%d %H:%M:%S.%f")
                 checks.append(f"WHEN __v_{name} > TIMESTAMP '{limit}' THEN '{name} in the future'")
+                if self.min_ts is not None:
+                    floor = self.min_ts.strftime("%Y-%m-%d %H:%M:%S.%f")
+                    shown = _shown_ts(self.min_ts)
+                    checks.append(
+                        f"WHEN __v_{name} < TIMESTAMP '{floor}' THEN '{name} before {shown}'"
+                    )
             elif col.kind == "money":
                 checks.append(f"WHEN __v_{name} < 0 THEN 'negative {name}'")
             elif col.kind == "rating":
@@ -478,7 +628,7 @@ class _Builder:
             if kind == "col":
                 x, typ = self.raw[v], s.types[v]
             else:
-                x, typ = f"({v})", expr_types[store_col]
+                x, typ = f"({self.exprs[store_col].sql})", expr_types[store_col]
             value, _ = self.parse(ColumnSpec(store_col, "text", "VARCHAR"), x, typ)
             level1.append(f"{value} AS __v_{store_col}")
             out_cols.append(store_col)
@@ -528,12 +678,25 @@ class _Builder:
             f"(SELECT {', '.join(level1)} FROM {self.inner(full=True)}))"
         )
         sources = {c: v for c, (_, v) in resolved.items()}
+        kinds = {col.name: col.kind for col in spec.columns}
+        text_columns = [
+            c
+            for c in stage_cols
+            if kinds.get(c, "text") in {"id", "text", "event_type"} or c in extras
+        ]
+        epoch = {}
+        for name, (kind, v) in resolved.items():
+            x = self.raw[v] if kind == "col" else f"({self.exprs[name].sql})"
+            if x in self.epoch:
+                epoch[name] = self.epoch[x]
         return StagePlan(
             sql=sql,
             columns=columns,
             select=[select[c] for c in columns],
             sources=sources,
             extras=extras,
+            text_columns=text_columns,
+            epoch=epoch,
         )
 
     @staticmethod
@@ -584,6 +747,10 @@ class _Builder:
         return f"md5(concat({', '.join(args)}))"
 
 
+def _shown_ts(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat(sep=" ")
+
+
 def plan_stage(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -592,12 +759,19 @@ def plan_stage(
     *,
     label: str,
     future_limit: pd.Timestamp,
+    min_ts: pd.Timestamp | None = None,
 ) -> StagePlan:
     """Resolve ``mapping`` against ``source`` and build the stage SQL for table ``spec``.
+
+    Times after ``future_limit`` or before ``min_ts`` (None: no floor) are quarantined.
 
     Raises
     ------
     SchemaError
-        A required column cannot be found, or a mapped expression does not bind.
+        A required column cannot be found, a mapped expression does not bind, or the
+        mapping uses a column name the header gives more than once.
+    ConfigError
+        A mapped value is neither a column nor an allowed expression over the columns
+        (:func:`~retention.data._expr.parse_map_expression`): nothing has run.
     """
-    return _Builder(con, source, spec, mapping, label, future_limit).plan()
+    return _Builder(con, source, spec, mapping, label, future_limit, min_ts).plan()

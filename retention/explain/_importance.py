@@ -32,8 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from retention._progress import track
 from retention.exceptions import ConfigError, ModelError
-from retention.features import feature_family
-from retention.features._frame import CutoffFrame
+from retention.features import CutoffFrame, feature_family
 from retention.models import RetentionModel
 
 __all__ = [

@@ -23,8 +23,7 @@ from sklearn.metrics import roc_auc_score
 from retention._progress import progress_bar
 from retention.exceptions import ConfigError, ModelError
 from retention.explain._importance import shap_contributions
-from retention.features import feature_family
-from retention.features._frame import CutoffFrame
+from retention.features import CutoffFrame, feature_family
 from retention.models import GBDTModel
 
 __all__ = ["SelectionResult", "select_features", "subset_frame"]

@@ -1,23 +1,32 @@
 """Features: point-in-time features and labels at a cutoff, cutoffs, sequences, text embeddings."""
 
+from typing import TYPE_CHECKING
+
 from retention._lazy import lazy_getattr
 from retention.features._cohorts import cohort_retention
 from retention.features._families import FAMILIES, feature_family
 from retention.features._frame import CutoffFrame
-from retention.features._sequences import EventSequences, event_sequences
+from retention.features._sequences import (
+    CONTEXT_COLUMNS,
+    N_GAP_BUCKETS,
+    EventSequences,
+    event_sequences,
+)
 
 __all__ = ["FAMILIES", "CutoffFrame", "cohort_retention", "feature_family"]
-__all__ += ["EventSequences", "event_sequences"]
+__all__ += ["CONTEXT_COLUMNS", "N_GAP_BUCKETS", "EventSequences", "event_sequences"]
 
 # Text features: imported on first use (they pull in scikit-learn, and torch when encoding).
 _LAZY_EXPORTS = {
     "ENCODERS": "retention.features._encoder",
     "EmbeddingCache": "retention.features._encoder",
     "TextEncoder": "retention.features._encoder",
+    "mean_pool": "retention.features._encoder",
     "text_hash": "retention.features._encoder",
     "TextFeaturizer": "retention.features._text",
     "item_embeddings": "retention.features._text",
     "item_texts": "retention.features._text",
+    "resolve_encoder": "retention.features._text",
     "serialise_history": "retention.features._text",
 }
 # Point-in-time features, labels and cutoffs: also imported on first use (they pull in Ibis).
@@ -29,6 +38,7 @@ _LAZY_EXPORTS.update(
         "population": "retention.features._labels",
         "backtest_cutoffs": "retention.features._cutoffs",
         "to_cutoff": "retention.features._cutoffs",
+        "to_horizon": "retention.features._cutoffs",
         "DataSpan": "retention.features._tables",
         "data_span": "retention.features._tables",
         "make_frame": "retention.features._builder",
@@ -36,6 +46,27 @@ _LAZY_EXPORTS.update(
     }
 )
 __all__ += list(_LAZY_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from retention.features._aggregates import WINDOWS, build_features  # noqa: F401
+    from retention.features._builder import make_frame, training_frames  # noqa: F401
+    from retention.features._cutoffs import backtest_cutoffs, to_cutoff, to_horizon  # noqa: F401
+    from retention.features._encoder import (  # noqa: F401
+        ENCODERS,
+        EmbeddingCache,
+        TextEncoder,
+        mean_pool,
+        text_hash,
+    )
+    from retention.features._labels import build_labels, population  # noqa: F401
+    from retention.features._tables import DataSpan, data_span  # noqa: F401
+    from retention.features._text import (  # noqa: F401
+        TextFeaturizer,
+        item_embeddings,
+        item_texts,
+        resolve_encoder,
+        serialise_history,
+    )
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY_EXPORTS)

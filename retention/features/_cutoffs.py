@@ -30,7 +30,12 @@ _DAY = pd.Timedelta(days=1)
 
 
 def to_cutoff(value: Any) -> pd.Timestamp:
-    """A cutoff as a naive ``pd.Timestamp`` (time zones are converted to UTC and dropped).
+    """A cutoff: a date, as a naive midnight ``pd.Timestamp``.
+
+    The one cutoff rule of retention (every workflow and the CLI use it): a cutoff is a date.
+    ``YYYY-MM-DD`` strings, dates and timestamps at midnight are accepted (an aware timestamp is
+    converted to UTC first); a time of day is refused, since "before the cutoff" means before
+    that day.
 
     Parameters
     ----------
@@ -40,24 +45,39 @@ def to_cutoff(value: Any) -> pd.Timestamp:
     Raises
     ------
     ConfigError
-        ``value`` is not a date.
+        ``value`` is not a date, or has a time of day.
+
+    Examples
+    --------
+    >>> to_cutoff("2011-09-10")
+    Timestamp('2011-09-10 00:00:00')
     """
     hint = "pass it as YYYY-MM-DD, e.g. '2011-09-10'."
     if not isinstance(value, pd.Timestamp | _dt.datetime | _dt.date | np.datetime64 | str):
         raise ConfigError(f"cutoff {value!r} is not a date; {hint}")
     try:
-        stamp = pd.Timestamp(value)
+        if isinstance(value, str):
+            # ISO only: pd.Timestamp would read "10/09/2011" as October 9th
+            stamp = pd.Timestamp(_dt.datetime.fromisoformat(value.strip()))
+        else:
+            stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cutoff {value!r} is not a date; {hint}") from exc
     if pd.isna(stamp):
         raise ConfigError(f"cutoff is missing (NaT); {hint}")
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
+    if stamp != stamp.normalize():
+        raise ConfigError(
+            f"cutoff {value!r} has a time of day ({stamp:%H:%M:%S}); a cutoff is a date: {hint}"
+        )
     return stamp.as_unit("ns")
 
 
 def to_horizon(value: Any, name: str = "horizon_days") -> int:
-    """A positive whole number of days.
+    """A positive whole number of days (``90`` and ``90.0``; not ``90.5``, ``True`` or ``0``).
+
+    The one horizon rule of retention: every workflow and the CLI use it.
 
     Raises
     ------
@@ -97,7 +117,8 @@ def check_cutoff(span: DataSpan, cutoff: pd.Timestamp) -> None:
     if span.first_purchase is None:
         raise DataError(
             f"the events ({span.describe()}) hold no event of type 'purchase'; map your order "
-            "events to 'purchase' at ingest (--map-type or a value map)."
+            "events to 'purchase' at ingest: `retention ingest FILE --event-type SOURCE=purchase` "
+            "(repeatable), or an [event_types] table in the --mapping file."
         )
     if cutoff <= span.first_purchase:
         raise DataError(

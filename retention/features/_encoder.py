@@ -52,6 +52,7 @@ __all__ = [
     "EmbeddingCache",
     "EncoderSpec",
     "TextEncoder",
+    "mean_pool",
     "text_hash",
 ]
 
@@ -288,8 +289,9 @@ class EmbeddingCache:
     """Embeddings in the store, keyed by text hash and model name.
 
     The table ``embeddings(text_hash VARCHAR, model VARCHAR, vector FLOAT[], PRIMARY KEY(text_hash,
-    model))`` is created if missing. On a store opened read-only, lookups read the table when it
-    exists and new vectors are kept in memory for the life of this object.
+    model))`` is declared by the store's migrations (on a bare DuckDB connection it is created if
+    missing). On a store opened read-only, lookups read the table when it exists and new vectors
+    are kept in memory for the life of this object.
 
     Parameters
     ----------
@@ -308,7 +310,11 @@ class EmbeddingCache:
         self.read_only = False
         self._memory: dict[tuple[str, str], np.ndarray] = {}
         self._has_table = True
-        try:
+        if hasattr(store, "has_table"):  # a retention Store: its migrations declare the table
+            self.read_only = bool(getattr(store, "read_only", False))
+            self._has_table = bool(store.has_table("embeddings"))
+            return
+        try:  # a bare DuckDB connection (no migrations): create the table it lacks
             self.con.execute(
                 "CREATE TABLE IF NOT EXISTS embeddings (text_hash VARCHAR, model VARCHAR, "
                 "vector FLOAT[], PRIMARY KEY (text_hash, model))"
@@ -324,6 +330,11 @@ class EmbeddingCache:
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'embeddings'"
             ).fetchall()
             self._has_table = bool(rows[0][0])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EmbeddingCache:
+        """The cache itself: a handle on the store's table, shared by copies (and by the
+        ``sklearn.base.clone`` of an estimator holding it), never a second connection."""
+        return self
 
     def get(self, hashes: Sequence[str], model: str) -> dict[str, np.ndarray]:
         """The cached vectors of ``hashes`` for ``model`` (missing ones are absent)."""
@@ -482,6 +493,12 @@ class TextEncoder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["model_name"], state["max_length"], state["device"])  # type: ignore[misc]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TextEncoder:
+        """The encoder itself: a handle on read-only pretrained weights (fine-tuning works on the
+        fresh copy of :meth:`load_transformer`), shared by copies and by the
+        ``sklearn.base.clone`` of an estimator holding it, so that weights load once."""
+        return self
 
     # -- loading ------------------------------------------------------------------------------
     def load_transformer(self) -> tuple[Any, Any]:

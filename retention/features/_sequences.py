@@ -30,6 +30,7 @@ from retention.exceptions import ConfigError, LeakageError, SchemaError
 
 __all__ = [
     "CLS_TOKEN",
+    "CONTEXT_COLUMNS",
     "N_GAP_BUCKETS",
     "PAD_TOKEN",
     "UNKNOWN_TOKEN",

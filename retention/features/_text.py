@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
-from retention.exceptions import ConfigError, DataError, NotFittedError
+from retention.exceptions import ConfigError, DataError, ModelError, NotFittedError
 from retention.features._encoder import EmbeddingCache, TextEncoder
 from retention.features._frame import CutoffFrame
 
@@ -32,6 +33,7 @@ __all__ = [
     "TextFeaturizer",
     "item_embeddings",
     "item_texts",
+    "resolve_encoder",
     "review_sentiment",
     "serialise_history",
 ]
@@ -53,7 +55,8 @@ NEGATIVE_ANCHORS: tuple[str, ...] = (
 LOW_RATING = 2.0
 
 
-def _resolve_encoder(encoder: TextEncoder | str | None) -> TextEncoder:
+def resolve_encoder(encoder: TextEncoder | str | None) -> TextEncoder:
+    """The :class:`TextEncoder` itself, or a new one for an encoder name (None: the default)."""
     if isinstance(encoder, TextEncoder):
         return encoder
     if encoder is None or isinstance(encoder, str):
@@ -118,7 +121,7 @@ def item_embeddings(
         Index ``item_id`` (items without any text are left out), columns ``e0 .. e{dim-1}``
         (float32, unit length).
     """
-    enc = _resolve_encoder(encoder)
+    enc = resolve_encoder(encoder)
     texts = item_texts(items)
     vectors = enc.encode(
         texts.tolist(), batch_size=batch_size, cache=cache, description="embedding items"
@@ -298,7 +301,7 @@ def serialise_history(
 # --------------------------------------------------------------------------------------------
 
 
-class TextFeaturizer:
+class TextFeaturizer(BaseEstimator):
     """Per-customer text features for gradient boosting (columns ``text_*``).
 
     ``text_pc{k}``: the recency-weighted mean embedding of the items a customer bought before the
@@ -322,6 +325,18 @@ class TextFeaturizer:
     cache : EmbeddingCache, optional
         Embedding cache in the store (not pickled). Without it, a frame's
         ``extra["embedding_cache"]`` is used when it holds one.
+
+    Attributes
+    ----------
+    encoder_ : TextEncoder
+        The encoder used (resolved from ``encoder`` in :meth:`fit`).
+    pca_ : sklearn.decomposition.PCA or None
+        Fitted on the purchased-item embeddings of the training frames (None with fewer than
+        two such items).
+    item_coords_ : dict of str to np.ndarray
+        PCA coordinates of the training items. Items first met in :meth:`transform` are
+        projected there for that call only: transforming never changes the featurizer.
+    feature_names_out_ : list of str
 
     Examples
     --------
@@ -361,10 +376,9 @@ class TextFeaturizer:
         return None
 
     def _encoder(self) -> TextEncoder:
-        enc = getattr(self, "encoder_", None)
-        if enc is None:
-            enc = _resolve_encoder(self.encoder)
-            self.encoder_ = enc
+        """The encoder resolved in :meth:`fit`."""
+        self._check()
+        enc: TextEncoder = self.encoder_
         return enc
 
     @staticmethod
@@ -378,11 +392,16 @@ class TextFeaturizer:
         out = ev.loc[mask & ev["item_id"].notna(), ["user_id", "ts", "item_id"]]
         return out.assign(user_id=out["user_id"].astype(str), item_id=out["item_id"].astype(str))
 
-    def _item_coords(self, frames: Sequence[CutoffFrame], ids: set[str]) -> None:
-        """Project the items of ``ids`` not seen yet (encoding only those)."""
-        new = [i for i in ids if i not in self.item_coords_]
+    def _new_item_coords(
+        self, frames: Sequence[CutoffFrame], ids: set[str]
+    ) -> dict[str, np.ndarray]:
+        """PCA coordinates of the items of ``ids`` unknown to the fit (encoding only those).
+
+        They are returned, not stored: transforming a frame never changes the featurizer.
+        """
+        new = sorted(i for i in ids if i not in self.item_coords_)
         if not new:
-            return
+            return {}
         texts = pd.concat(
             [item_texts(f.items) for f in frames if f.items is not None and len(f.items)]
             or [pd.Series(dtype=object)]
@@ -390,13 +409,12 @@ class TextFeaturizer:
         texts = texts[~texts.index.duplicated(keep="last")]
         known = [i for i in new if i in texts.index]
         if not known:
-            return
+            return {}
         vectors = self._encoder().encode(
             texts.loc[known].tolist(), cache=self._cache(frames), description="embedding items"
         )
         coords = self.pca_.transform(vectors).astype(np.float32)
-        for item, row in zip(known, coords, strict=True):
-            self.item_coords_[item] = row
+        return dict(zip(known, coords, strict=True))
 
     def fit(self, frames: Sequence[CutoffFrame] | CutoffFrame) -> TextFeaturizer:
         """Fit the PCA on the embeddings of the items bought in the training ``frames``."""
@@ -406,13 +424,14 @@ class TextFeaturizer:
             frames = [frames]
         if not frames:
             raise ConfigError("TextFeaturizer.fit needs at least one training CutoffFrame.")
-        if not isinstance(self.n_components, int) or self.n_components < 1:
-            raise ConfigError(
-                f"n_components must be a positive integer, got {self.n_components!r}."
-            )
-        if not self.half_life_days > 0:
-            raise ConfigError(f"half_life_days must be positive, got {self.half_life_days!r}.")
-        enc = self._encoder()
+        n = self.n_components
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"n_components must be a positive integer; got {n!r}.")
+        h = self.half_life_days
+        if not (isinstance(h, int | float) and not isinstance(h, bool) and h > 0):
+            raise ConfigError(f"half_life_days must be a positive number of days; got {h!r}.")
+        enc = resolve_encoder(self.encoder)
+        self.encoder_ = enc
         bought = set().union(*(set(self._purchases(f)["item_id"]) for f in frames))
         texts = pd.concat(
             [item_texts(f.items) for f in frames if f.items is not None and len(f.items)]
@@ -442,6 +461,52 @@ class TextFeaturizer:
         ]
         return self
 
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (``retention.models.save_model`` writes it): the
+        encoder by name (its weights stay in its package), the PCA, and the training items'
+        coordinates as an id list and a float32 matrix. The embedding cache is not state."""
+        self._check()
+        k = int(self.n_components_)
+        ids = list(self.item_coords_)
+        coords = (
+            np.stack([self.item_coords_[i] for i in ids]).astype(np.float32)
+            if ids
+            else np.zeros((0, k), dtype=np.float32)
+        )
+        state = {
+            "encoder_": self.encoder_,
+            "encoder_name_": self.encoder_name_,
+            "n_components_": k,
+            "feature_names_out_": list(self.feature_names_out_),
+        }
+        parts: dict[str, Any] = {"item_ids": ids, "item_coords": coords}
+        if self.pca_ is not None:
+            parts["pca"] = self.pca_
+        return state, parts
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``retention.models.load_model``)."""
+        encoder = state["encoder_"]
+        ids = [str(i) for i in parts["item_ids"]]
+        coords = np.asarray(parts["item_coords"], dtype=np.float32)
+        if not isinstance(encoder, TextEncoder) or coords.shape[0] != len(ids):
+            raise ModelError(
+                f"The saved TextFeaturizer is inconsistent: encoder {type(encoder).__name__}, "
+                f"{len(ids)} item ids for {coords.shape[0]} coordinate rows."
+            )
+        if encoder.name != state["encoder_name_"]:
+            raise ConfigError(
+                f"The saved TextFeaturizer was fitted with the encoder {state['encoder_name_']!r}"
+                f", but {encoder.model_name!r} now resolves to {encoder.name!r}. Install the "
+                "encoder it was trained with, or retrain."
+            )
+        self.encoder_ = encoder
+        self.encoder_name_ = str(state["encoder_name_"])
+        self.n_components_ = int(state["n_components_"])
+        self.pca_ = parts.get("pca")
+        self.item_coords_ = dict(zip(ids, coords, strict=True))
+        self.feature_names_out_ = [str(c) for c in state["feature_names_out_"]]
+
     def get_feature_names_out(self) -> list[str]:
         """The columns :meth:`transform` returns."""
         self._check()
@@ -462,10 +527,12 @@ class TextFeaturizer:
         purchases = self._purchases(frame)
         purchases = purchases[purchases["user_id"].isin(users)]
         pcs = [f"text_pc{k}" for k in range(self.n_components_)]
+        item_coords = self.item_coords_
         if self.pca_ is not None and len(purchases):
-            self._item_coords([frame], set(purchases["item_id"]))
+            new = self._new_item_coords([frame], set(purchases["item_id"]))
+            item_coords = {**item_coords, **new} if new else item_coords
         if len(purchases):
-            has = purchases["item_id"].isin(self.item_coords_.keys())
+            has = purchases["item_id"].isin(item_coords.keys())
             coverage = has.groupby(purchases["user_id"]).mean()
             out["text_item_coverage"] = coverage.reindex(users).fillna(0.0).to_numpy()
             for c in pcs:
@@ -474,7 +541,7 @@ class TextFeaturizer:
                 sub = purchases.loc[has]
                 age = (frame.cutoff - pd.to_datetime(sub["ts"])).dt.total_seconds() / 86400.0
                 w = np.power(0.5, age.to_numpy(dtype=float) / float(self.half_life_days))
-                coords = np.stack([self.item_coords_[i] for i in sub["item_id"]]).astype(float)
+                coords = np.stack([item_coords[i] for i in sub["item_id"]]).astype(float)
                 weighted = pd.DataFrame(coords * w[:, None], columns=pcs)
                 weighted["_w"] = w
                 sums = weighted.groupby(sub["user_id"].to_numpy()).sum()

@@ -6,13 +6,14 @@ from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._btyd import BetaGeo, GammaGamma, ParetoNBD, rfm_summary
 from retention.models._btyd_models import BGNBDModel, ParetoNBDModel
 from retention.models._calibration import Calibrator
-from retention.models._ensemble import EnsembleModel
+from retention.models._ensemble import DEFAULT_MEMBERS, EnsembleModel
 from retention.models._gbdt import GBDTModel
 from retention.models._metrics import BacktestResult, classification_metrics, lift_at
 from retention.models._persist import load_model, read_metadata, save_model
 from retention.models._registry import MODEL_NAMES, get_model
 
 __all__ = [
+    "DEFAULT_MEMBERS",
     "MODEL_NAMES",
     "BGNBDModel",
     "BacktestResult",

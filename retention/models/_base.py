@@ -1,16 +1,25 @@
-"""The interface every retention model implements (it consumes :class:`CutoffFrame`)."""
+"""The interface every retention model implements (it consumes :class:`CutoffFrame`).
+
+Every model, and every raw estimator it is built of (BTYD, calibration, text features), is a
+scikit-learn ``BaseEstimator``: ``get_params``/``set_params``/``sklearn.base.clone`` work (tuning
+relies on them), ``__init__`` stores hyper-parameters exactly as given, ``fit`` validates them and
+returns ``self``, learned state lives in attributes ending in ``_``, and ``predict_proba`` /
+``predict_details`` write nothing on the model. ``tests/models/test_check_estimator.py`` checks
+all of it on every registered model.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from retention.exceptions import NotFittedError
-from retention.features._frame import CutoffFrame
+from retention.features import CutoffFrame
 
 __all__ = ["CutoffFrame", "RetentionModel", "check_is_fitted"]
 
@@ -23,11 +32,14 @@ def check_is_fitted(model: object, attribute: str) -> None:
         )
 
 
-class RetentionModel(ABC):
+class RetentionModel(BaseEstimator, ABC):
     """A model of P(at least one purchase in the horizon) for each customer at a cutoff.
 
-    Subclasses follow scikit-learn: hyper-parameters stored as given in ``__init__``, validated in
-    ``fit``, learned state in attributes ending in ``_``, ``fit`` returns ``self``.
+    Subclasses follow scikit-learn: hyper-parameters stored as given in ``__init__`` (no
+    validation, no copies, no derived values there), validated in ``fit``, learned state in
+    attributes ending in ``_``, ``fit`` returns ``self``; ``get_params``, ``set_params`` and
+    ``sklearn.base.clone`` come from ``BaseEstimator``. Predicting never changes the model: a
+    cache a model needs between calls lives outside it (see ``GBDTModel``).
     """
 
     #: registry name used by ``retention backtest --models``
@@ -48,10 +60,3 @@ class RetentionModel(ABC):
         The default returns only ``p_retained``; models with more to say override it.
         """
         return pd.DataFrame({"p_retained": self.predict_proba(frame)}, index=frame.users)
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__`` (for metadata and cloning)."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in {"self"}]
-        return {n: getattr(self, n) for n in names if hasattr(self, n)}

@@ -31,7 +31,11 @@ Implementation notes
   purchases near 0); a single customer or ``T = 0`` everywhere leaves parameters at the start
   or at a bound; on Online Retail at 2011-09-10 the BG/NBD maximum lies at ``a -> 0`` (no
   dropout: the NBD). Every case gives finite predictions; fits that run off towards a bound
-  are flagged by ``degenerate_``.
+  are flagged by ``degenerate_`` and a :class:`~retention.exceptions.RetentionWarning` that
+  names the parameter, the bound and what it means.
+* Thin data: a transaction model fitted on fewer than :data:`MIN_REPEAT_CUSTOMERS` customers
+  with a repeat purchase (or a Gamma-Gamma model on fewer repeat customers with a value) warns
+  that its parameters are poorly identified.
 
 No function here returns NaN or infinity for valid input.
 
@@ -45,7 +49,8 @@ Model of Monetary Value". Schmittlein, Morrison & Colombo (1987), "Counting Your
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -62,12 +67,14 @@ from scipy.special import (
     roots_hermitenorm,
     roots_jacobi,
 )
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
-from retention.exceptions import ConfigError, DataError, ModelError, SchemaError
+from retention.exceptions import ConfigError, DataError, ModelError, RetentionWarning, SchemaError
 from retention.models._base import check_is_fitted
 
 __all__ = [
+    "MIN_REPEAT_CUSTOMERS",
     "BetaGeo",
     "GammaGamma",
     "ParetoNBD",
@@ -84,6 +91,12 @@ _LOG_GL_W = np.log(_GL_W)
 #: runs to the end of the interval, however far
 _PANELS = np.array([0.0, 1.0, 2.5, 5.0, 9.0, 16.0, 30.0, np.inf])
 _N_JACOBI = 40
+
+#: fewer customers with a repeat purchase than this to fit on: a RetentionWarning (thin data).
+#: Four parameters (two for the purchase rates, two for dropout) are learned from the repeat
+#: customers' recency and frequency; below ten of them they are poorly identified, the fit often
+#: runs to a bound, and the predictions say more about the starting point than about the data.
+MIN_REPEAT_CUSTOMERS = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +120,8 @@ def rfm_summary(
     events : pd.DataFrame
         Contract events with at least ``user_id`` and ``ts``; ``event_type`` (filtered on
         ``event_type`` when given and the column exists) and ``amount`` (for ``monetary_value``;
-        zero when absent) are optional.
+        zero when absent or missing; an amount that cannot be read as a number counts as zero
+        too, with a :class:`~retention.exceptions.RetentionWarning`) are optional.
     cutoff : str or pd.Timestamp
         End of the calibration period; only events with ``ts < cutoff`` are used.
     unit_days : float, default 1.0
@@ -151,9 +165,9 @@ def rfm_summary(
             "Pass contract events (retention.data) or rename the columns."
         )
     if not (np.isfinite(unit_days) and unit_days > 0):
-        raise ConfigError(f"unit_days must be a positive number of days, got {unit_days!r}.")
+        raise ConfigError(f"unit_days must be a positive number of days; got {unit_days!r}.")
     if monetary not in ("mean", "mean_all"):
-        raise ConfigError(f"monetary must be 'mean' or 'mean_all', got {monetary!r}.")
+        raise ConfigError(f"monetary must be 'mean' or 'mean_all'; got {monetary!r}.")
     try:
         cut = pd.Timestamp(cutoff)
     except (TypeError, ValueError):
@@ -169,11 +183,22 @@ def rfm_summary(
     keep = np.array(ts < cut, dtype=bool)
     if event_type is not None and "event_type" in events.columns:
         keep &= (events["event_type"] == event_type).to_numpy()
-    amount = (
-        pd.to_numeric(events["amount"], errors="coerce").fillna(0.0).astype("float64")
-        if "amount" in events.columns
-        else pd.Series(0.0, index=events.index)
-    )
+    if "amount" in events.columns:
+        parsed = pd.to_numeric(events["amount"], errors="coerce")
+        unreadable = keep & (parsed.isna() & events["amount"].notna()).to_numpy()
+        if unreadable.any():
+            example = events["amount"].to_numpy()[unreadable][0]
+            warnings.warn(
+                f"rfm_summary: {int(unreadable.sum())} of {int(keep.sum())} purchase amounts "
+                f"before cutoff {cut:%Y-%m-%d} cannot be read as numbers (e.g. {example!r}); "
+                "they count as 0 in monetary_value. Fix or drop those amounts (or cast the "
+                "amount column to numbers) before computing the RFM summary.",
+                RetentionWarning,
+                stacklevel=2,
+            )
+        amount = parsed.fillna(0.0).astype("float64")
+    else:
+        amount = pd.Series(0.0, index=events.index)
     df = pd.DataFrame(
         {
             "user_id": events["user_id"].to_numpy()[keep],
@@ -301,8 +326,12 @@ def _compress(*cols: FloatArray) -> tuple[list[FloatArray], FloatArray]:
 
 
 def _check_penalizer(penalizer: float) -> float:
-    if not (isinstance(penalizer, int | float) and np.isfinite(penalizer) and penalizer >= 0):
-        raise ConfigError(f"penalizer must be a number >= 0, got {penalizer!r}.")
+    ok = isinstance(penalizer, int | float) and not isinstance(penalizer, bool)
+    if not (ok and np.isfinite(penalizer) and penalizer >= 0):
+        raise ConfigError(
+            f"penalizer must be a number >= 0; got {penalizer!r}. Pass 0 for the plain maximum "
+            "likelihood fit or a small positive penalty such as 0.001."
+        )
     return float(penalizer)
 
 
@@ -329,9 +358,83 @@ def _maximise(
     return theta, float(res.fun), bool(res.success)
 
 
+_DEGENERATE_LO, _DEGENERATE_HI = np.log(1e-4), np.log(1e4)
+
+
 def _degenerate(theta: FloatArray) -> bool:
     """A parameter below 1e-4 or above 1e4: the fit ran off towards a boundary."""
-    return bool(np.any(theta <= np.log(1e-4)) or np.any(theta >= np.log(1e4)))
+    return bool(np.any(theta <= _DEGENERATE_LO) or np.any(theta >= _DEGENERATE_HI))
+
+
+_NO_DROPOUT = (
+    "nobody seems to drop out, so the model is the NBD, P(alive) is 1 for almost everyone, and "
+    "BG/NBD and Pareto/NBD score alike"
+)
+_BG_NO_DROP = "the dropout probabilities Beta(a, b) collapse to 0: " + _NO_DROPOUT
+_PARETO_NO_DROP = "the dropout rates Gamma(s, beta) collapse to 0: " + _NO_DROPOUT
+#: (model, parameter, "lower" or "upper") -> what a parameter at that bound means
+_BOUND_MEANING: dict[tuple[str, str, str], str] = {
+    ("BG/NBD", "a", "lower"): _BG_NO_DROP,
+    ("BG/NBD", "b", "upper"): _BG_NO_DROP,
+    ("BG/NBD", "a", "upper"): "customers drop out right after almost every purchase",
+    ("BG/NBD", "b", "lower"): "customers drop out right after almost every purchase",
+    ("Pareto/NBD", "s", "lower"): _PARETO_NO_DROP,
+    ("Pareto/NBD", "beta", "upper"): _PARETO_NO_DROP,
+    ("Pareto/NBD", "beta", "lower"): "customers drop out almost at once",
+    ("Pareto/NBD", "s", "upper"): "every customer has the same dropout rate (no heterogeneity)",
+}
+#: (parameter, side) -> meaning, for the purchase-rate parameters both models share
+_RATE_MEANING: dict[tuple[str, str], str] = {
+    ("r", "lower"): "the purchase rates Gamma(r, alpha) collapse to 0: almost nobody repeats",
+    ("alpha", "upper"): "the purchase rates Gamma(r, alpha) collapse to 0: almost nobody repeats",
+    ("alpha", "lower"): "the purchase rates Gamma(r, alpha) are implausibly large",
+    ("r", "upper"): "every customer has the same purchase rate (no heterogeneity)",
+}
+
+
+def _warn_degenerate(model: str, names: Sequence[str], theta: FloatArray, pen: float) -> None:
+    """Warn, naming each parameter that ran off towards a bound and what that means."""
+    by_meaning: dict[str, list[str]] = {}
+    for name, value in zip(names, theta, strict=True):
+        if _DEGENERATE_LO < value < _DEGENERATE_HI:
+            continue
+        side = "lower" if value <= _DEGENERATE_LO else "upper"
+        bound = float(np.exp(_LOG_LO if side == "lower" else _LOG_HI))
+        meaning = _BOUND_MEANING.get((model, name, side)) or _RATE_MEANING.get(
+            (name, side), "the model is not identified on this data"
+        )
+        by_meaning.setdefault(meaning, []).append(
+            f"{name}={np.exp(value):.3g} (towards its {side} bound {bound:.0e})"
+        )
+    if not by_meaning:
+        return
+    parts = [f"{' and '.join(where)}: {meaning}" for meaning, where in by_meaning.items()]
+    advice = (
+        "Predictions stay finite, but treat them with care: a small penalizer (e.g. 0.001) "
+        "keeps the parameters inside the bounds, or fit on a longer history."
+        if pen == 0
+        else f"penalizer={pen:g} did not keep them inside: try a larger one or a longer history."
+    )
+    warnings.warn(
+        f"The {model} fit is degenerate, its parameters on the optimiser's bounds: "
+        f"{'; '.join(parts)}. {advice}",
+        RetentionWarning,
+        stacklevel=4,
+    )
+
+
+def _warn_thin(model: str, n_repeat: float, n_total: float, what: str) -> None:
+    """Warn when fewer than MIN_REPEAT_CUSTOMERS customers carry the fit (thin data)."""
+    if n_repeat >= MIN_REPEAT_CUSTOMERS:
+        return
+    warnings.warn(
+        f"The {model} model is fitted on thin data: {round(n_repeat)} of {round(n_total)} "
+        f"customers {what} (fewer than {MIN_REPEAT_CUSTOMERS}), so its parameters are poorly "
+        "identified and its predictions unreliable. Use a longer calibration period or more "
+        "customers.",
+        RetentionWarning,
+        stacklevel=4,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,15 +542,40 @@ def _finite(values: FloatArray) -> FloatArray:
     return np.nan_to_num(values, nan=0.0, posinf=np.finfo("float64").max, neginf=0.0)
 
 
+#: what a fit learns (restored by ``_set_state`` when a saved model is loaded)
+_LEARNED = ("params_", "log_likelihood_", "converged_", "degenerate_", "n_customers_")
+
+
+def _learned_state(model: object) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state, parts)`` of a fitted BTYD estimator for ``retention.models.save_model``: the
+    parameters and fit diagnostics, all JSON numbers."""
+    return {k: getattr(model, k) for k in _LEARNED if hasattr(model, k)}, {}
+
+
+def _restore_learned(model: object, state: dict[str, Any]) -> None:
+    """Set the attributes of :func:`_learned_state` (``params_`` must be a dict of numbers)."""
+    params = state.get("params_")
+    if not (
+        isinstance(params, dict)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in params.values())
+    ):
+        raise ModelError(f"The saved BTYD parameters are not a dict of numbers: {params!r}.")
+    for key in _LEARNED:
+        if key in state:
+            setattr(model, key, state[key])
+
+
 # --------------------------------------------------------------------------------------------
 # BG/NBD
 # --------------------------------------------------------------------------------------------
 
 
-class _TransactionModel:
+class _TransactionModel(BaseEstimator):
     """Shared plumbing of the two transaction models."""
 
     _param_names: tuple[str, ...] = ()
+    #: the model's name in warnings
+    _label: str = ""
     params_: dict[str, float] | None
 
     def __init__(self, penalizer: float = 0.0) -> None:
@@ -464,6 +592,19 @@ class _TransactionModel:
         assert self.params_ is not None
         inner = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
         return f"{type(self).__name__}({inner})"
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``)."""
+        return _learned_state(self)
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        if set(self._param_names) != set(state.get("params_") or {}):
+            raise ModelError(
+                f"The saved {type(self).__name__} parameters {sorted(state.get('params_') or {})} "
+                f"are not {list(self._param_names)}."
+            )
+        _restore_learned(self, state)
 
     def _fit_common(
         self,
@@ -488,6 +629,7 @@ class _TransactionModel:
             if w.shape != x.shape or w.sum() <= 0:
                 raise DataError("weights must have one non-negative value per customer, not all 0.")
         wsum = float(w.sum())
+        _warn_thin(self._label, float(w[x > 0].sum()), wsum, "have a repeat purchase")
 
         def objective(theta: FloatArray) -> tuple[float, FloatArray]:
             params = np.exp(theta)
@@ -505,6 +647,8 @@ class _TransactionModel:
         self.converged_ = ok
         self.degenerate_ = _degenerate(theta)
         self.n_customers_ = round(wsum)
+        if self.degenerate_:
+            _warn_degenerate(self._label, self._param_names, theta, pen)
 
     def probability_of_purchase(
         self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
@@ -573,6 +717,14 @@ class BetaGeo(_TransactionModel):
         parameter space, as when nobody repeated, or when nobody seems to drop out (Online
         Retail at 2011-09-10: ``a -> 0``, the BG/NBD becomes the NBD and P(alive) -> 1). The
         parameters and every prediction are still finite; a small ``penalizer`` keeps them inside.
+        ``fit`` then emits a :class:`~retention.exceptions.RetentionWarning` naming the parameter,
+        the bound and what it means.
+
+    Warns
+    -----
+    RetentionWarning
+        In ``fit``, when the fit is degenerate (see ``degenerate_``) or when fewer than
+        :data:`MIN_REPEAT_CUSTOMERS` customers have a repeat purchase (thin data).
 
     Examples
     --------
@@ -582,6 +734,7 @@ class BetaGeo(_TransactionModel):
     """
 
     _param_names = ("r", "alpha", "a", "b")
+    _label = "BG/NBD"
 
     def fit(
         self,
@@ -721,6 +874,7 @@ class ParetoNBD(_TransactionModel):
     """
 
     _param_names = ("r", "alpha", "s", "beta")
+    _label = "Pareto/NBD"
 
     def fit(
         self,
@@ -846,7 +1000,7 @@ def _gg_loglik(params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatA
     return ll, np.vstack([g_p, g_q, g_v])
 
 
-class GammaGamma:
+class GammaGamma(BaseEstimator):
     """The Gamma-Gamma model of the mean transaction value (Fader, Hardie & Lee 2005b).
 
     Fitted on customers with at least one repeat purchase and a positive mean value (others are
@@ -865,6 +1019,14 @@ class GammaGamma:
     log_likelihood_, converged_ : as for :class:`BetaGeo`.
     degenerate_ : bool
         ``p`` or ``q - 1`` below ``1e-4`` or above ``1e4`` (``v`` scales with the currency).
+        Not warned about: ``p -> inf`` only says that each customer spends the same amount every
+        time (common, and harmless for the expected mean value).
+
+    Warns
+    -----
+    RetentionWarning
+        In ``fit``, when fewer than :data:`MIN_REPEAT_CUSTOMERS` customers have a repeat purchase
+        of positive value (thin data).
     """
 
     def __init__(self, penalizer: float = 0.0) -> None:
@@ -876,6 +1038,16 @@ class GammaGamma:
         assert self.params_ is not None
         inner = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
         return f"GammaGamma({inner})"
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``)."""
+        return _learned_state(self)
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        if set(state.get("params_") or {}) != {"p", "q", "v"}:
+            raise ModelError(f"The saved Gamma-Gamma parameters are not p, q, v: {state!r}.")
+        _restore_learned(self, state)
 
     def fit(self, frequency: ArrayLike, monetary_value: ArrayLike) -> GammaGamma:
         """Maximum-likelihood fit on repeat customers' frequency and mean value.
@@ -902,6 +1074,9 @@ class GammaGamma:
                 f"Gamma-Gamma needs at least two customers with a repeat purchase of positive "
                 f"value; got {int(keep.sum())}. Use a longer calibration period or more customers."
             )
+        _warn_thin(
+            "Gamma-Gamma", float(keep.sum()), float(x.size), "have a repeat purchase of value"
+        )
         (xs, ms), w = _compress(x[keep], m[keep])
         wsum = float(w.sum())
 
@@ -982,9 +1157,9 @@ class GammaGamma:
             Discount rate per time unit (0.01 a week is about 68% a year).
         """
         if not (np.isfinite(horizon_units) and horizon_units >= 0):
-            raise ConfigError(f"horizon_units must be a number >= 0, got {horizon_units!r}.")
+            raise ConfigError(f"horizon_units must be a number >= 0; got {horizon_units!r}.")
         if not (np.isfinite(discount_rate) and discount_rate >= 0):
-            raise ConfigError(f"discount_rate must be a number >= 0, got {discount_rate!r}.")
+            raise ConfigError(f"discount_rate must be a number >= 0; got {discount_rate!r}.")
         value = self.conditional_expected_average_profit(frequency, monetary_value)
         purchases = discounted_expected_purchases(
             transaction_model, frequency, recency, T, horizon_units, discount_rate
@@ -1004,9 +1179,9 @@ def discounted_expected_purchases(
     ``(1 + discount_rate) ** i`` (the last unit may be partial); undiscounted when the rate is 0.
     """
     if not (np.isfinite(horizon_units) and horizon_units >= 0):
-        raise ConfigError(f"horizon_units must be a number >= 0, got {horizon_units!r}.")
+        raise ConfigError(f"horizon_units must be a number >= 0; got {horizon_units!r}.")
     if not (np.isfinite(discount_rate) and discount_rate >= 0):
-        raise ConfigError(f"discount_rate must be a number >= 0, got {discount_rate!r}.")
+        raise ConfigError(f"discount_rate must be a number >= 0; got {discount_rate!r}.")
     if discount_rate == 0 or horizon_units == 0:
         return transaction_model.conditional_expected_purchases(
             horizon_units, frequency, recency, T

@@ -9,14 +9,15 @@ strictly before its cutoff, so nothing leaks) unless ``refit_on_predict=False``,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from retention.exceptions import ConfigError, DataError
-from retention.features._frame import CutoffFrame
+from retention.exceptions import ConfigError, DataError, ModelError, RetentionWarning
+from retention.features import CutoffFrame
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._btyd import (
     BetaGeo,
@@ -54,14 +55,21 @@ class _BTYDModel(RetentionModel):
         u = self.unit_days
         if not (isinstance(u, int | float) and np.isfinite(u) and u > 0):
             raise ConfigError(
-                f"unit_days must be a positive number of days (7 for weeks), got {u!r}."
+                f"unit_days must be a positive number of days (7 for weeks); got {u!r}."
             )
         d = self.discount_rate
         if not (isinstance(d, int | float) and np.isfinite(d) and d >= 0):
-            raise ConfigError(f"discount_rate must be a number >= 0 per time unit, got {d!r}.")
+            raise ConfigError(f"discount_rate must be a number >= 0 per time unit; got {d!r}.")
         p = self.penalizer
         if not (isinstance(p, int | float) and np.isfinite(p) and p >= 0):
-            raise ConfigError(f"penalizer must be a number >= 0, got {p!r}.")
+            raise ConfigError(
+                f"penalizer must be a number >= 0; got {p!r}. Pass 0 for the plain maximum "
+                "likelihood fit or a small positive penalty such as 0.001."
+            )
+        if not isinstance(self.refit_on_predict, bool | np.bool_):
+            raise ConfigError(
+                f"refit_on_predict must be True or False; got {self.refit_on_predict!r}."
+            )
 
     def _summary(self, frame: CutoffFrame) -> pd.DataFrame:
         events = frame.events
@@ -85,13 +93,21 @@ class _BTYDModel(RetentionModel):
         model = self._estimator(penalizer=float(self.penalizer)).fit(
             summary["frequency"], summary["recency"], summary["T"]
         )
+        fallback = float(self._fallback_value(summary))
         try:
             gg: GammaGamma | None = GammaGamma().fit(
                 summary["frequency"], summary["monetary_value"]
             )
-        except DataError:
+        except DataError as exc:
             gg = None  # fewer than two repeat customers with a value: fall back to the mean
-        return model, gg, float(self._fallback_value(summary))
+            warnings.warn(
+                f"The Gamma-Gamma spend model could not be fitted ({exc}); monetary and clv "
+                f"use the mean repeat purchase value instead ({fallback:.2f} for every "
+                "customer), so they do not tell customers apart by spend.",
+                RetentionWarning,
+                stacklevel=2,
+            )
+        return model, gg, fallback
 
     @staticmethod
     def _fallback_value(summary: pd.DataFrame) -> float:
@@ -150,6 +166,42 @@ class _BTYDModel(RetentionModel):
         self.horizon_days_ = int(latest.horizon_days)
         return self
 
+    # ---------------------------------------------------------------- save/load as data
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``): the fitted
+        transaction and Gamma-Gamma models, and the RFM summary of the fit (columns as arrays)."""
+        state = {
+            "fallback_value_": self.fallback_value_,
+            "cutoff_": self.cutoff_,
+            "train_cutoffs_": self.train_cutoffs_,
+            "horizon_days_": self.horizon_days_,
+        }
+        parts: dict[str, Any] = {"model": self.model_, "summary_users": list(self.summary_.index)}
+        if self.gamma_gamma_ is not None:
+            parts["gamma_gamma"] = self.gamma_gamma_
+        for column in _RFM:
+            parts[f"summary_{column}"] = self.summary_[column].to_numpy()
+        return state, parts
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        model, gg = parts["model"], parts.get("gamma_gamma")
+        if not isinstance(model, self._estimator) or not isinstance(gg, GammaGamma | None):
+            raise ModelError(
+                f"The saved {type(self).__name__} holds a {type(model).__name__} and a "
+                f"{type(gg).__name__}, not a {self._estimator.__name__} and a GammaGamma."
+            )
+        self.model_, self.gamma_gamma_ = model, gg
+        self.fallback_value_ = float(state["fallback_value_"])
+        self.params_ = dict(model.params_ or {})
+        self.gamma_gamma_params_ = dict(gg.params_ or {}) if gg is not None else None
+        index = pd.Index([str(u) for u in parts["summary_users"]], name="user_id")
+        self.summary_ = pd.DataFrame({c: parts[f"summary_{c}"] for c in _RFM}, index=index)
+        self.cutoff_ = pd.Timestamp(state["cutoff_"])
+        self.train_cutoffs_ = [str(c) for c in state["train_cutoffs_"]]
+        self.horizon_days_ = int(state["horizon_days_"])
+
     def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
         """P(at least one purchase in ``[cutoff, cutoff + horizon)``), in ``frame.users`` order."""
         model, _, _, s = self._models_for(frame)
@@ -184,15 +236,6 @@ class _BTYDModel(RetentionModel):
             index=frame.users,
         )
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__``."""
-        return {
-            "unit_days": self.unit_days,
-            "penalizer": self.penalizer,
-            "refit_on_predict": self.refit_on_predict,
-            "discount_rate": self.discount_rate,
-        }
-
 
 class BGNBDModel(_BTYDModel):
     """BG/NBD (:class:`~retention.models.BetaGeo`) as a retention model.
@@ -208,6 +251,13 @@ class BGNBDModel(_BTYDModel):
         parameters learned in ``fit``.
     discount_rate : float, default 0.0
         Discount rate per time unit applied to ``clv``.
+
+    Warns
+    -----
+    RetentionWarning
+        When a fit (in ``fit``, or the refit on a scored frame) is degenerate or on thin data
+        (see :class:`~retention.models.BetaGeo`), and when the Gamma-Gamma spend model cannot be
+        fitted and ``monetary`` falls back to the mean repeat purchase value.
 
     Examples
     --------

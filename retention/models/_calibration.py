@@ -7,7 +7,10 @@ back.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -29,7 +32,7 @@ def logit(p: np.ndarray) -> np.ndarray:
     return out
 
 
-class Calibrator:
+class Calibrator(BaseEstimator):
     """Maps probabilities to calibrated probabilities.
 
     Parameters
@@ -62,8 +65,8 @@ class Calibrator:
         """Learn the map from scores ``p`` (in [0, 1]) to outcomes ``y`` (0/1)."""
         if self.method not in CALIBRATION_METHODS:
             raise ConfigError(
-                f"Unknown calibration method {self.method!r}. "
-                f"Choose one of {', '.join(CALIBRATION_METHODS)} (or None for no calibration)."
+                f"method must be one of {', '.join(CALIBRATION_METHODS)}; got {self.method!r}. "
+                "(A model's calibration=None turns calibration off.)"
             )
         p = np.asarray(p, dtype=float)
         y = np.asarray(y, dtype=int)
@@ -98,3 +101,18 @@ class Calibrator:
             out = self.model_.predict_proba(logit(p).reshape(-1, 1))[:, 1]
         result: np.ndarray = np.clip(np.asarray(out, dtype=float), 0.0, 1.0)
         return result
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fitted map, as data (see ``retention.models.save_model``)."""
+        check_is_fitted(self, "model_")
+        return {}, {"model": self.model_}
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        expected = IsotonicRegression if self.method == "isotonic" else LogisticRegression
+        if not isinstance(parts.get("model"), expected):
+            raise ModelError(
+                f"A saved {self.method} calibrator holds a {type(parts.get('model')).__name__}, "
+                f"not a {expected.__name__}."
+            )
+        self.model_ = parts["model"]

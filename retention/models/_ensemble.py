@@ -2,8 +2,9 @@
 
 The members (by default BG/NBD, Pareto/NBD and gradient boosting) learn from the training cutoffs;
 the stacker learns how much to trust each on the validation cutoff, whose label window still ends
-before the test cutoff. Members can be passed already fitted (the backtest fits each model once and
-hands them over).
+before the test cutoff. By default every member is fitted anew (model objects are cloned first, so
+the objects passed in are left untouched); with ``prefit=True`` members are passed already fitted
+and only the stacker learns (the backtest fits each model once and hands them over).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from retention._progress import track
 from retention.exceptions import ConfigError, ModelError
-from retention.features._frame import CutoffFrame
+from retention.features import CutoffFrame
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._calibration import logit
 from retention.models._gbdt import check_frames
@@ -58,8 +60,9 @@ class EnsembleModel(RetentionModel):
     Parameters
     ----------
     members : sequence of str, RetentionModel or (str, RetentionModel)
-        Registry names (fitted in :meth:`fit`), model objects or ``(name, model)`` pairs; objects
-        that are already fitted are used as they are, the others are fitted on the same cutoffs.
+        Registry names, model objects or ``(name, model)`` pairs. Unless ``prefit``, each member
+        is fitted in :meth:`fit` on the same cutoffs: a new model for a name, a clone (same
+        hyper-parameters, nothing learned) for an object, which itself is never changed.
     C : float
         Inverse L2 strength of the stacking regression.
     anchor : str or None
@@ -72,11 +75,15 @@ class EnsembleModel(RetentionModel):
         cutoffs up to the validation cutoffs of the benchmark: Online Retail 0.037 vs 0.059,
         CDNOW 0.010 vs 0.028). ``"auto"`` (default): ``bgnbd`` when it is a member, else
         ``paretonbd``, else no anchor. None: keep the level learned on the validation cutoff.
+    prefit : bool
+        The members are model objects already fitted (on cutoffs whose label windows end before
+        the test cutoff): :meth:`fit` uses them as they are and learns only the stacker. False
+        (default): every member is fitted in :meth:`fit`, so a refit on new data refits them.
 
     Attributes
     ----------
     members_ : list of RetentionModel
-        The fitted members.
+        The fitted members (clones of the objects given unless ``prefit``).
     member_names_ : list of str
     stacker_ : LogisticRegression
     weights_ : dict of str to float
@@ -98,12 +105,15 @@ class EnsembleModel(RetentionModel):
         members: Sequence[str | RetentionModel | tuple[str, RetentionModel]] = DEFAULT_MEMBERS,
         C: float = 1.0,
         anchor: str | None = "auto",
+        prefit: bool = False,
     ) -> None:
         self.members = members
         self.C = C
         self.anchor = anchor
+        self.prefit = prefit
 
     def _resolve(self) -> list[tuple[str, RetentionModel]]:
+        """``(name, model)`` of each member: new or cloned models, or the given ones if prefit."""
         from retention.models._registry import get_model
 
         if isinstance(self.members, str | RetentionModel) or len(self.members) == 0:
@@ -117,6 +127,12 @@ class EnsembleModel(RetentionModel):
                 if m == "ensemble":
                     raise ConfigError(
                         "An ensemble cannot be a member of itself; remove 'ensemble'."
+                    )
+                if self.prefit:
+                    raise ConfigError(
+                        f"prefit=True uses the members as they are, but {m!r} is a model name, "
+                        "not a fitted model. Pass fitted model objects, or prefit=False to fit "
+                        "the members here."
                     )
                 out.append((m, get_model(m)))
             elif isinstance(m, RetentionModel):
@@ -140,6 +156,14 @@ class EnsembleModel(RetentionModel):
                 f"Ensemble member names must be unique; {dupes} appear twice. "
                 "Pass (name, model) pairs with distinct names."
             )
+        if not self.prefit:
+            return [(n, clone(m)) for n, m in out]  # the objects given stay untouched
+        unfitted = [n for n, m in out if not is_fitted(m)]
+        if unfitted:
+            raise ConfigError(
+                f"prefit=True uses the members as they are, but {', '.join(unfitted)} "
+                "is not fitted. Fit it first, or pass prefit=False to fit the members here."
+            )
         return out
 
     def _member_matrix(self, frame: CutoffFrame, members: Sequence[RetentionModel]) -> np.ndarray:
@@ -147,9 +171,11 @@ class EnsembleModel(RetentionModel):
         return np.column_stack(cols)
 
     def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> EnsembleModel:
-        """Fit the members not yet fitted on ``train``/``valid``; stack them on ``valid``."""
+        """Fit the members on ``train``/``valid`` (unless ``prefit``); stack them on ``valid``."""
         if not (isinstance(self.C, int | float) and self.C > 0):
             raise ConfigError(f"C must be a positive number; got {self.C!r}.")
+        if not isinstance(self.prefit, bool | np.bool_):
+            raise ConfigError(f"prefit must be True or False; got {self.prefit!r}.")
         frames = check_frames(train, valid, model="EnsembleModel")
         if valid is None:
             raise ConfigError(
@@ -157,10 +183,9 @@ class EnsembleModel(RetentionModel):
                 "Pass the valid frame of training_frames(...)."
             )
         resolved = self._resolve()
-        for name, model in track(resolved, "fitting ensemble members", total=len(resolved)):
-            if not is_fitted(model):
+        if not self.prefit:
+            for _, model in track(resolved, "fitting ensemble members", total=len(resolved)):
                 model.fit(frames, valid)
-            _ = name
         members = [m for _, m in resolved]
         y = np.asarray(valid.label, dtype=int)
         if len(np.unique(y)) < 2:
@@ -181,6 +206,48 @@ class EnsembleModel(RetentionModel):
         self.valid_cutoff_ = valid.cutoff
         self.horizon_days_ = valid.horizon_days
         return self
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``): each fitted
+        member is saved as a nested model (``member0``, ``member1``...) and the stacker's
+        coefficients as arrays."""
+        check_is_fitted(self, "stacker_")
+        state = {
+            "member_names_": list(self.member_names_),
+            "weights_": dict(self.weights_),
+            "anchor_": self.anchor_,
+            "valid_cutoff_": self.valid_cutoff_,
+            "horizon_days_": int(self.horizon_days_),
+        }
+        parts: dict[str, Any] = {"stacker": self.stacker_}
+        for i, member in enumerate(self.members_):
+            parts[f"member{i}"] = member
+        return state, parts
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        names = [str(n) for n in state["member_names_"]]
+        members = [parts[f"member{i}"] for i in range(len(names))]
+        stacker = parts["stacker"]
+        if not all(isinstance(m, RetentionModel) for m in members) or not isinstance(
+            stacker, LogisticRegression
+        ):
+            raise ModelError("A saved ensemble's members or stacker are not models.")
+        if stacker.coef_.shape != (1, len(members)):
+            raise ModelError(
+                f"The saved stacker weighs {stacker.coef_.shape[-1]} members; the ensemble has "
+                f"{len(members)}."
+            )
+        anchor = state["anchor_"]
+        if anchor is not None and not (isinstance(anchor, int) and 0 <= anchor < len(members)):
+            raise ModelError(f"The saved anchor {anchor!r} is not a member index.")
+        self.members_ = members
+        self.member_names_ = names
+        self.stacker_ = stacker
+        self.weights_ = {str(k): float(v) for k, v in state["weights_"].items()}
+        self.anchor_ = anchor
+        self.valid_cutoff_ = state["valid_cutoff_"]
+        self.horizon_days_ = int(state["horizon_days_"])
 
     def _resolve_anchor(self, names: list[str]) -> int | None:
         """Index of the anchor member, or None."""
@@ -238,11 +305,3 @@ class EnsembleModel(RetentionModel):
                     out[col] = d[col].to_numpy(dtype=float)
                     break
         return out
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters, with members given as objects reported by their names."""
-        members = [
-            m if isinstance(m, str) else m[0] if isinstance(m, tuple) else type(m).name
-            for m in self.members
-        ]
-        return {"members": members, "C": self.C, "anchor": self.anchor}

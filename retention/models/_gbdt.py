@@ -9,6 +9,9 @@ fits on the same data give the same scores bit for bit.
 
 from __future__ import annotations
 
+import threading
+import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -17,9 +20,8 @@ import pandas as pd
 from scipy.special import expit
 
 from retention._progress import progress_bar
-from retention.exceptions import ConfigError, ModelError
-from retention.features import FAMILIES, feature_family
-from retention.features._frame import CutoffFrame
+from retention.exceptions import ConfigError, ModelError, RetentionWarning
+from retention.features import FAMILIES, CutoffFrame, feature_family
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._calibration import CALIBRATION_METHODS, Calibrator
 
@@ -30,6 +32,19 @@ RFM_FAMILIES: tuple[str, ...] = ("recency", "frequency", "monetary", "tenure")
 
 #: BG/NBD outputs added as ``btyd_<name>`` columns
 _BTYD_COLUMNS: tuple[str, ...] = ("p_retained", "p_alive", "expected_purchases", "monetary", "clv")
+
+#: BG/NBD outputs of the frames seen last, shared by every GBDTModel of the process: they depend
+#: on the frame alone (a default BG/NBD fitted on its own history), never on the model, and a
+#: backtest scores the same validation and test frames several times. Held outside the models so
+#: that predicting never changes a model; frames are held by weak reference, so a frame that is
+#: gone is never matched. Entries: (frame, its events, its features, the outputs).
+_BTYD_CACHE: list[
+    tuple[
+        weakref.ref[CutoffFrame], weakref.ref[pd.DataFrame], weakref.ref[pd.DataFrame], pd.DataFrame
+    ]
+] = []
+_BTYD_CACHE_SIZE = 8
+_BTYD_LOCK = threading.Lock()
 
 
 def check_frames(
@@ -243,22 +258,17 @@ class GBDTModel(RetentionModel):
             cols = [c for c in cols if not c.startswith("text_")]
         return cols
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_btyd_cache", None)  # per-process cache of BG/NBD outputs, never saved
-        return state
-
     def _btyd_details(self, frame: CutoffFrame) -> pd.DataFrame:
-        """BG/NBD outputs for ``frame``, cached for the frames seen last (a backtest scores the
-        same validation and test frames several times)."""
-        cache: list[tuple[CutoffFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]
-        cache = self.__dict__.setdefault("_btyd_cache", [])
-        for cached_frame, events, features, details in cache:
-            if cached_frame is frame and events is frame.events and features is frame.features:
-                return details
+        """BG/NBD outputs for ``frame``, from the module's cache of the frames seen last."""
+        with _BTYD_LOCK:
+            for f, events, features, details in _BTYD_CACHE:
+                if f() is frame and events() is frame.events and features() is frame.features:
+                    return details
         details = self._fit_btyd(frame)
-        cache.append((frame, frame.events, frame.features, details))
-        del cache[:-8]
+        with _BTYD_LOCK:
+            refs = (weakref.ref(frame), weakref.ref(frame.events), weakref.ref(frame.features))
+            _BTYD_CACHE.append((*refs, details))
+            del _BTYD_CACHE[:-_BTYD_CACHE_SIZE]
         return details
 
     def _fit_btyd(self, frame: CutoffFrame) -> pd.DataFrame:
@@ -275,8 +285,12 @@ class GBDTModel(RetentionModel):
             items=frame.items,
         )
         try:
-            bg.fit([unlabeled], None)
-            details = bg.predict_details(unlabeled)
+            with warnings.catch_warnings():
+                # a degenerate or thin BG/NBD still gives finite features, and the booster
+                # learns how far to trust them; bgnbd warns where it is the model asked for
+                warnings.simplefilter("ignore", RetentionWarning)
+                bg.fit([unlabeled], None)
+                details = bg.predict_details(unlabeled)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             raise ModelError(
                 f"The BG/NBD features could not be computed at cutoff {frame.cutoff:%Y-%m-%d}: "
@@ -362,7 +376,7 @@ class GBDTModel(RetentionModel):
         self._validate_params()
         frames = check_frames(train, valid, model=type(self).__name__)
         if self.text_features:
-            from retention.features._text import TextFeaturizer
+            from retention.features import TextFeaturizer
 
             self.text_featurizer_ = TextFeaturizer().fit(frames)
 
@@ -432,6 +446,54 @@ class GBDTModel(RetentionModel):
         self.valid_cutoff_ = valid.cutoff if valid is not None else None
         self.horizon_days_ = frames[0].horizon_days
         return self
+
+    # ------------------------------------------------------------------ save/load as data
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``): the booster
+        as LightGBM's own model text, the calibrator and the text featurizer as nested parts."""
+        check_is_fitted(self, "booster_")
+        state = {
+            "feature_names_": list(self.feature_names_),
+            "offset_": bool(self.offset_),
+            "best_iteration_": int(self.best_iteration_),
+            "train_cutoffs_": list(self.train_cutoffs_),
+            "valid_cutoff_": self.valid_cutoff_,
+            "horizon_days_": int(self.horizon_days_),
+        }
+        parts: dict[str, Any] = {"booster.txt": self.booster_.model_to_string()}
+        if self.calibrator_ is not None:
+            parts["calibrator"] = self.calibrator_
+        featurizer = getattr(self, "text_featurizer_", None)
+        if featurizer is not None:
+            parts["text_featurizer"] = featurizer
+        return state, parts
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_str=parts["booster.txt"])
+        names = [str(n) for n in state["feature_names_"]]
+        if booster.num_feature() != len(names):
+            raise ModelError(
+                f"The saved booster reads {booster.num_feature()} features but the model lists "
+                f"{len(names)}."
+            )
+        calibrator = parts.get("calibrator")
+        if not isinstance(calibrator, Calibrator | None):
+            raise ModelError(f"A saved GBDTModel holds a {type(calibrator).__name__} calibrator.")
+        if self.text_features and "text_featurizer" not in parts:
+            raise ModelError("A saved GBDTModel with text_features=True has no text featurizer.")
+        self.booster_ = booster
+        self.feature_names_ = names
+        self.offset_ = bool(state["offset_"])
+        self.best_iteration_ = int(state["best_iteration_"])
+        self.calibrator_ = calibrator
+        if "text_featurizer" in parts:
+            self.text_featurizer_ = parts["text_featurizer"]
+        self.train_cutoffs_ = list(state["train_cutoffs_"])
+        self.valid_cutoff_ = state["valid_cutoff_"]
+        self.horizon_days_ = int(state["horizon_days_"])
 
     def _features(self, frame: CutoffFrame) -> pd.DataFrame:
         X, _ = self._matrix(frame)

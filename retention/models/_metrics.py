@@ -90,3 +90,17 @@ class BacktestResult:
             "models": self.metrics,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`to_json_dict` with non-finite numbers as None: ``json.dumps`` works on it."""
+        return _finite(self.to_json_dict())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

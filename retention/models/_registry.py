@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from retention.exceptions import ConfigError
@@ -29,10 +30,13 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 def get_model(name: str, **params: Any) -> RetentionModel:
     """A new, unfitted model by its registry name.
 
+    ``params`` are hyper-parameters of the model's class (``sklearn.base.clone`` and
+    ``set_params`` work on the result); their values are checked in ``fit``.
+
     Raises
     ------
     ConfigError
-        When ``name`` is not a known model.
+        When ``name`` is not a known model, or a parameter is not one of the model's.
     """
     try:
         module, cls, fixed = _REGISTRY[name]
@@ -41,5 +45,12 @@ def get_model(name: str, **params: Any) -> RetentionModel:
             f"Unknown model {name!r}. Choose from: {', '.join(MODEL_NAMES)}."
         ) from None
     klass = getattr(importlib.import_module(module), cls)
+    accepted = [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"Model {name!r} has no parameter {', '.join(map(repr, unknown))}. "
+            f"Its parameters are: {', '.join(accepted)}."
+        )
     model: RetentionModel = klass(**{**fixed, **params})
     return model

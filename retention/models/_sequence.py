@@ -29,10 +29,10 @@ from torch.nn import functional as F
 
 from retention._progress import progress_bar
 from retention.exceptions import ConfigError, ModelError
-from retention.features._frame import CutoffFrame
-from retention.features._sequences import (
+from retention.features import (
     CONTEXT_COLUMNS,
     N_GAP_BUCKETS,
+    CutoffFrame,
     EventSequences,
     event_sequences,
 )
@@ -181,7 +181,7 @@ def _item_table(frames: Sequence[CutoffFrame], enabled: bool) -> tuple[pd.Index,
     items = next((f.items for f in frames if f.items is not None and len(f.items)), None)
     if items is None or not ({"title", "description"} & set(items.columns)):
         return None
-    from retention.features._text import item_embeddings  # imports the encoder only now
+    from retention.features import item_embeddings  # imports the encoder only now
 
     cache = next(
         (f.extra["embedding_cache"] for f in frames if f.extra.get("embedding_cache") is not None),
@@ -546,6 +546,64 @@ class SequenceTransformerModel(RetentionModel):
         if len(frame) == 0:
             return np.empty(0, dtype=np.float64)
         return self._score(self.net_, self._sequences(frame))
+
+    # ------------------------------------------------------------------ save/load as data
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``): the network's
+        weights as safetensors (its shape in ``net_config_``), the vocabularies as JSON lists and
+        the context scaling as arrays."""
+        from safetensors.torch import save
+
+        check_is_fitted(self, "net_")
+        state = {
+            "event_types_": tuple(self.event_types_),
+            "max_gap_bucket_": self.max_gap_bucket_,
+            "net_config_": dict(self.net_config_),
+            "history_": list(self.history_),
+            "best_epoch_": int(self.best_epoch_),
+            "n_trainable_parameters_": int(self.n_trainable_parameters_),
+            "n_train_examples_": int(self.n_train_examples_),
+            "train_cutoffs_": list(self.train_cutoffs_),
+            "valid_cutoff_": self.valid_cutoff_,
+            "horizon_days_": int(self.horizon_days_),
+            "train_seconds_": float(self.train_seconds_),
+        }
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        parts: dict[str, Any] = {
+            "net.safetensors": save(weights),
+            "context_mean": np.asarray(self.context_mean_),
+            "context_std": np.asarray(self.context_std_),
+        }
+        if self.item_vocabulary_ is not None:
+            parts["item_vocabulary"] = [str(i) for i in self.item_vocabulary_]
+        return state, parts
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``)."""
+        from safetensors.torch import load
+
+        config = dict(state["net_config_"])
+        net = _SequenceNet(**config)
+        net.load_state_dict(load(parts["net.safetensors"]))  # strict: every weight, no other
+        net.eval()
+        self.net_ = net
+        self.net_config_ = config
+        self.event_types_ = tuple(str(t) for t in state["event_types_"])
+        vocabulary = parts.get("item_vocabulary")
+        self.item_vocabulary_ = (
+            pd.Index([str(i) for i in vocabulary]) if vocabulary is not None else None
+        )
+        self.max_gap_bucket_ = state["max_gap_bucket_"]
+        self.context_mean_ = parts["context_mean"]
+        self.context_std_ = parts["context_std"]
+        self.history_ = list(state["history_"])
+        self.best_epoch_ = int(state["best_epoch_"])
+        self.n_trainable_parameters_ = int(state["n_trainable_parameters_"])
+        self.n_train_examples_ = int(state["n_train_examples_"])
+        self.train_cutoffs_ = list(state["train_cutoffs_"])
+        self.valid_cutoff_ = state["valid_cutoff_"]
+        self.horizon_days_ = int(state["horizon_days_"])
+        self.train_seconds_ = float(state["train_seconds_"])
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:

@@ -17,7 +17,6 @@ and few epochs; the validation cutoff picks the best checkpoint (log loss) and s
 
 from __future__ import annotations
 
-import io
 import math
 import time
 import warnings
@@ -30,9 +29,13 @@ import pandas as pd
 
 from retention._progress import progress_bar
 from retention.exceptions import ConfigError, DataError, ModelError
-from retention.features._encoder import TextEncoder, mean_pool
-from retention.features._frame import CutoffFrame
-from retention.features._text import _resolve_encoder, serialise_history
+from retention.features import (
+    CutoffFrame,
+    TextEncoder,
+    mean_pool,
+    resolve_encoder,
+    serialise_history,
+)
 from retention.models._base import RetentionModel, check_is_fitted
 
 __all__ = ["TextLMModel"]
@@ -219,8 +222,10 @@ class TextLMModel(RetentionModel):
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}.")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}.")
-        if not 0 <= self.dropout < 1 or not 0 <= self.lora_dropout < 1:
-            raise ConfigError("dropout and lora_dropout must lie in [0, 1).")
+        for name in ("dropout", "lora_dropout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < 1):
+                raise ConfigError(f"{name} must lie in [0, 1); got {value!r}.")
         if self.n_jobs is not None and (not isinstance(self.n_jobs, int) or self.n_jobs < 1):
             raise ConfigError(f"n_jobs must be a positive integer or None, got {self.n_jobs!r}.")
         if self.max_chars is not None and self.max_chars < 20:
@@ -306,7 +311,7 @@ class TextLMModel(RetentionModel):
                     f"The training frame at cutoff {frame.cutoff:%Y-%m-%d} has no label. Build "
                     "training frames with with_label=True."
                 )
-        encoder = _resolve_encoder(self.encoder)
+        encoder = resolve_encoder(self.encoder)
         if not encoder.fine_tunable:
             encoder.load_transformer()  # raises the ConfigError that says why
         started = time.perf_counter()
@@ -468,15 +473,20 @@ class TextLMModel(RetentionModel):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             self._build(self.encoder_)
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        from safetensors.torch import load
+
+        state = load(weights)  # safetensors: tensors only, never a pickle
         result = self._net.load_state_dict(state, strict=self.method == "full")
-        if self.method == "lora" and result.unexpected_keys:
+        trained = {n for n, p in self._net.named_parameters() if p.requires_grad}
+        lacking = trained & set(result.missing_keys)
+        if self.method == "lora" and (result.unexpected_keys or lacking):
             raise ModelError(
                 "The saved LoRA weights do not fit the encoder "
-                f"{self.encoder_.name!r} ({len(result.unexpected_keys)} unexpected). Train again."
+                f"{self.encoder_.name!r} ({len(result.unexpected_keys)} unexpected, "
+                f"{len(lacking)} missing). Train again."
             )
         self._net.eval()
-        self._weights = None
+        self._weights: bytes | None = None
 
     def _predict_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         import torch
@@ -503,18 +513,63 @@ class TextLMModel(RetentionModel):
             return self._predict_texts(texts)
 
     # ------------------------------------------------------------------------------------------
-    # pickling: the trained weights travel as bytes, the network is rebuilt on first use
+    # save/load and pickling: the trained weights travel as safetensors bytes, the network is
+    # rebuilt on first use from the pretrained encoder's package and those weights
     # ------------------------------------------------------------------------------------------
+    def _weight_bytes(self) -> bytes | None:
+        """The weights training changed, as safetensors (None before ``fit``)."""
+        if getattr(self, "_net", None) is None:
+            return getattr(self, "_weights", None)
+        from safetensors.torch import save
+
+        return save({k: v.contiguous() for k, v in self._trainable_state().items()})
+
+    #: learned attributes saved as JSON (the weights go to ``weights.safetensors``)
+    _SAVED: ClassVar[tuple[str, ...]] = (
+        "encoder_",
+        "trainable_parameters_",
+        "total_parameters_",
+        "history_",
+        "train_losses_",
+        "best_step_",
+        "n_steps_",
+        "train_examples_per_second_",
+        "n_train_examples_",
+        "n_valid_examples_",
+        "fit_seconds_",
+    )
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What :meth:`fit` learned, as data (see ``retention.models.save_model``): the trained
+        weights as safetensors (every weight for ``full``, the adapters and the head for
+        ``lora``) and the encoder by name; the base weights stay in the encoder's package."""
+        check_is_fitted(self, "trainable_parameters_")
+        weights = self._weight_bytes()
+        if weights is None:
+            raise ModelError("This TextLMModel has no trained weights to save; call fit first.")
+        state = {k: getattr(self, k) for k in self._SAVED if hasattr(self, k)}
+        return state, {"weights.safetensors": weights}
+
+    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned (``load_model``); the network is built on
+        first use."""
+        if not isinstance(state.get("encoder_"), TextEncoder):
+            raise ModelError("A saved TextLMModel does not name its text encoder.")
+        weights = parts.get("weights.safetensors")
+        if not isinstance(weights, bytes):
+            raise ModelError("A saved TextLMModel has no weights.safetensors.")
+        for key in self._SAVED:
+            if key in state:
+                setattr(self, key, state[key])
+        self._weights = weights
+        self._net = None
+        self._tokenizer = None
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        net = state.pop("_net", None)
+        state.pop("_net", None)
         state.pop("_tokenizer", None)
-        if net is not None:
-            import torch
-
-            buffer = io.BytesIO()
-            torch.save(self._trainable_state(), buffer)
-            state["_weights"] = buffer.getvalue()
+        state["_weights"] = self._weight_bytes()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

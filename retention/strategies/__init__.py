@@ -1,3 +1,5 @@
-"""strategies stage."""
+"""Strategies: what to do about each customer (risk bands; recommendations, offers, tiers next)."""
 
-__all__: list[str] = []
+from retention.strategies._bands import HIGH_RISK_BELOW, RISK_BANDS, risk_band
+
+__all__ = ["HIGH_RISK_BELOW", "RISK_BANDS", "risk_band"]

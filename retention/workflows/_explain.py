@@ -14,10 +14,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retention._progress import status
+from retention._progress import Progress, as_progress
+from retention.data import Store
 from retention.exceptions import ConfigError
 from retention.explain import (
     DEFAULT_DISPARITY_THRESHOLD,
@@ -42,45 +42,89 @@ from retention.explain import (
     subset_frame,
     supports_shap,
 )
-from retention.models import (
-    BacktestResult,
-    GBDTModel,
-    classification_metrics,
-    get_model,
-    load_model,
-)
-from retention.workflows._predict import (
-    RISK_BANDS,
-    _check_horizon,
-    _event_range,
-    _json_clean,
-    _open_store,
-    _replace_rows,
-    parse_cutoff,
-    risk_band,
+from retention.features import make_frame, to_cutoff, to_horizon
+from retention.models import BacktestResult, GBDTModel, classification_metrics, get_model
+from retention.strategies import HIGH_RISK_BELOW, risk_band
+from retention.workflows._common import (
+    ModelCache,
+    check_model_ref,
+    check_positive_int,
+    default_cutoff,
+    json_clean,
+    purchase_range,
+    resolve_model,
+    write_json,
 )
 
 __all__ = [
     "REASONS_TABLE",
+    "ExplainBacktestRequest",
     "ExplainReport",
+    "ExplainUserRequest",
     "ReasonsReport",
+    "StoreReasonsRequest",
     "UserExplanation",
     "explain_backtest",
     "explain_user",
     "reasons_table",
     "store_reasons",
     "write_explain_json",
-    "write_reasons",
 ]
 
-#: the store table :func:`store_reasons` writes
+#: the store table :func:`store_reasons` and ``retention score`` write
 REASONS_TABLE = "score_reasons"
 
-#: P(retained) under which a customer is high-risk (the "high" band of ``retention score``)
-HIGH_RISK_BELOW: float = float(RISK_BANDS[0][0])
+
+def _check_top(top: Any) -> int:
+    return check_positive_int(top, "top")
 
 
 # ------------------------------------------------------------------------------- one customer
+@dataclass(frozen=True)
+class ExplainUserRequest:
+    """Whose score to explain, with which model.
+
+    Name the model by exactly one of ``model_path`` (an artifact: ``--model PATH``) and
+    ``model_id`` (a model of the store's ``models`` registry).
+
+    Attributes
+    ----------
+    user_id : str
+        The customer.
+    model_path : Path or None
+    model_id : str or None
+    cutoff : pd.Timestamp or None
+        Default: the latest stored reasons for this model, else the date of the last purchase.
+    top : int
+        Reasons per direction.
+    currency : str
+        Put before money amounts (e.g. ``"£"``).
+    use_stored : bool
+        Read the reasons stored by ``retention score`` (or :func:`store_reasons`) when they match
+        the model and cutoff.
+    """
+
+    user_id: str
+    model_path: Path | None = None
+    model_id: str | None = None
+    cutoff: pd.Timestamp | None = None
+    top: int = 3
+    currency: str = ""
+    use_stored: bool = True
+
+    def __post_init__(self) -> None:
+        uid = str(self.user_id).strip() if self.user_id is not None else ""
+        if not uid:
+            raise ConfigError("Pass the customer to explain, e.g. --user 12347.")
+        object.__setattr__(self, "user_id", uid)
+        path, mid = check_model_ref(self.model_path, self.model_id)
+        object.__setattr__(self, "model_path", path)
+        object.__setattr__(self, "model_id", mid)
+        if self.cutoff is not None:
+            object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        object.__setattr__(self, "top", _check_top(self.top))
+
+
 @dataclass
 class UserExplanation:
     """One customer's score and reasons.
@@ -117,7 +161,7 @@ class UserExplanation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the REST API returns this)."""
-        return _json_clean(
+        return json_clean(
             {
                 "user_id": self.user_id,
                 "p_retained": float(self.p_retained),
@@ -132,68 +176,49 @@ class UserExplanation:
         )
 
 
-def _model_and_meta(model_path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], str, int]:
-    model = load_model(model_path)
-    meta: dict[str, Any] = getattr(model, "artifact_metadata_", {}) or {}
-    version = str(meta.get("model_id", "unknown"))
-    horizon = int(meta.get("horizon_days") or 90)
-    return model, meta, version, horizon
-
-
 def _stored(
-    db: str | os.PathLike[str], user_id: str, cutoff: pd.Timestamp | None, version: str
+    store: Store, user_id: str, cutoff: pd.Timestamp | None, version: str
 ) -> tuple[pd.Timestamp, float, pd.DataFrame] | None:
-    """(cutoff, p_retained, reasons) stored by ``store_reasons``/``score`` for this model."""
-    with _open_store(db) as store:
-        if not (store.has_table(REASONS_TABLE) and store.has_table("scores")):
-            return None
-        sql = "SELECT cutoff, p_retained FROM scores WHERE user_id = ? AND model_version = ?"
-        args: list[Any] = [user_id, version]
-        if cutoff is not None:
-            sql += " AND cutoff = ?"
-            args.append(cutoff.to_pydatetime())
-        row = store.con.execute(sql + " ORDER BY cutoff DESC LIMIT 1", args).fetchone()
-        if row is None:
-            return None
-        at = pd.Timestamp(row[0])
-        table = store.con.execute(
-            f'SELECT * FROM "{REASONS_TABLE}" WHERE user_id = ? AND model_version = ? '
-            "AND cutoff = ? ORDER BY direction, rank",
-            [user_id, version, at.to_pydatetime()],
-        ).df()
+    """(cutoff, p_retained, reasons) stored by ``score``/``store_reasons`` for this model."""
+    scores = store.read_scores(
+        user_id=user_id, model_version=version, cutoff=cutoff, latest=cutoff is None
+    )
+    if scores.empty:
+        return None
+    at = pd.Timestamp(scores["cutoff"].iloc[0])
+    table = store.read_reasons(user_id=user_id, model_version=version, cutoff=at)
     if table.empty:
         return None
-    return at, float(row[1]), table
+    return at, float(scores["p_retained"].iloc[0]), table
 
 
 def explain_user(
-    db: str | os.PathLike[str],
-    user_id: str,
+    store: Store,
+    request: ExplainUserRequest,
     *,
-    model_path: str | os.PathLike[str],
-    cutoff: str | pd.Timestamp | None = None,
-    top: int = 3,
-    currency: str = "",
-    use_stored: bool = True,
+    progress: Progress | None = None,
+    cache: ModelCache | None = None,
 ) -> UserExplanation:
     """One customer's P(retained), risk band and top reasons toward churn and retention.
 
+    The reasons ``retention score`` stored for this model are read when there are some (no
+    feature is built, no model is run). Otherwise they are computed at the cutoff: the frame of
+    the whole population is built, since the prediction of one customer depends on it (gradient
+    boosting's ``btyd_*`` features come from a BG/NBD fitted on the population's history, an
+    ensemble's level and its non-tree members' terms are centred on the population, the
+    ``user_*_freq`` features and the "typical" values of the reasons are population shares and
+    medians): a one-customer frame would give another score.
+
     Parameters
     ----------
-    db : path
-        The DuckDB store.
-    user_id : str
-        The customer.
-    model_path : path
-        An artifact written by ``retention train``.
-    cutoff : str, pd.Timestamp or None
-        Default: the latest stored reasons for this model, else the date of the last purchase.
-    top : int
-        Reasons per direction.
-    currency : str
-        Put before money amounts (e.g. ``"£"``).
-    use_stored : bool
-        Read the reasons stored by :func:`store_reasons` when they match the model and cutoff.
+    store : Store
+        An open store (read-only is enough).
+    request : ExplainUserRequest
+        The customer and the model.
+    progress : Progress, optional
+        Where to report progress (default: nowhere).
+    cache : ModelCache, optional
+        Where to look the model up (default: a fresh one).
 
     Returns
     -------
@@ -204,13 +229,14 @@ def explain_user(
     ConfigError
         The customer has no purchase before the cutoff (unknown id, or the cutoff is too early).
     """
-    uid = str(user_id).strip()
-    if not uid:
-        raise ConfigError("Pass the customer to explain, e.g. --user 12347.")
-    model, _meta, version, horizon = _model_and_meta(model_path)
-    at = parse_cutoff(cutoff)
-    if use_stored:
-        found = _stored(db, uid, at, version)
+    progress = as_progress(progress)
+    uid = request.user_id
+    loaded = resolve_model(store, cache, model_path=request.model_path, model_id=request.model_id)
+    model, version = loaded.model, loaded.model_id
+    horizon = loaded.horizon_days or 90
+    top = request.top
+    if request.use_stored:
+        found = _stored(store, uid, request.cutoff, version)
         if found is not None:
             stored_at, p, table = found
             rs = reasons_for(table, uid)
@@ -225,21 +251,18 @@ def explain_user(
                 retention=rs["retention"][:top],
                 source="stored",
             )
-    from retention.features._builder import make_frame
-
-    with _open_store(db) as store:
-        _, last = _event_range(store)
-        at = at or last.normalize()
-        with status("building features"):
-            frame = make_frame(store, at, horizon, with_label=False)
-    if uid not in set(frame.users.astype(str)):
+    at = default_cutoff(store, request.cutoff)
+    with progress.stage("building features"):
+        frame = make_frame(store, at, horizon, with_label=False)
+    users = frame.users.astype(str)
+    if uid not in set(users):
         example = ", ".join(map(str, frame.users[:3]))
         raise ConfigError(
             f"Customer {uid!r} has no purchase before {at:%Y-%m-%d}, so there is nothing to "
             f"explain. Check the id (for example {example}) or pass a later --cutoff."
         )
-    pos = int(np.flatnonzero(frame.users.astype(str) == uid)[0])
-    with status("explaining"):
+    pos = int(np.flatnonzero(users == uid)[0])
+    with progress.stage("explaining"):
         p_all = np.asarray(model.predict_proba(frame), dtype=float)
         churn: list[dict[str, Any]] = []
         retention: list[dict[str, Any]] = []
@@ -254,7 +277,7 @@ def explain_user(
                 margin=contrib.margin[[pos]],
                 calibrated=contrib.calibrated,
             )
-            rs = reasons_for(reasons(one, top=top, typical=typical, currency=currency), uid)
+            rs = reasons_for(reasons(one, top=top, typical=typical, currency=request.currency), uid)
             churn, retention = rs["churn"], rs["retention"]
         else:
             note = (
@@ -276,7 +299,46 @@ def explain_user(
 
 
 # ---------------------------------------------------------------------------- every customer
-@dataclass
+@dataclass(frozen=True)
+class StoreReasonsRequest:
+    """Whose reasons to store: every customer, for one model at one cutoff.
+
+    Attributes
+    ----------
+    model_path : Path or None
+    model_id : str or None
+        Exactly one of them names the model (as in :class:`ExplainUserRequest`).
+    cutoff : pd.Timestamp or None
+        Default: the date of the last purchase.
+    top : int
+        Reasons per direction.
+    currency : str
+        Put before money amounts.
+    table : str
+        The reasons table (created with the typed columns of ``score_reasons`` when missing).
+    """
+
+    model_path: Path | None = None
+    model_id: str | None = None
+    cutoff: pd.Timestamp | None = None
+    top: int = 3
+    currency: str = ""
+    table: str = REASONS_TABLE
+
+    def __post_init__(self) -> None:
+        path, mid = check_model_ref(self.model_path, self.model_id)
+        object.__setattr__(self, "model_path", path)
+        object.__setattr__(self, "model_id", mid)
+        if self.cutoff is not None:
+            object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        object.__setattr__(self, "top", _check_top(self.top))
+        if not isinstance(self.table, str) or not self.table.isidentifier():
+            raise ConfigError(
+                f"Table name {self.table!r} is not a plain identifier; use e.g. {REASONS_TABLE}."
+            )
+
+
+@dataclass(frozen=True)
 class ReasonsReport:
     """What :func:`store_reasons` wrote."""
 
@@ -287,12 +349,24 @@ class ReasonsReport:
     n_users: int
     seconds: float
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the rows themselves are in the store table)."""
+        return json_clean(
+            {
+                "cutoff": self.cutoff,
+                "model_version": self.model_version,
+                "table": self.table,
+                "n_users": self.n_users,
+                "n_reasons": len(self.reasons),
+                "seconds": round(self.seconds, 3),
+            }
+        )
+
 
 def reasons_table(model: Any, frame: Any, *, top: int = 3, currency: str = "") -> pd.DataFrame:
     """Every customer's reasons for ``model`` at ``frame`` (columns ``REASON_COLUMNS``).
 
-    The hook for ``score``: call it on the model and frame just scored and write the result
-    beside the scores (see :func:`store_reasons`).
+    What ``retention score`` stores beside the scores, and :func:`store_reasons` on its own.
     """
     if not supports_shap(model):
         raise ConfigError(
@@ -304,70 +378,47 @@ def reasons_table(model: Any, frame: Any, *, top: int = 3, currency: str = "") -
 
 
 def store_reasons(
-    db: str | os.PathLike[str],
-    model_path: str | os.PathLike[str],
+    store: Store,
+    request: StoreReasonsRequest,
     *,
-    cutoff: str | pd.Timestamp | None = None,
-    top: int = 3,
-    currency: str = "",
-    table: str = REASONS_TABLE,
+    progress: Progress | None = None,
+    cache: ModelCache | None = None,
 ) -> ReasonsReport:
     """Compute every customer's reasons and write them to the store beside the scores.
 
     Rows of the same cutoff and model version are replaced. The table has the columns of
     :data:`retention.explain.REASON_COLUMNS` plus ``cutoff`` and ``model_version``.
+
+    Parameters
+    ----------
+    store : Store
+        Opened for writing.
+    request : StoreReasonsRequest
+    progress : Progress, optional
+    cache : ModelCache, optional
+
+    Returns
+    -------
+    ReasonsReport
     """
-    from retention.features._builder import make_frame
-
-    if not table.isidentifier():
-        raise ConfigError(
-            f"Table name {table!r} is not a plain identifier; use e.g. {REASONS_TABLE}."
-        )
-    model, _meta, version, horizon = _model_and_meta(model_path)
-    with _open_store(db) as store:
-        _, last = _event_range(store)
-        at = parse_cutoff(cutoff) or last.normalize()
-        with status("building features"):
-            frame = make_frame(store, at, horizon, with_label=False)
-    return write_reasons(
-        db, model, frame, model_version=version, top=top, currency=currency, table=table
-    )
-
-
-def write_reasons(
-    db: str | os.PathLike[str],
-    model: Any,
-    frame: Any,
-    *,
-    model_version: str,
-    top: int = 3,
-    currency: str = "",
-    table: str = REASONS_TABLE,
-) -> ReasonsReport:
-    """Write every customer's reasons for an already-built ``frame`` beside the scores.
-
-    The hook for ``score``: after writing the ``scores`` rows of a model and cutoff, call
-    ``write_reasons(db, model, frame, model_version=version)`` (when
-    ``retention.explain.supports_shap(model)``) so that ``retention explain --user`` and the API
-    read them instead of recomputing. Rows of the same cutoff and model version are replaced.
-    """
-    if not table.isidentifier():
-        raise ConfigError(
-            f"Table name {table!r} is not a plain identifier; use e.g. {REASONS_TABLE}."
-        )
-    at = pd.Timestamp(frame.cutoff)
+    progress = as_progress(progress)
+    store.check_writable("write reasons")
+    loaded = resolve_model(store, cache, model_path=request.model_path, model_id=request.model_id)
+    horizon = loaded.horizon_days or 90
+    at = default_cutoff(store, request.cutoff)
+    with progress.stage("building features"):
+        frame = make_frame(store, at, horizon, with_label=False)
     t0 = time.perf_counter()
-    df = reasons_table(model, frame, top=top, currency=currency)
+    with progress.stage(f"explaining {len(frame)} customers"):
+        df = reasons_table(loaded.model, frame, top=request.top, currency=request.currency)
     seconds = time.perf_counter() - t0
-    df["cutoff"] = at
-    df["cutoff"] = df["cutoff"].astype("datetime64[ns]")
-    df["model_version"] = str(model_version)
-    _replace_rows(db, table, df, at, str(model_version))
+    store.write_reasons(df, cutoff=at, model_version=loaded.model_id, table=request.table)
+    df = df.assign(cutoff=at, model_version=loaded.model_id)
     return ReasonsReport(
         reasons=df,
         cutoff=at,
-        model_version=str(model_version),
-        table=table,
+        model_version=loaded.model_id,
+        table=request.table,
         n_users=len(frame),
         seconds=seconds,
     )
@@ -427,7 +478,7 @@ class ExplainReport:
                 for k, r in df.iterrows()
             }
 
-        return _json_clean(
+        return json_clean(
             {
                 "cutoff": f"{self.cutoff:%Y-%m-%d}",
                 "horizon_days": int(self.horizon_days),
@@ -452,56 +503,24 @@ class ExplainReport:
 
 def write_explain_json(report: ExplainReport, path: str | os.PathLike[str]) -> Path:
     """Write :meth:`ExplainReport.to_dict` as JSON (non-finite numbers as null)."""
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(
-            json.dumps(report.to_dict(), indent=2, allow_nan=False, default=str, ensure_ascii=False)
-            + "\n",
-            encoding="utf-8",
-        )
-    except OSError as exc:
-        raise ConfigError(f"Cannot write {p}: {exc.strerror or exc}. Pass another --json.") from exc
-    return p
+    return write_json(report.to_dict(), path)
 
 
-def explain_backtest(
-    db: str | os.PathLike[str],
-    cutoff: str | pd.Timestamp,
-    horizon_days: int = 90,
-    *,
-    n_train: int = 3,
-    model_params: dict[str, Any] | None = None,
-    permutation_models: Sequence[str] = ("gbdt",),
-    n_repeats: int = 3,
-    level: str = "family",
-    tolerance: float = 0.002,
-    sensitive: Sequence[str] = (),
-    threshold: float = DEFAULT_DISPARITY_THRESHOLD,
-    n_sample: int = 10,
-    random_state: int = 0,
-    currency: str = "",
-) -> ExplainReport:
-    """Importance, selection, fairness and reasons of the gradient boosting model at ``cutoff``.
+@dataclass(frozen=True)
+class ExplainBacktestRequest:
+    """The explain stage at one held-out test cutoff.
 
-    The models learn from training cutoffs and the validation cutoff ``cutoff - horizon`` as in
-    ``retention backtest``. Permutation importance and feature selection use the validation
-    cutoff only; the test cutoff is used to report the ROC-AUC of the chosen set against the
-    full set, the SHAP values, the fairness table and the sample of reasons.
-
-    Parameters
+    Attributes
     ----------
-    db : path
-        The DuckDB store.
-    cutoff : str or pd.Timestamp
-        The held-out test cutoff.
+    cutoff : pd.Timestamp
+        The held-out test cutoff (a date; ``"YYYY-MM-DD"`` is accepted).
     horizon_days : int
         Length of the label window.
     n_train : int
         Number of training cutoffs.
-    model_params : dict, optional
+    model_params : mapping
         Keyword arguments of the gradient boosting model.
-    permutation_models : sequence of str
+    permutation_models : tuple of str
         Models whose permutation importance is measured (``gbdt``, ``ensemble``, ``bgnbd``,
         ``sequence`` ...); models that read events are measured by shuffling event fields.
     n_repeats : int
@@ -510,7 +529,7 @@ def explain_backtest(
         What feature selection drops.
     tolerance : float
         Largest accepted fall in validation ROC-AUC from the full set.
-    sensitive : sequence of str
+    sensitive : tuple of str
         Columns of the ``users`` table to check fairness by (besides country and tenure band).
     threshold : float
         Disparity ratio under which a segment is warned about (0.8: four-fifths rule).
@@ -520,35 +539,84 @@ def explain_backtest(
         Seed of the shuffles and of the sample.
     currency : str
         Put before money amounts in the reasons.
+    """
+
+    cutoff: pd.Timestamp
+    horizon_days: int = 90
+    n_train: int = 3
+    model_params: Mapping[str, Any] = field(default_factory=dict)
+    permutation_models: tuple[str, ...] = ("gbdt",)
+    n_repeats: int = 3
+    level: str = "family"
+    tolerance: float = 0.002
+    sensitive: tuple[str, ...] = ()
+    threshold: float = DEFAULT_DISPARITY_THRESHOLD
+    n_sample: int = 10
+    random_state: int = 0
+    currency: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        object.__setattr__(self, "horizon_days", to_horizon(self.horizon_days))
+        object.__setattr__(self, "n_train", check_positive_int(self.n_train, "n_train"))
+        object.__setattr__(self, "n_repeats", check_positive_int(self.n_repeats, "n_repeats"))
+        if not isinstance(self.model_params, Mapping):
+            raise ConfigError(
+                f"model_params must be a mapping of keyword arguments; got {self.model_params!r}."
+            )
+        object.__setattr__(self, "model_params", dict(self.model_params))
+        for name in ("permutation_models", "sensitive"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            object.__setattr__(self, name, tuple(str(v) for v in value))
+
+
+def explain_backtest(
+    store: Store, request: ExplainBacktestRequest, *, progress: Progress | None = None
+) -> ExplainReport:
+    """Importance, selection, fairness and reasons of the gradient boosting model at a cutoff.
+
+    The models learn from training cutoffs and the validation cutoff ``cutoff - horizon`` as in
+    ``retention backtest``. Permutation importance and feature selection use the validation
+    cutoff only; the test cutoff is used to report the ROC-AUC of the chosen set against the
+    full set, the SHAP values, the fairness table and the sample of reasons.
+
+    Parameters
+    ----------
+    store : Store
+        An open store (read-only is enough).
+    request : ExplainBacktestRequest
+    progress : Progress, optional
+        Where to report progress (default: nowhere).
 
     Returns
     -------
     ExplainReport
     """
-    from retention.features._builder import training_frames
+    from retention.features import training_frames
 
-    horizon_days = _check_horizon(horizon_days)
-    test_cutoff = parse_cutoff(cutoff)
-    if test_cutoff is None:
-        raise ConfigError("explain needs a test cutoff. Pass --cutoff YYYY-MM-DD.")
+    progress = as_progress(progress)
+    test_cutoff, horizon_days = request.cutoff, request.horizon_days
+    n_train, permutation_models = request.n_train, request.permutation_models
+    n_repeats, random_state = request.n_repeats, request.random_state
+    purchase_range(store)
+    with progress.stage("building features"):
+        train, valid, test = training_frames(store, test_cutoff, horizon_days, n_train=n_train)
+    users = store.table_df("users") if store.has_table("users") else None
     timings: dict[str, float] = {}
-    with _open_store(db) as store:
-        _event_range(store)
-        with status("building features"):
-            train, valid, test = training_frames(store, test_cutoff, horizon_days, n_train=n_train)
-        users = store.table_df("users") if store.has_table("users") else None
     if test.label is None or len(test) == 0:
         raise ConfigError(
             f"No customer has a purchase before {test_cutoff:%Y-%m-%d}. Choose a later cutoff."
         )
-    params = dict(model_params or {})
+    params = dict(request.model_params)
     t0 = time.perf_counter()
-    with status("fitting gradient boosting"):
+    with progress.stage("fitting gradient boosting"):
         gbdt = GBDTModel(**params).fit(train, valid)
     timings["fit_gbdt"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    with status("SHAP values"):
+    with progress.stage("SHAP values"):
         contrib = shap_contributions(gbdt, test)
     timings["shap"] = time.perf_counter() - t0
 
@@ -579,13 +647,13 @@ def explain_backtest(
     selection = select_features(
         train,
         valid,
-        level=level,
-        tolerance=tolerance,
+        level=request.level,
+        tolerance=request.tolerance,
         model_params={"btyd_features": None, **params},
     )
     timings["selection"] = time.perf_counter() - t0
     chosen = selection.selected
-    with status("fitting the selected feature set"):
+    with progress.stage("fitting the selected feature set"):
         selected_model = GBDTModel(**params).fit(
             [subset_frame(f, chosen) for f in train], subset_frame(valid, chosen)
         )
@@ -597,21 +665,23 @@ def explain_backtest(
         "selected": classification_metrics(y_test.to_numpy(), p_sel.to_numpy())["roc_auc"],
     }
 
-    segments = make_segments(test.features, users, sensitive=sensitive)
+    segments = make_segments(test.features, users, sensitive=request.sensitive)
     fairness = segment_report(
-        y_test, p_full, segments, threshold=threshold, high_risk_below=HIGH_RISK_BELOW
+        y_test, p_full, segments, threshold=request.threshold, high_risk_below=HIGH_RISK_BELOW
     )
 
     high = np.flatnonzero(p_full.to_numpy() < HIGH_RISK_BELOW)
     rng = np.random.default_rng(random_state)
-    pick: np.ndarray = np.sort(rng.choice(high, size=min(n_sample, len(high)), replace=False))
+    pick: np.ndarray = np.sort(
+        rng.choice(high, size=min(request.n_sample, len(high)), replace=False)
+    )
     sample = Contributions(
         values=contrib.values.iloc[pick],
         base_value=contrib.base_value,
         data=contrib.data.iloc[pick],
         margin=contrib.margin[pick],
     )
-    sample_reasons = reasons(sample, typical=contrib.data.median(axis=0), currency=currency)
+    sample_reasons = reasons(sample, typical=contrib.data.median(axis=0), currency=request.currency)
     sample_reasons.insert(1, "p_retained", p_full.reindex(sample_reasons["user_id"]).to_numpy())
 
     backtest = BacktestResult(

@@ -2,19 +2,21 @@
 
 * :func:`backtest` fits every model on cutoffs whose label windows end before a held-out test
   cutoff and measures them there (the JSON contract of DESIGN.md);
-* :func:`train` fits a model on the latest cutoffs the data allow and saves a versioned artifact;
-* :func:`score` loads an artifact and writes, per customer, P(retained), P(alive), expected
-  purchases, CLV and a risk band to the store's ``scores`` table and to a CSV or Parquet file.
+* :func:`train` fits a model on the latest cutoffs the data allow, saves a versioned artifact and
+  registers it in the store's ``models`` table;
+* :func:`score` writes, per customer, P(retained), P(alive), expected purchases, CLV and a risk
+  band to the store's ``scores`` table, and the customers' reasons to ``score_reasons``, in one
+  transaction (and to a CSV or Parquet file when asked).
+
+Every workflow takes an open :class:`~retention.data.Store` and a frozen request; none opens a
+file itself.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,28 +24,41 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retention._progress import status
-from retention.exceptions import ConfigError, StoreError
+from retention._progress import Progress, as_progress
+from retention.data import ModelRecord, Store
+from retention.exceptions import ConfigError
+from retention.features import make_frame, to_cutoff, to_horizon
 from retention.models import (
     BacktestResult,
     EnsembleModel,
     RetentionModel,
     classification_metrics,
     get_model,
-    load_model,
     save_model,
 )
-from retention.models._ensemble import DEFAULT_MEMBERS
+from retention.strategies import RISK_BANDS, risk_band
+from retention.workflows._common import (
+    ModelCache,
+    check_model_ref,
+    check_positive_int,
+    default_cutoff,
+    file_sha256,
+    json_clean,
+    purchase_range,
+    resolve_model,
+    write_json,
+)
+from retention.workflows._explain import reasons_table
 
 __all__ = [
     "DEFAULT_BACKTEST_MODELS",
-    "RISK_BANDS",
+    "BacktestRequest",
     "ScoreReport",
+    "ScoreRequest",
     "TrainReport",
+    "TrainRequest",
     "backtest",
     "last_event_date",
-    "parse_cutoff",
-    "risk_band",
     "score",
     "train",
     "write_backtest_json",
@@ -52,134 +67,11 @@ __all__ = [
 #: models of ``retention backtest`` when ``--models`` is not given
 DEFAULT_BACKTEST_MODELS: tuple[str, ...] = ("bgnbd", "paretonbd", "gbdt", "ensemble")
 
-#: risk of *not* coming back, by P(retained): below 0.3 high, below 0.6 medium, else low
-RISK_BANDS: tuple[tuple[float, str], ...] = ((0.3, "high"), (0.6, "medium"), (math.inf, "low"))
-
 _SCORE_COLUMNS = ("p_retained", "p_alive", "expected_purchases", "clv")
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def parse_cutoff(value: str | pd.Timestamp | dt.date | None) -> pd.Timestamp | None:
-    """A cutoff as a midnight ``pd.Timestamp`` (from ``YYYY-MM-DD``), or None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            ts = pd.Timestamp(dt.date.fromisoformat(value.strip()))
-        except ValueError:
-            raise ConfigError(
-                f"Cutoff {value!r} is not a date. Pass it as YYYY-MM-DD, e.g. 2011-09-10."
-            ) from None
-    else:
-        ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    if ts != ts.normalize():
-        raise ConfigError(f"A cutoff is a date at midnight; got {ts}. Pass YYYY-MM-DD.")
-    return ts
-
-
-def _check_horizon(horizon_days: int) -> int:
-    if isinstance(horizon_days, bool) or not isinstance(horizon_days, int | np.integer):
-        raise ConfigError(f"The horizon is a whole number of days; got {horizon_days!r}.")
-    if horizon_days < 1:
-        raise ConfigError(f"The horizon must be at least 1 day; got {horizon_days}.")
-    return int(horizon_days)
-
-
-def _open_store(db: str | os.PathLike[str], read_only: bool = True) -> Any:
-    from retention.data import Store
-
-    path = Path(db)
-    if read_only and not path.exists():
-        raise StoreError(
-            f"No store at {path}. Load data first with `retention ingest FILE --db {path}` "
-            "(or `retention datasets load online_retail --db ...`), or pass the right --db."
-        )
-    return Store(path, read_only=read_only)
-
-
-def _replace_rows(
-    db: str | os.PathLike[str], table: str, df: pd.DataFrame, at: pd.Timestamp, version: str
-) -> None:
-    """Write ``df`` to ``table`` (created from ``df``'s columns if missing), replacing the rows
-    of cutoff ``at`` and model ``version``."""
-    with _open_store(db, read_only=False) as store:
-        con = store.con.cursor()  # a fresh cursor: no unfinished result from opening the store
-        con.register("_retention_rows", df)
-        try:
-            con.execute(
-                f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _retention_rows LIMIT 0'
-            )
-            con.execute(
-                f'DELETE FROM "{table}" WHERE cutoff = ? AND model_version = ?',
-                [at.to_pydatetime(), version],
-            )
-            cols = ", ".join(f'"{c}"' for c in df.columns)
-            con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _retention_rows')
-        finally:
-            con.unregister("_retention_rows")
-            con.close()
-
-
-def _event_range(store: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
-    row = store.con.execute(
-        "SELECT min(ts), max(ts) FROM events WHERE event_type = 'purchase'"
-    ).fetchone()
-    if row is None or row[0] is None:
-        raise ConfigError(
-            f"The store {store.path} holds no purchase events, so there is nothing to learn "
-            "from. Ingest a purchase log first (`retention ingest`)."
-        )
-    return pd.Timestamp(row[0]), pd.Timestamp(row[1])
-
-
-def last_event_date(db: str | os.PathLike[str]) -> pd.Timestamp:
-    """The date (midnight) of the last purchase in the store: the default cutoff of train/score."""
-    with _open_store(db) as store:
-        return _event_range(store)[1].normalize()
-
-
-def _json_clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _fit_models(
-    names: Sequence[str],
-    train: Sequence[Any],
-    valid: Any,
-    model_params: dict[str, dict[str, Any]] | None,
-) -> tuple[dict[str, RetentionModel], dict[str, float]]:
-    """Fit each named model once; the ensemble stacks the other listed models."""
-    params = model_params or {}
-    fitted: dict[str, RetentionModel] = {}
-    timings: dict[str, float] = {}
-    for name in names:
-        if name == "ensemble":
-            continue
-        t0 = time.perf_counter()
-        with status(f"fitting {name}"):
-            fitted[name] = get_model(name, **params.get(name, {})).fit(train, valid)
-        timings[name] = time.perf_counter() - t0
-    if "ensemble" in names:
-        others = [n for n in names if n != "ensemble"]
-        members: list[Any] = [(n, fitted[n]) for n in others] if others else list(DEFAULT_MEMBERS)
-        t0 = time.perf_counter()
-        with status("fitting ensemble"):
-            fitted["ensemble"] = EnsembleModel(members=members, **params.get("ensemble", {})).fit(
-                train, valid
-            )
-        timings["ensemble"] = time.perf_counter() - t0
-    return fitted, timings
-
-
-def _check_model_names(models: Sequence[str] | str) -> list[str]:
+def _model_names(models: Sequence[str] | str) -> tuple[str, ...]:
     from retention.models import MODEL_NAMES
 
     names = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
@@ -194,21 +86,96 @@ def _check_model_names(models: Sequence[str] | str) -> list[str]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"Model(s) {', '.join(dupes)} listed twice; list each once.")
-    return names
+    return tuple(names)
+
+
+def _params(value: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping of keyword arguments; got {value!r}.")
+    return dict(value)
+
+
+def last_event_date(store: Store) -> pd.Timestamp:
+    """The date (midnight) of the last purchase in the store: the default cutoff of train/score."""
+    return purchase_range(store)[1].normalize()
+
+
+def _fit_models(
+    names: Sequence[str],
+    train: Sequence[Any],
+    valid: Any,
+    model_params: Mapping[str, Mapping[str, Any]],
+    progress: Progress,
+) -> tuple[dict[str, RetentionModel], dict[str, float]]:
+    """Fit each named model once; the ensemble stacks the other listed models."""
+    from retention.models import DEFAULT_MEMBERS
+
+    fitted: dict[str, RetentionModel] = {}
+    timings: dict[str, float] = {}
+    for name in names:
+        if name == "ensemble":
+            continue
+        t0 = time.perf_counter()
+        with progress.stage(f"fitting {name}"):
+            fitted[name] = get_model(name, **model_params.get(name, {})).fit(train, valid)
+        timings[name] = time.perf_counter() - t0
+    if "ensemble" in names:
+        others = [n for n in names if n != "ensemble"]
+        members: list[Any] = [(n, fitted[n]) for n in others] if others else list(DEFAULT_MEMBERS)
+        t0 = time.perf_counter()
+        with progress.stage("fitting ensemble"):
+            # the members listed were fitted above: only the stack learns (prefit)
+            ensemble_params = {"prefit": bool(others), **model_params.get("ensemble", {})}
+            fitted["ensemble"] = EnsembleModel(members=members, **ensemble_params).fit(train, valid)
+        timings["ensemble"] = time.perf_counter() - t0
+    return fitted, timings
 
 
 # --------------------------------------------------------------------------------------- backtest
+@dataclass(frozen=True)
+class BacktestRequest:
+    """A backtest at one held-out cutoff.
+
+    Attributes
+    ----------
+    cutoff : pd.Timestamp
+        The test cutoff (a date; ``"YYYY-MM-DD"`` is accepted and converted).
+    horizon_days : int
+        Length of the label window.
+    models : tuple of str
+        Registry names (a comma-separated string is accepted); ``ensemble`` stacks the other
+        listed models (the default members when it is alone).
+    n_train : int
+        Number of training cutoffs.
+    model_params : mapping of str to mapping
+        Keyword arguments per model name, e.g. ``{"gbdt": {"num_leaves": 7}}``.
+    """
+
+    cutoff: pd.Timestamp
+    horizon_days: int = 90
+    models: tuple[str, ...] = DEFAULT_BACKTEST_MODELS
+    n_train: int = 3
+    model_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        object.__setattr__(self, "horizon_days", to_horizon(self.horizon_days))
+        object.__setattr__(self, "models", _model_names(self.models))
+        object.__setattr__(self, "n_train", check_positive_int(self.n_train, "n_train"))
+        params = _params(self.model_params, "model_params")
+        object.__setattr__(
+            self,
+            "model_params",
+            {str(k): _params(v, f"model_params[{k!r}]") for k, v in params.items()},
+        )
+
+
 def backtest(
-    db: str | os.PathLike[str],
-    cutoff: str | pd.Timestamp,
-    horizon_days: int = 90,
-    models: Sequence[str] | str = DEFAULT_BACKTEST_MODELS,
-    *,
-    n_train: int = 3,
-    json_path: str | os.PathLike[str] | None = None,
-    model_params: dict[str, dict[str, Any]] | None = None,
+    store: Store, request: BacktestRequest, *, progress: Progress | None = None
 ) -> BacktestResult:
-    """Fit the models on cutoffs before ``cutoff`` and score them on it.
+    """Fit the models on cutoffs before the test cutoff and score them on it.
 
     The test frame's label is "a purchase in [cutoff, cutoff + horizon)"; supervised models learn
     from ``n_train`` earlier cutoffs and a validation cutoff ``cutoff - horizon`` (early stopping,
@@ -216,57 +183,45 @@ def backtest(
 
     Parameters
     ----------
-    db : path
-        The DuckDB store.
-    cutoff : str or pd.Timestamp
-        The test cutoff (``YYYY-MM-DD``).
-    horizon_days : int
-        Length of the label window.
-    models : sequence of str or comma-separated str
-        Registry names; ``ensemble`` stacks the other listed models (the default members when it
-        is alone).
-    n_train : int
-        Number of training cutoffs.
-    json_path : path, optional
-        Write the JSON contract of ``retention backtest --json`` there.
-    model_params : dict, optional
-        Keyword arguments per model name, e.g. ``{"gbdt": {"num_leaves": 7}}``.
+    store : Store
+        An open store (read-only is enough).
+    request : BacktestRequest
+        Cutoff, horizon, models.
+    progress : Progress, optional
+        Where to report progress (default: nowhere).
 
     Returns
     -------
     BacktestResult
         Labels, scores, timings; ``extra`` holds the cohort retention table, the ensemble
-        weights and the gradient boosting feature importance for the report.
+        weights and the gradient boosting feature importance for the report. ``to_dict()`` is
+        the JSON contract of ``retention backtest --json``.
     """
-    from retention.features import cohort_retention
-    from retention.features._builder import training_frames
+    from retention.features import cohort_retention, training_frames
 
-    names = _check_model_names(models)
-    horizon_days = _check_horizon(horizon_days)
-    test_cutoff = parse_cutoff(cutoff)
-    if test_cutoff is None:
-        raise ConfigError("backtest needs a test cutoff. Pass --cutoff YYYY-MM-DD.")
-    if not isinstance(n_train, int) or n_train < 1:
-        raise ConfigError(f"n_train must be a positive integer; got {n_train!r}.")
-    with _open_store(db) as store:
-        _event_range(store)
-        with status("building features"):
-            train, valid, test = training_frames(store, test_cutoff, horizon_days, n_train=n_train)
-        end = test_cutoff + pd.Timedelta(days=horizon_days)
-        events = store.con.execute(
-            "SELECT user_id, ts, event_type FROM events WHERE ts < ?", [end.to_pydatetime()]
-        ).df()
+    progress = as_progress(progress)
+    test_cutoff, horizon_days = request.cutoff, request.horizon_days
+    purchase_range(store)
+    with progress.stage("building features"):
+        train, valid, test = training_frames(
+            store, test_cutoff, horizon_days, n_train=request.n_train
+        )
+    end = test_cutoff + pd.Timedelta(days=horizon_days)
+    events = store.events_df(before=end, columns=("user_id", "ts", "event_type"))
     if test.label is None or len(test) == 0:
         raise ConfigError(
             f"No customer has a purchase before {test_cutoff:%Y-%m-%d}. Choose a later cutoff."
         )
-    fitted, timings = _fit_models(names, train, valid, model_params)
+    names = request.models
+    fitted, timings = _fit_models(names, train, valid, request.model_params, progress)
     scores: dict[str, pd.Series] = {}
-    for name in names:
-        t0 = time.perf_counter()
-        with status(f"scoring {name}"):
-            scores[name] = pd.Series(fitted[name].predict_proba(test), index=test.users, name=name)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+    with progress.task("scoring the test cutoff", total=len(names)) as task:
+        for name in names:
+            t0 = time.perf_counter()
+            p = fitted[name].predict_proba(test)
+            scores[name] = pd.Series(p, index=test.users, name=name)
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            task.advance()
     extra: dict[str, Any] = {}
     try:
         extra["cohort_retention"] = cohort_retention(events)
@@ -282,7 +237,7 @@ def backtest(
             gain = booster.feature_importance(importance_type="gain")
             pairs = sorted(zip(feature_names, map(float, gain), strict=True), key=lambda kv: -kv[1])
             extra.setdefault("feature_importance", {})[name] = dict(pairs)
-    result = BacktestResult(
+    return BacktestResult(
         cutoff=test_cutoff,
         horizon_days=horizon_days,
         y_true=test.label.astype(int),
@@ -292,125 +247,201 @@ def backtest(
         timings=timings,
         extra=extra,
     )
-    if json_path is not None:
-        write_backtest_json(result, json_path)
-    return result
 
 
 def write_backtest_json(result: BacktestResult, path: str | os.PathLike[str]) -> Path:
     """Write the JSON contract of ``retention backtest --json`` (non-finite numbers as null)."""
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(
-            json.dumps(_json_clean(result.to_json_dict()), indent=2, allow_nan=False) + "\n",
-            encoding="utf-8",
-        )
-    except OSError as exc:
-        raise ConfigError(f"Cannot write {p}: {exc.strerror or exc}. Pass another --json.") from exc
-    return p
+    return write_json(result.to_json_dict(), path)
 
 
 # ------------------------------------------------------------------------------------------ train
-@dataclass
-class TrainReport:
-    """What :func:`train` did: the artifact and its metadata."""
+@dataclass(frozen=True)
+class TrainRequest:
+    """A model to fit on the latest complete cutoffs and save.
 
-    path: Path
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def train(
-    db: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    model: str = "ensemble",
-    cutoff: str | pd.Timestamp | None = None,
-    horizon_days: int = 90,
-    n_train: int = 3,
-    model_params: dict[str, Any] | None = None,
-) -> TrainReport:
-    """Fit ``model`` on the latest cutoffs before ``cutoff`` and save a versioned artifact.
-
-    The validation cutoff is ``cutoff - horizon`` and the training cutoffs come before it, so the
-    model learns only from complete label windows and can score customers at ``cutoff``.
-
-    Parameters
+    Attributes
     ----------
-    db : path
-        The DuckDB store.
-    out : path
+    out : Path
         The artifact to write (``*.retention``).
     model : str
         Registry name (default ``ensemble``: BG/NBD, Pareto/NBD and gradient boosting stacked).
-    cutoff : str, pd.Timestamp or None
+    cutoff : pd.Timestamp or None
         The cutoff the model will score at; default the date of the last purchase.
     horizon_days : int
         Length of the label window.
     n_train : int
         Number of training cutoffs.
-    model_params : dict, optional
+    model_params : mapping
         Keyword arguments of the model.
+    """
+
+    out: Path
+    model: str = "ensemble"
+    cutoff: pd.Timestamp | None = None
+    horizon_days: int = 90
+    n_train: int = 3
+    model_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "model", _model_names([self.model])[0])
+        if self.cutoff is not None:
+            object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        object.__setattr__(self, "horizon_days", to_horizon(self.horizon_days))
+        object.__setattr__(self, "n_train", check_positive_int(self.n_train, "n_train"))
+        object.__setattr__(self, "model_params", _params(self.model_params, "model_params"))
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What :func:`train` did: the artifact, its registry entry and its metadata."""
+
+    path: Path
+    model_id: str
+    sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return json_clean(
+            {
+                "path": str(self.path),
+                "model_id": self.model_id,
+                "sha256": self.sha256,
+                "metadata": self.metadata,
+            }
+        )
+
+
+def train(store: Store, request: TrainRequest, *, progress: Progress | None = None) -> TrainReport:
+    """Fit a model on the latest cutoffs before the request's cutoff, save and register it.
+
+    The validation cutoff is ``cutoff - horizon`` and the training cutoffs come before it, so the
+    model learns only from complete label windows and can score customers at ``cutoff``. The
+    artifact is recorded in the store's ``models`` table (id, path, sha256, name, cutoff,
+    horizon, metadata), from which a service loads models by id.
+
+    Parameters
+    ----------
+    store : Store
+        Opened for writing (the registry is written).
+    request : TrainRequest
+        Model, cutoff, horizon, where to write the artifact.
+    progress : Progress, optional
+        Where to report progress (default: nowhere).
 
     Returns
     -------
     TrainReport
-        The artifact path and its metadata (metrics are measured on the validation cutoff, which
-        the model also used for early stopping, calibration and stacking: optimistic; run
-        ``retention backtest`` for held-out figures).
+        The artifact path, id, sha256 and metadata (metrics are measured on the validation
+        cutoff, which the model also used for early stopping, calibration and stacking:
+        optimistic; run ``retention backtest`` for held-out figures).
     """
-    from retention.features._builder import make_frame
-    from retention.features._cutoffs import backtest_cutoffs
-    from retention.features._tables import data_span
+    from retention.features import backtest_cutoffs, data_span
+    from retention.models import read_metadata
 
-    _check_model_names([model])
-    horizon_days = _check_horizon(horizon_days)
-    if not isinstance(n_train, int) or n_train < 1:
-        raise ConfigError(f"n_train must be a positive integer; got {n_train!r}.")
-    with _open_store(db) as store:
-        _, last = _event_range(store)
-        at = parse_cutoff(cutoff) or last.normalize()
-        train_cutoffs, valid_cutoff = backtest_cutoffs(
-            at, horizon_days, n_train=n_train, span=data_span(store.ibis())
-        )
-        with status("building features"):
-            frames = [make_frame(store, c, horizon_days, with_label=True) for c in train_cutoffs]
-            valid = make_frame(store, valid_cutoff, horizon_days, with_label=True)
+    progress = as_progress(progress)
+    store.check_writable("register the trained model")
+    horizon_days = request.horizon_days
+    at = default_cutoff(store, request.cutoff)
+    train_cutoffs, valid_cutoff = backtest_cutoffs(
+        at, horizon_days, n_train=request.n_train, span=data_span(store.ibis())
+    )
+    with progress.stage("building features"):
+        frames = [make_frame(store, c, horizon_days, with_label=True) for c in train_cutoffs]
+        valid = make_frame(store, valid_cutoff, horizon_days, with_label=True)
     t0 = time.perf_counter()
-    fitted = get_model(model, **(model_params or {})).fit(frames, valid)
+    with progress.stage(f"fitting {request.model}"):
+        fitted = get_model(request.model, **request.model_params).fit(frames, valid)
     seconds = time.perf_counter() - t0
     p_valid = fitted.predict_proba(valid)
     metrics = classification_metrics(np.asarray(valid.label, dtype=int), p_valid)
     metadata: dict[str, Any] = {
-        "registry_name": model,
+        "registry_name": request.model,
         "cutoff": at,
         "horizon_days": horizon_days,
         "train_cutoffs": [f.cutoff for f in frames],
         "valid_cutoff": valid.cutoff,
         "n_users_valid": len(valid),
-        "metrics": {"valid": _json_clean(metrics)},
+        "metrics": {"valid": json_clean(metrics)},
         "metrics_note": "measured on the validation cutoff, also used for early stopping, "
         "calibration and stacking (optimistic); run `retention backtest` for held-out figures",
         "fit_seconds": round(seconds, 2),
-        "store": str(Path(db)),
+        "store": str(store.path),
     }
-    path = save_model(fitted, out, metadata)
-    from retention.models import read_metadata
-
-    return TrainReport(path=path, metadata=read_metadata(path))
+    path = save_model(fitted, request.out, metadata)
+    saved = read_metadata(path)
+    sha = file_sha256(path)
+    model_id = str(saved.get("model_id", "unknown"))
+    store.register_model(
+        ModelRecord(
+            model_id=model_id,
+            path=path.resolve(),
+            sha256=sha,
+            registry_name=request.model,
+            cutoff=at,
+            horizon_days=horizon_days,
+            metadata=json_clean(saved),
+        )
+    )
+    return TrainReport(path=path, model_id=model_id, sha256=sha, metadata=saved)
 
 
 # ------------------------------------------------------------------------------------------ score
-def risk_band(p_retained: np.ndarray | pd.Series) -> np.ndarray:
-    """Churn risk from P(retained): ``high`` below 0.3, ``medium`` below 0.6, else ``low``."""
-    p = np.asarray(p_retained, dtype=float)
-    out = np.full(p.shape, "low", dtype=object)
-    out[p < RISK_BANDS[1][0]] = "medium"
-    out[p < RISK_BANDS[0][0]] = "high"
-    return out
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Which model scores, at which cutoff, into which table.
+
+    Name the model by exactly one of ``model_path`` (an artifact, registered or not: the CLI's
+    ``--model PATH``) and ``model_id`` (a model of the store's ``models`` registry: what a service
+    uses).
+
+    Attributes
+    ----------
+    model_path : Path or None
+    model_id : str or None
+    cutoff : pd.Timestamp or None
+        Default: the date of the last purchase.
+    horizon_days : int or None
+        Must match the model's horizon when given.
+    out : Path or None
+        Also write the scores to this ``.csv`` or ``.parquet`` file.
+    table : str
+        The store table to write (created with the typed columns of ``scores`` when missing).
+    reasons : bool
+        Also store every customer's top reasons (models SHAP can explain).
+    """
+
+    model_path: Path | None = None
+    model_id: str | None = None
+    cutoff: pd.Timestamp | None = None
+    horizon_days: int | None = None
+    out: Path | None = None
+    table: str = "scores"
+    reasons: bool = True
+
+    def __post_init__(self) -> None:
+        path, mid = check_model_ref(self.model_path, self.model_id)
+        object.__setattr__(self, "model_path", path)
+        object.__setattr__(self, "model_id", mid)
+        if self.cutoff is not None:
+            object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        if self.horizon_days is not None:
+            object.__setattr__(self, "horizon_days", to_horizon(self.horizon_days))
+        if self.out is not None:
+            out = Path(self.out)
+            if out.suffix.lower() not in {".csv", ".parquet"}:
+                raise ConfigError(
+                    f"Cannot tell the format of {out}: use a .csv or .parquet file name for --out."
+                )
+            object.__setattr__(self, "out", out)
+        if not isinstance(self.table, str) or not self.table.isidentifier():
+            raise ConfigError(
+                f"Table name {self.table!r} is not a plain identifier; use e.g. 'scores'."
+            )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoreReport:
     """What :func:`score` wrote."""
 
@@ -420,6 +451,21 @@ class ScoreReport:
     table: str
     out: Path | None
     bands: dict[str, int] = field(default_factory=dict)
+    n_reasons: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the rows themselves are in the store table)."""
+        return json_clean(
+            {
+                "n_users": len(self.scores),
+                "cutoff": self.cutoff,
+                "model_version": self.model_version,
+                "table": self.table,
+                "out": None if self.out is None else str(self.out),
+                "bands": self.bands,
+                "n_reasons": self.n_reasons,
+            }
+        )
 
 
 def _btyd_fill(details: pd.DataFrame, frame: Any) -> pd.DataFrame:
@@ -435,71 +481,57 @@ def _btyd_fill(details: pd.DataFrame, frame: Any) -> pd.DataFrame:
 
 
 def score(
-    db: str | os.PathLike[str],
-    model_path: str | os.PathLike[str],
+    store: Store,
+    request: ScoreRequest,
     *,
-    cutoff: str | pd.Timestamp | None = None,
-    horizon_days: int | None = None,
-    out: str | os.PathLike[str] | None = None,
-    table: str = "scores",
-    reasons: bool = True,
+    progress: Progress | None = None,
+    cache: ModelCache | None = None,
 ) -> ScoreReport:
-    """Score every customer with a purchase before ``cutoff`` with a saved model.
+    """Score every customer with a purchase before the cutoff.
 
     Writes ``user_id, p_retained, p_alive, expected_purchases, clv, risk_band, cutoff,
-    horizon_days, model_version, scored_at`` to the store's ``table`` (rows of the same cutoff and
-    model version are replaced) and, when ``out`` is given, to a ``.csv`` or ``.parquet`` file.
-    With ``reasons`` (the default) and a model SHAP can explain, every customer's top three reasons
-    toward churn and toward retention go to the ``score_reasons`` table beside the scores.
+    horizon_days, model_version, scored_at`` to the store's table (rows of the same cutoff and
+    model version are replaced) and, with ``request.reasons`` and a model SHAP can explain, every
+    customer's top three reasons toward churn and toward retention to ``score_reasons``: both in
+    one transaction, so a failed write changes neither. With ``request.out``, the scores also go
+    to a ``.csv`` or ``.parquet`` file.
 
     Parameters
     ----------
-    db : path
-        The DuckDB store (opened for writing).
-    model_path : path
-        An artifact written by :func:`train`.
-    cutoff : str, pd.Timestamp or None
-        Default: the date of the last purchase.
-    horizon_days : int or None
-        Must match the model's horizon when given.
-    out : path, optional
-        A ``.csv`` or ``.parquet`` file.
-    table : str
-        The store table to write.
+    store : Store
+        Opened for writing; read and written through this one handle.
+    request : ScoreRequest
+        Model, cutoff, table, file.
+    progress : Progress, optional
+        Where to report progress (default: nowhere).
+    cache : ModelCache, optional
+        Where to look the model up (a service passes its own; default: a fresh one).
 
     Returns
     -------
     ScoreReport
     """
-    from retention.features._builder import make_frame
+    from retention.explain import supports_shap
 
-    out_path = Path(out) if out is not None else None
-    if out_path is not None and out_path.suffix.lower() not in {".csv", ".parquet"}:
+    progress = as_progress(progress)
+    store.check_writable("write scores")
+    loaded = resolve_model(store, cache, model_path=request.model_path, model_id=request.model_id)
+    model = loaded.model
+    trained_h = loaded.horizon_days
+    wanted_h = request.horizon_days
+    if wanted_h is not None and trained_h is not None and trained_h != wanted_h:
         raise ConfigError(
-            f"Cannot tell the format of {out_path}: use a .csv or .parquet file name for --out."
+            f"The model was trained for a {trained_h}-day horizon; got --horizon {wanted_h}. "
+            f"Drop --horizon or retrain with --horizon {wanted_h}."
         )
-    if not table.isidentifier():
-        raise ConfigError(f"Table name {table!r} is not a plain identifier; use e.g. 'scores'.")
-    model = load_model(model_path)
-    meta: dict[str, Any] = getattr(model, "artifact_metadata_", {})
-    trained_h = meta.get("horizon_days")
-    if horizon_days is not None:
-        horizon_days = _check_horizon(horizon_days)
-        if trained_h is not None and int(trained_h) != horizon_days:
-            raise ConfigError(
-                f"The model was trained for a {trained_h}-day horizon; got --horizon "
-                f"{horizon_days}. Drop --horizon or retrain with --horizon {horizon_days}."
-            )
-    h = horizon_days or (int(trained_h) if trained_h is not None else 90)
-    version = str(meta.get("model_id", "unknown"))
-    with _open_store(db) as store:
-        _, last = _event_range(store)
-        at = parse_cutoff(cutoff) or last.normalize()
-        with status("building features"):
-            frame = make_frame(store, at, h, with_label=False)
+    h = request.horizon_days or trained_h or 90
+    version = loaded.model_id
+    at = default_cutoff(store, request.cutoff)
+    with progress.stage("building features"):
+        frame = make_frame(store, at, h, with_label=False)
     if len(frame) == 0:
         raise ConfigError(f"No customer has a purchase before {at:%Y-%m-%d}; nothing to score.")
-    with status(f"scoring {len(frame)} customers"):
+    with progress.stage(f"scoring {len(frame)} customers"):
         details = model.predict_details(frame)
         details = _btyd_fill(details.reindex(frame.users).copy(), frame)
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
@@ -513,8 +545,15 @@ def score(
     df["scored_at"] = scored_at
     df["cutoff"] = df["cutoff"].astype("datetime64[ns]")
     df["scored_at"] = df["scored_at"].astype("datetime64[ns]")
-    _replace_rows(db, table, df, at, version)
-    if out_path is not None:
+    reasons: pd.DataFrame | None = None
+    if request.reasons and supports_shap(model):
+        # every customer's top reasons beside the scores (``retention explain --user`` and the
+        # API read them), written in the same transaction as the scores
+        with progress.stage(f"explaining {len(frame)} customers"):
+            reasons = reasons_table(model, frame)
+    store.write_scores(df, reasons, table=request.table)
+    if request.out is not None:
+        out_path = request.out
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             if out_path.suffix.lower() == ".csv":
@@ -525,16 +564,13 @@ def score(
             raise ConfigError(
                 f"Cannot write {out_path}: {exc.strerror or exc}. Pass another --out."
             ) from exc
-    if reasons:
-        # Store every customer's top reasons beside the scores (``retention explain --user`` and
-        # the API read them). Imported here: ``_explain`` imports this module.
-        from retention.explain import supports_shap
-        from retention.workflows._explain import write_reasons
-
-        if supports_shap(model):
-            with status(f"explaining {len(frame)} customers"):
-                write_reasons(db, model, frame, model_version=version)
     bands = {b: int((df["risk_band"] == b).sum()) for _, b in RISK_BANDS}
     return ScoreReport(
-        scores=df, cutoff=at, model_version=version, table=table, out=out_path, bands=bands
+        scores=df,
+        cutoff=at,
+        model_version=version,
+        table=request.table,
+        out=request.out,
+        bands=bands,
+        n_reasons=0 if reasons is None else len(reasons),
     )

@@ -35,7 +35,8 @@ def test_from_cli_reader_options_are_validated() -> None:
     assert m.delimiter == "\t"
     assert m.encoding == "latin-1"
     with pytest.raises(ConfigError, match="utf-8 or latin-1"):
-        Mapping.from_cli([], [], encoding="utf-16")
+        Mapping.from_cli([], [], encoding="shift-jis")
+    assert Mapping.from_cli([], [], encoding="UTF-16LE").encoding == "utf-16-le"
     with pytest.raises(ConfigError, match="one character"):
         Mapping.from_cli([], [], delimiter=";;")
     with pytest.raises(ConfigError, match="csv, parquet, jsonl"):

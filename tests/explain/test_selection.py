@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
+import pandas as pd
 import pytest
 from explain_synth import FAST, synthetic_frames
 
@@ -41,41 +40,48 @@ def test_drops_noise_within_tolerance(frames) -> None:
     assert "habits" in res.dropped  # the pure-noise family goes
     assert not any(c.startswith("habit_") for c in res.selected)
     assert "recency_days" in res.selected  # kept by default
-    assert len(res.selected) == acc["n_features"].min() if len(acc) else len(res.selected)
+    # the result is the last accepted step: its columns, its score, the families it dropped
+    assert len(acc) >= 1
+    assert res.dropped == acc["candidate"].tolist()
+    assert len(res.selected) == acc["n_features"].iloc[-1] == acc["n_features"].min()
+    assert res.selected_auc == pytest.approx(acc["roc_auc"].iloc[-1])
     assert res.selected_auc >= res.full_auc - 0.01
     d = res.to_dict()
     assert d["n_selected"] == len(res.selected) and d["curve"][0]["candidate"] == "(none)"
 
 
 def test_the_test_cutoff_cannot_take_part(frames, monkeypatch) -> None:
-    # 1. the signature cannot receive a test frame
-    params = inspect.signature(select_features).parameters
-    assert list(params)[:2] == ["train", "valid"]
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(params.values())[2:])
-    assert not any("test" in name for name in params)
-    # 2. every frame fitted or scored inside the loop is a training or the validation cutoff
     train, valid, test = frames
-    seen: list[object] = []
+    train_cutoffs = {f.cutoff for f in train}
+    assert test.cutoff not in train_cutoffs | {valid.cutoff}  # else the spies below see nothing
+    # 1. there is no way to hand it a third frame, by position or by any keyword
+    with pytest.raises(TypeError):
+        select_features(train, valid, test)  # type: ignore[misc]
+    for keyword in ("test", "test_frame", "holdout", "frames"):
+        with pytest.raises(TypeError, match=keyword):
+            select_features(train, valid, **{keyword: test})
+    # 2. every fit inside the loop learns from training cutoffs only (early stopping included),
+    # and every score is taken on the validation cutoff: one per candidate on the curve
+    fitted: list[pd.Timestamp] = []
+    scored: list[pd.Timestamp] = []
     fit, predict = GBDTModel.fit, GBDTModel.predict_proba
 
     def spy_fit(self, tr, va=None):
-        seen.extend(f.cutoff for f in tr)
+        fitted.extend(f.cutoff for f in tr)
         if va is not None:
-            seen.append(va.cutoff)
+            fitted.append(va.cutoff)
         return fit(self, tr, va)
 
     def spy_predict(self, frame):
-        seen.append(frame.cutoff)
+        scored.append(frame.cutoff)
         return predict(self, frame)
 
     monkeypatch.setattr(GBDTModel, "fit", spy_fit)
     monkeypatch.setattr(GBDTModel, "predict_proba", spy_predict)
     res = select_features(train, valid, model_params=FAST, max_steps=2)
-    assert set(seen) <= {f.cutoff for f in train} | {valid.cutoff}
-    assert test.cutoff not in seen
-    # 3. scores are measured on the validation cutoff, which no fit in the loop learns from
-    fits_valid = [c for c in seen if c == valid.cutoff]
-    assert len(fits_valid) == len(res.curve)  # one predict per candidate, no fit on it
+    assert len(res.curve) == 3
+    assert fitted and set(fitted) <= train_cutoffs  # the validation label is never learnt
+    assert scored == [valid.cutoff] * len(res.curve)
 
 
 def test_selection_is_deterministic(frames) -> None:

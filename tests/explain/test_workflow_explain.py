@@ -21,15 +21,26 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("explain_wf")
     db = synthetic_store(folder / "synth.duckdb", n_users=250, seed=4)
     model = folder / "gbdt.retention"
-    workflows.train(db, model, model="gbdt", horizon_days=H, model_params=FAST)
+    with Store(db) as store:
+        workflows.train(
+            store,
+            workflows.TrainRequest(out=model, model="gbdt", horizon_days=H, model_params=FAST),
+        )
     return db, model
+
+
+def _explain(db: Path, user: str, model: Path, **kw) -> workflows.UserExplanation:
+    with Store(db, read_only=True) as store:
+        return workflows.explain_user(
+            store, workflows.ExplainUserRequest(user_id=user, model_path=model, **kw)
+        )
 
 
 def test_explain_one_customer(trained) -> None:
     db, model = trained
     with Store(db, read_only=True) as store:
         user = store.con.execute("SELECT min(user_id) FROM events").fetchone()[0]
-    exp = workflows.explain_user(db, user, model_path=model)
+    exp = _explain(db, user, model)
     assert exp.source == "computed" and exp.user_id == user
     assert 0 < exp.p_retained < 1
     assert exp.risk_band in {"high", "medium", "low"}
@@ -37,30 +48,34 @@ def test_explain_one_customer(trained) -> None:
     assert all(r["contribution"] < 0 for r in exp.churn)
     assert all(r["contribution"] > 0 for r in exp.retention)
     payload = exp.to_dict()
-    json.dumps(payload)  # ready for the API
+    json.dumps(payload, allow_nan=False)  # ready for the API
     assert set(payload["reasons"]) == {"churn", "retention"}
-    assert workflows.explain_user(db, user, model_path=model).to_dict() == payload  # stable
+    assert _explain(db, user, model).to_dict() == payload  # stable
 
 
 def test_reasons_stored_beside_the_scores(trained, tmp_path) -> None:
     db0, model = trained
     db = tmp_path / "copy.duckdb"
     shutil.copy(db0, db)
-    rep = workflows.score(db, model)
-    stored = workflows.store_reasons(db, model)
+    with Store(db) as store:
+        rep = workflows.score(store, workflows.ScoreRequest(model_path=model, reasons=False))
+        stored = workflows.store_reasons(store, workflows.StoreReasonsRequest(model_path=model))
+    assert rep.n_reasons == 0
     assert stored.n_users == len(rep.scores) and stored.cutoff == rep.cutoff
+    json.dumps(stored.to_dict(), allow_nan=False)
     with Store(db, read_only=True) as store:
         table = store.table_df(workflows.REASONS_TABLE)
     assert set(REASON_COLUMNS) | {"cutoff", "model_version"} <= set(table.columns)
     assert table["user_id"].nunique() == len(rep.scores)
     assert set(table["model_version"]) == {rep.model_version}
     # writing again replaces the rows of the same cutoff and model
-    workflows.store_reasons(db, model)
+    with Store(db) as store:
+        workflows.store_reasons(store, workflows.StoreReasonsRequest(model_path=model))
     with Store(db, read_only=True) as store:
         assert len(store.table_df(workflows.REASONS_TABLE)) == len(table)
     user = str(rep.scores["user_id"].iloc[3])
-    read = workflows.explain_user(db, user, model_path=model)
-    fresh = workflows.explain_user(db, user, model_path=model, use_stored=False)
+    read = _explain(db, user, model)
+    fresh = _explain(db, user, model, use_stored=False)
     assert read.source == "stored" and fresh.source == "computed"
     assert read.p_retained == pytest.approx(fresh.p_retained)
     assert [r["text"] for r in read.churn] == [r["text"] for r in fresh.churn]
@@ -70,9 +85,9 @@ def test_reasons_stored_beside_the_scores(trained, tmp_path) -> None:
 def test_unknown_customer_names_the_fix(trained) -> None:
     db, model = trained
     with pytest.raises(ConfigError, match=r"no purchase before .* Check the id"):
-        workflows.explain_user(db, "nobody", model_path=model)
+        _explain(db, "nobody", model)
     with pytest.raises(ConfigError, match="--user"):
-        workflows.explain_user(db, "  ", model_path=model)
+        _explain(db, "  ", model)
 
 
 @pytest.mark.slow
@@ -88,9 +103,15 @@ def test_explain_backtest_end_to_end(trained, tmp_path, monkeypatch) -> None:
         return real(train, valid, **kw)
 
     monkeypatch.setattr(workflows._explain, "select_features", spy)
-    rep = workflows.explain_backtest(
-        db, cutoff, H, model_params=FAST, n_repeats=1, permutation_models=("gbdt", "bgnbd")
+    request = workflows.ExplainBacktestRequest(
+        cutoff=cutoff,
+        horizon_days=H,
+        model_params=FAST,
+        n_repeats=1,
+        permutation_models=("gbdt", "bgnbd"),
     )
+    with Store(db, read_only=True) as store:
+        rep = workflows.explain_backtest(store, request)
     # selection never saw the test cutoff, nor a label window past it
     assert cutoff not in seen["cutoffs"]
     assert max(seen["label_ends"]) <= cutoff

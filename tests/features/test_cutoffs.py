@@ -76,3 +76,21 @@ def test_to_cutoff():
         to_cutoff("tomorrow-ish")
     with pytest.raises(ConfigError, match="not a date"):
         to_cutoff(None)
+
+
+def test_no_purchase_error_names_a_real_ingest_flag():
+    """The message tells a CLI user how to map purchases, with a flag `retention ingest` has."""
+    import re
+
+    from typer.main import get_command
+
+    from retention.features._cutoffs import check_cutoff
+    from retention.serving.cli import app
+
+    span = DataSpan(pd.Timestamp("2011-01-01"), pd.Timestamp("2011-06-01"), None, 10)
+    with pytest.raises(DataError, match="no event of type 'purchase'") as info:
+        check_cutoff(span, pd.Timestamp("2011-03-01"))
+    flags = set(re.findall(r"--[a-z][a-z-]*", str(info.value)))
+    ingest = get_command(app).commands["ingest"]  # type: ignore[attr-defined]
+    options = {opt for param in ingest.params for opt in param.opts}
+    assert "--event-type" in flags and flags <= options

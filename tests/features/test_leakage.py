@@ -1,16 +1,31 @@
-"""Property: adding, deleting or changing any event at or after the cutoff changes no feature."""
+"""Property: adding, deleting or changing any event at or after the cutoff changes nothing a
+model is handed at that cutoff: the features, and the raw events of the frame (``make_frame``
+reads them from an Ibis backend or through ``Store.events_df``; both are checked).
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pit_synth import CUTOFF, hand_events, hand_items, hand_users, load_duckdb, random_events
+from pit_synth import (
+    CUTOFF,
+    EVENT_COLUMNS,
+    hand_events,
+    hand_items,
+    hand_users,
+    load_duckdb,
+    random_events,
+)
 
-from retention.features import build_features
+from retention.data import Store
+from retention.features import CutoffFrame, build_features, make_frame
 
 SEEDS = (1, 2)
 USERS = ["a", "b", "c", "d", "u00", "u03", "new1", "new2"]
@@ -47,6 +62,40 @@ def _users() -> pd.DataFrame:
 @functools.cache
 def _features(seed: int) -> pd.DataFrame:
     return build_features(load_duckdb(_base(seed), hand_items(), _users()), CUTOFF)
+
+
+@contextmanager
+def _source(kind: str, events: pd.DataFrame) -> Iterator[Any]:
+    """The events, items and users as an Ibis DuckDB backend, or as an in-memory ``Store``."""
+    if kind == "ibis":
+        yield load_duckdb(events, hand_items(), _users())
+        return
+    with Store(":memory:") as store:
+        for table, df in (("events", events), ("items", hand_items()), ("users", _users())):
+            cols = EVENT_COLUMNS if table == "events" else list(df.columns)
+            store.con.register("_src", df[cols].astype("object").where(df[cols].notna(), None))
+            store.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM _src")
+            store.con.unregister("_src")
+        yield store
+
+
+def _frame(kind: str, events: pd.DataFrame) -> CutoffFrame:
+    """What a scoring model is handed at the cutoff (no label: that one looks ahead by design)."""
+    with _source(kind, events) as source:
+        return make_frame(source, CUTOFF, 30, with_label=False)
+
+
+@functools.cache
+def _base_frame(seed: int, kind: str) -> CutoffFrame:
+    return _frame(kind, _base(seed))
+
+
+def _assert_same_frame(changed: CutoffFrame, base: CutoffFrame) -> None:
+    pd.testing.assert_frame_equal(changed.features, base.features, check_exact=True)
+    pd.testing.assert_frame_equal(changed.events, base.events, check_exact=True)
+    assert changed.items is not None and base.items is not None
+    pd.testing.assert_frame_equal(changed.items, base.items, check_exact=True)
+    assert changed.label is None and changed.extra == base.extra == {}
 
 
 future_ts = st.integers(0, 120 * 86400).map(lambda s: CUTOFF + pd.Timedelta(seconds=s))
@@ -104,6 +153,21 @@ def test_events_at_or_after_the_cutoff_change_no_feature(case):
     pd.testing.assert_frame_equal(changed, _features(seed), check_exact=True)
 
 
+@pytest.mark.slow
+@settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(perturbation(), st.sampled_from(["ibis", "store"]))
+def test_events_at_or_after_the_cutoff_change_nothing_make_frame_hands_to_models(case, kind):
+    seed, events = case
+    base = _base_frame(seed, kind)
+    assert len(base.events) and (base.events["ts"] < CUTOFF).all()
+    _assert_same_frame(_frame(kind, events), base)
+
+
 def test_the_property_is_not_vacuous():
     # the same change one second before the cutoff does change the features
     events = _base(SEEDS[0]).copy()
@@ -114,3 +178,23 @@ def test_the_property_is_not_vacuous():
     changed = build_features(load_duckdb(events, hand_items(), _users()), CUTOFF)
     with pytest.raises(AssertionError):
         pd.testing.assert_frame_equal(changed, _features(SEEDS[0]), check_exact=True)
+
+
+@pytest.mark.parametrize("kind", ["ibis", "store"])
+def test_the_frame_property_is_not_vacuous(kind):
+    base = _base_frame(SEEDS[0], kind)
+    # a change to a past event's text shows in the frame's events (features aside)
+    events = _base(SEEDS[0]).copy()
+    past = base.events["event_id"].iloc[-1]
+    events.loc[events["event_id"] == past, "text"] = "edited before the cutoff"
+    changed = _frame(kind, events)
+    with pytest.raises(AssertionError, match="text"):
+        pd.testing.assert_frame_equal(changed.events, base.events, check_exact=True)
+    # the same change one second before the cutoff adds an event to the frame
+    events = _base(SEEDS[0]).copy()
+    late = events.index[(events["ts"] >= CUTOFF) & events["user_id"].isin(base.users)][0]
+    events.at[late, "ts"] = CUTOFF - pd.Timedelta(seconds=1)
+    changed = _frame(kind, events)
+    assert len(changed.events) == len(base.events) + 1
+    with pytest.raises(AssertionError):
+        _assert_same_frame(changed, base)

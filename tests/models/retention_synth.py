@@ -118,3 +118,33 @@ def synthetic_store(path, n_users: int = 300, seed: int = 0):
         )
         store.con.unregister("_synth_events")
     return path
+
+
+def tiny_bert(folder):
+    """A 2-layer, 32-wide BERT with a character vocabulary and random weights, saved in
+    ``folder`` (returns it): a :class:`~retention.features.TextEncoder` name that loads in
+    milliseconds, for tests of code that encodes or fine-tunes text."""
+    import string
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    chars = list(string.ascii_lowercase + string.digits + ".,:;/-\"'")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(str(folder))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        config = BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+        BertModel(config).save_pretrained(str(folder))
+    return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,15 @@ from hypothesis import strategies as st
 from scipy.special import hyp2f1
 
 import retention.data
-from retention.exceptions import ConfigError, DataError, NotFittedError, SchemaError
+from retention.exceptions import (
+    ConfigError,
+    DataError,
+    NotFittedError,
+    RetentionWarning,
+    SchemaError,
+)
 from retention.models import BetaGeo, GammaGamma, ParetoNBD, rfm_summary
-from retention.models._btyd import _bgnbd_loglik, _pareto_loglik
+from retention.models._btyd import MIN_REPEAT_CUSTOMERS, _bgnbd_loglik, _pareto_loglik
 
 FILES = Path(retention.data.__file__).parent / "files"
 DATA = Path(__file__).parent / "data"
@@ -106,6 +113,26 @@ def test_rfm_summary_errors() -> None:
         rfm_summary(ev, "yesterday-ish")
     with pytest.raises(ConfigError, match="unit_days"):
         rfm_summary(ev, "2024-02-01", unit_days=0)
+
+
+def test_rfm_summary_warns_about_unreadable_amounts_counted_as_zero() -> None:
+    ev = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b"],
+            "ts": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-01-09", "2024-01-02"]),
+            "event_type": "purchase",
+            "amount": ["10.5", "n/a", None, "abc"],
+        }
+    )
+    match = r"2 of 4 purchase amounts before cutoff 2024-02-01 cannot be read .*'n/a'.* as 0"
+    with pytest.warns(RetentionWarning, match=match):
+        s = rfm_summary(ev, "2024-02-01", monetary="mean_all")
+    # 'n/a' and 'abc' count as 0, and so does the missing amount (silently: it is documented)
+    assert s.loc["a", "monetary_value"] == pytest.approx(10.5 / 3)
+    assert s.loc["b", "monetary_value"] == 0.0
+    # only amounts the summary uses count: before 2024-01-02 every amount is readable, so no
+    # warning (filterwarnings = error would turn one into a failure)
+    assert rfm_summary(ev, "2024-01-02", monetary="mean_all").loc["a", "monetary_value"] == 10.5
 
 
 # ------------------------------------------------------------------ published values
@@ -254,8 +281,10 @@ def test_converges_on_online_retail(cls: type, retail: pd.DataFrame) -> None:
     """lifetimes 0.11.3 raises ConvergenceError here (BG/NBD): the maximum lies on the edge of
     the parameter space (nobody seems to drop out), which we reach and report."""
     x, tx, T = _rfm(retail)
-    est = cls().fit(x, tx, T)
-    assert est.converged_
+    dropout = r"a=\S+ \(towards its lower bound 1e-08\)" if cls is BetaGeo else r"s=\S+ \(towards"
+    with pytest.warns(RetentionWarning, match=f"degenerate.*{dropout}.*nobody seems to drop out"):
+        est = cls().fit(x, tx, T)
+    assert est.converged_ and est.degenerate_
     params = np.array(list(est.params_.values()))
     assert np.isfinite(params).all() and (params > 0).all()
     assert np.isfinite(est.log_likelihood_)
@@ -268,7 +297,11 @@ def test_converges_on_online_retail(cls: type, retail: pd.DataFrame) -> None:
     assert ((p > 0) & (p < 1)).all() and (e > 0).all()
     # more repeat purchases at the same recency and age: more expected purchases
     assert np.corrcoef(x, e)[0, 1] > 0.5
-    pen = cls(penalizer=0.01).fit(x, tx, T)
+    if cls is BetaGeo:
+        pen = cls(penalizer=0.01).fit(x, tx, T)  # inside the bounds: no warning (would raise)
+    else:
+        with pytest.warns(RetentionWarning, match="penalizer=0.01 did not keep them inside"):
+            pen = cls(penalizer=0.01).fit(x, tx, T)
     assert np.isfinite(list(pen.params_.values())).all()
     if cls is BetaGeo:
         # a small penalty keeps the BG/NBD fit inside: P(alive) strictly in (0, 1) for repeaters
@@ -310,7 +343,9 @@ def test_odd_inputs_give_finite_fits_and_predictions(
     """One customer, nobody repeating, huge T, T = 0: finite parameters and predictions."""
     x, tx, T = data
     for cls in (BetaGeo, ParetoNBD):
-        est = cls().fit(x, tx, T)
+        # at most 6 customers: always thin data, often degenerate too
+        with pytest.warns(RetentionWarning, match="thin data|degenerate"):
+            est = cls().fit(x, tx, T)
         assert est.params_ is not None
         assert np.isfinite(list(est.params_.values())).all()
         assert np.isfinite(est.log_likelihood_)
@@ -327,10 +362,36 @@ def test_all_zero_repeaters_documented_behaviour() -> None:
     degenerate, every customer is 'alive' (no repeat purchase, no evidence of dropout) and
     expected purchases are close to 0."""
     x, tx, T = np.zeros(5), np.zeros(5), np.array([3.0, 10.0, 20.0, 30.0, 39.0])
-    bg = BetaGeo().fit(x, tx, T)
+    with pytest.warns(RetentionWarning) as record:
+        bg = BetaGeo().fit(x, tx, T)
+    messages = [str(w.message) for w in record]
+    assert any("0 of 5 customers have a repeat purchase" in m for m in messages)
+    assert any(
+        "degenerate" in m and "purchase rates Gamma(r, alpha) collapse to 0" in m for m in messages
+    )
     assert bg.degenerate_
     np.testing.assert_allclose(bg.conditional_probability_alive(x, tx, T), 1.0)
     assert (bg.conditional_expected_purchases(13.0, x, tx, T) < 1e-3).all()
+
+
+@pytest.mark.parametrize("cls", [BetaGeo, ParetoNBD])
+def test_thin_data_warns_below_the_documented_number_of_repeat_customers(
+    cls: type, cdnow: pd.DataFrame
+) -> None:
+    repeaters = cdnow[cdnow["frequency"] > 0]
+    others = cdnow[cdnow["frequency"] == 0].iloc[:40]
+
+    def thin_warnings(n_repeat: int) -> list[str]:
+        s = pd.concat([repeaters.iloc[:n_repeat], others])
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            cls().fit(s["frequency"], s["recency"], s["T"])
+        return [str(w.message) for w in record if "thin data" in str(w.message)]
+
+    assert thin_warnings(MIN_REPEAT_CUSTOMERS) == []
+    (message,) = thin_warnings(MIN_REPEAT_CUSTOMERS - 1)
+    assert f"{MIN_REPEAT_CUSTOMERS - 1} of {MIN_REPEAT_CUSTOMERS + 39} customers" in message
+    assert f"fewer than {MIN_REPEAT_CUSTOMERS}" in message
 
 
 # ------------------------------------------------------------------ errors
@@ -359,8 +420,9 @@ def test_other_errors(bg_cdnow: BetaGeo) -> None:
         BetaGeo().conditional_probability_alive(1, 1.0, 2.0)
     with pytest.raises(NotFittedError):
         GammaGamma().population_mean()
-    with pytest.raises(ConfigError, match="penalizer"):
-        ParetoNBD(penalizer=-1).fit([1], [1.0], [2.0])
+    bad = ParetoNBD(penalizer=-1)  # stored as given; checked in fit
+    with pytest.raises(ConfigError, match="penalizer must be a number >= 0; got -1"):
+        bad.fit([1], [1.0], [2.0])
     with pytest.raises(DataError, match="recency greater than T"):
         bg_cdnow.conditional_expected_purchases(1.0, [2], [5.0], [4.0])
     with pytest.raises(DataError, match="negative"):
@@ -388,7 +450,8 @@ def test_penalizer_shrinks_parameters(cdnow: pd.DataFrame, bg_cdnow: BetaGeo) ->
 def test_gamma_gamma_odd_inputs_are_finite(rows: list[tuple[int, float]]) -> None:
     x = np.array([r[0] for r in rows], dtype=float)
     m = np.where(x > 0, [r[1] for r in rows], 0.0)
-    gg = GammaGamma().fit(x, m)
+    with pytest.warns(RetentionWarning, match="Gamma-Gamma model is fitted on thin data"):
+        gg = GammaGamma().fit(x, m)  # at most 8 customers
     assert gg.params_ is not None and np.isfinite(list(gg.params_.values())).all()
     assert gg.params_["q"] > 1
     e = gg.conditional_expected_average_profit(x, m)

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import retention.data
-from retention.exceptions import ConfigError, DataError, NotFittedError
+from retention.exceptions import ConfigError, DataError, NotFittedError, RetentionWarning
 from retention.features import CutoffFrame
 from retention.models import BetaGeo, BGNBDModel, ParetoNBDModel, get_model, rfm_summary
 
@@ -41,6 +41,12 @@ TINY = _events(
 )
 
 
+#: TINY has five customers: every fit on it is thin data, and degenerate too (the warnings say
+#: so; they are asserted in test_tiny_frame_contract and in test_btyd.py). The tests marked with
+#: this check other things on it, so they filter those warnings locally.
+TINY_DATA = pytest.mark.filterwarnings("ignore::retention.exceptions.RetentionWarning")
+
+
 def tiny_frame(cutoff: str = "2024-03-15", events: pd.DataFrame = TINY) -> CutoffFrame:
     cut = pd.Timestamp(cutoff)
     before = events[events["ts"] < cut].reset_index(drop=True)
@@ -48,13 +54,16 @@ def tiny_frame(cutoff: str = "2024-03-15", events: pd.DataFrame = TINY) -> Cutof
     return CutoffFrame(cut, 28, pd.DataFrame(index=users), None, before)
 
 
+@TINY_DATA
 @pytest.mark.parametrize("name", ["bgnbd", "paretonbd"])
 def test_tiny_frame_contract(name: str) -> None:
     frame = tiny_frame()
     model = get_model(name)
     with pytest.raises(NotFittedError):
         model.predict_proba(frame)
-    assert model.fit([frame]) is model
+    label = "BG/NBD" if name == "bgnbd" else "Pareto/NBD"
+    with pytest.warns(RetentionWarning, match=f"The {label} model is fitted on thin data: 4 of 5"):
+        assert model.fit([frame]) is model
     assert model.params_ is not None and np.isfinite(list(model.params_.values())).all()
     p = model.predict_proba(frame)
     assert p.shape == (5,) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
@@ -70,6 +79,7 @@ def test_tiny_frame_contract(name: str) -> None:
     assert p[0] > p[1]
 
 
+@TINY_DATA
 def test_matches_estimator_and_population_order() -> None:
     frame = tiny_frame()
     model = BGNBDModel(unit_days=7.0).fit([frame])
@@ -87,6 +97,7 @@ def test_matches_estimator_and_population_order() -> None:
     np.testing.assert_allclose(model.predict_proba(shuffled), p[order].to_numpy())
 
 
+@TINY_DATA
 def test_fit_uses_latest_frame_and_refit_on_predict() -> None:
     early, late = tiny_frame("2024-02-15"), tiny_frame("2024-03-15")
     m = BGNBDModel().fit([late, early])
@@ -100,6 +111,7 @@ def test_fit_uses_latest_frame_and_refit_on_predict() -> None:
     np.testing.assert_allclose(refit.predict_proba(late), m.predict_proba(late))
 
 
+@TINY_DATA
 def test_events_after_cutoff_do_not_leak() -> None:
     frame = tiny_frame()
     future = _events([("b", "2024-03-20", 99.0), ("a", "2024-03-15", 5.0)])
@@ -108,6 +120,7 @@ def test_events_after_cutoff_do_not_leak() -> None:
     np.testing.assert_allclose(m.predict_proba(leaky), m.predict_proba(frame))
 
 
+@TINY_DATA
 def test_customer_without_events_and_discounting() -> None:
     frame = tiny_frame()
     users = pd.Index([*frame.users, "new"])
@@ -119,19 +132,24 @@ def test_customer_without_events_and_discounting() -> None:
     assert (d.loc[frame.users, "clv"] < plain["clv"]).all()
 
 
+@TINY_DATA
 def test_monetary_falls_back_without_repeat_values() -> None:
     ev = _events([("a", "2024-01-02", 10.0), ("a", "2024-02-01", 30.0), ("b", "2024-01-10", 5.0)])
     frame = tiny_frame("2024-03-01", ev)
-    m = ParetoNBDModel().fit([frame])
+    with pytest.warns(RetentionWarning, match=r"Gamma-Gamma spend model could not be fitted"):
+        m = ParetoNBDModel().fit([frame])
     assert m.gamma_gamma_ is None
     d = m.predict_details(frame)
     np.testing.assert_allclose(d["monetary"], 30.0)  # mean repeat value, for everyone
 
 
+@TINY_DATA
 def test_errors() -> None:
     frame = tiny_frame()
     with pytest.raises(ConfigError, match="unit_days"):
         BGNBDModel(unit_days=0).fit([frame])
+    with pytest.raises(ConfigError, match="penalizer must be a number >= 0; got -1"):
+        BGNBDModel(penalizer=-1).fit([frame])
     with pytest.raises(ConfigError, match="discount_rate"):
         BGNBDModel(discount_rate=-0.1).fit([frame])
     with pytest.raises(ConfigError, match="at least one CutoffFrame"):

@@ -149,3 +149,25 @@ def test_subprocess_unreadable_file_and_bad_store(tmp_path: Path) -> None:
     proc = _cli("info", "--db", str(not_a_db), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "Cannot open" in proc.stderr
+
+
+def test_ingest_refuses_another_apps_database_and_leaves_it_byte_identical(
+    tmp_path: Path, capsys
+) -> None:
+    import hashlib
+
+    import duckdb
+
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE events (order_no INTEGER, sku VARCHAR)")
+        con.execute("INSERT INTO events VALUES (1, 'their row')")
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    path = tmp_path / "shop.csv"
+    path.write_text(TRANSACTIONS, encoding="utf-8")
+    for argv in (["ingest", str(path), "--db", str(other), *MAPS], ["info", "--db", str(other)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "not a retention store" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) <= 3  # one line, soft-wrapped
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before

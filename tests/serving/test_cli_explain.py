@@ -22,7 +22,11 @@ def trained(tmp_path_factory) -> tuple[Path, Path, str]:
     folder = tmp_path_factory.mktemp("cli_explain")
     db = synthetic_store(folder / "synth.duckdb", n_users=200, seed=5)
     model = folder / "m.retention"
-    workflows.train(db, model, model="gbdt", horizon_days=45, model_params=FAST)
+    with Store(db) as store:
+        workflows.train(
+            store,
+            workflows.TrainRequest(out=model, model="gbdt", horizon_days=45, model_params=FAST),
+        )
     with Store(db, read_only=True) as store:
         user = store.con.execute("SELECT max(user_id) FROM events").fetchone()[0]
     return db, model, user
@@ -53,6 +57,32 @@ def test_store_reasons_then_explain_reads_them(trained, tmp_path, capsys) -> Non
     assert "score_reasons" in capsys.readouterr().out
     assert main(["explain", "--user", user, "--db", str(db), "--model", str(model)]) == 0
     assert "reasons stored" in capsys.readouterr().out
+
+
+def test_explain_user_after_score_reads_the_stored_reasons_only(
+    trained, tmp_path, capsys, monkeypatch
+) -> None:
+    import shutil
+
+    from retention.workflows import _explain
+
+    db0, model, user = trained
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(db0, db)
+    assert main(["score", "--db", str(db), "--model", str(model)]) == 0
+    capsys.readouterr()
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("explain --user built features although reasons were stored")
+
+    monkeypatch.setattr(_explain, "make_frame", no_features)
+    out = tmp_path / "u.json"
+    args = ["explain", "--user", user, "--db", str(db), "--model", str(model)]
+    assert main([*args, "--json", str(out)]) == 0
+    assert "reasons stored" in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    assert payload["source"] == "stored"
+    assert payload["reasons"]["churn"] or payload["reasons"]["retention"]
 
 
 def test_errors_are_one_line(trained, capsys) -> None:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from retention._progress import RichProgress
 from retention._settings import get_settings
 
-__all__ = ["DbOption", "app", "console", "err_console", "resolve_db"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from retention.workflows import Store
+
+__all__ = [
+    "DbOption",
+    "app",
+    "console",
+    "err_console",
+    "open_store",
+    "parse_cutoff_option",
+    "progress",
+    "resolve_db",
+]
 
 app = typer.Typer(
     name="retention",
@@ -42,3 +59,30 @@ def _root() -> None:
 def resolve_db(db: Path | None) -> Path:
     """``--db`` when given, else ``RETENTION_DB``, else ``./retention.duckdb``."""
     return db if db is not None else get_settings().db
+
+
+@contextmanager
+def open_store(db: Path | None, *, read_only: bool, create: bool = False) -> Iterator[Store]:
+    """The one store a command works on: ``--db`` (see :func:`resolve_db`), opened once.
+
+    Commands that only read open it read-only, so that they can run beside a writer (a store of
+    an older schema is migrated first); only the commands that load data (``ingest``,
+    ``datasets load``) create a missing file.
+    """
+    from retention import workflows
+
+    with workflows.Store.open(resolve_db(db), read_only=read_only, create=create) as store:
+        yield store
+
+
+def progress() -> RichProgress:
+    """What the CLI passes to workflows: Rich spinners and bars on stderr (off with
+    ``RETENTION_PROGRESS=0``)."""
+    return RichProgress()
+
+
+def parse_cutoff_option(value: str | None) -> pd.Timestamp | None:
+    """``--cutoff YYYY-MM-DD`` as a timestamp (None when not given), by the one cutoff rule."""
+    from retention import workflows
+
+    return None if value is None else workflows.to_cutoff(value)

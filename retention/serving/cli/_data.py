@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from retention import workflows
-from retention.serving.cli._app import DbOption, app, console, resolve_db
+from retention.serving.cli._app import DbOption, app, console, open_store, progress
 
 __all__ = ["info_tables", "ingest_table"]
 
@@ -57,18 +57,24 @@ def ingest_command(
     ] = None,
 ) -> None:
     """Ingest a file into the store: validate, quarantine bad rows, skip duplicates."""
-    report = workflows.ingest_file(
-        resolve_db(db),
-        file,
-        maps=map_ or [],
-        event_types=event_type or [],
-        mapping_file=mapping,
+    base = workflows.Mapping.from_toml(mapping) if mapping is not None else workflows.Mapping()
+    request = workflows.IngestRequest(
+        path=file,
+        mapping=base.merge(
+            workflows.Mapping.from_cli(
+                map_ or [],
+                event_type or [],
+                delimiter=delimiter,
+                encoding=encoding,
+                ts_format=ts_format,
+            )
+        ),
         table=table,
         strict=strict,
-        delimiter=delimiter,
-        encoding=encoding,
-        ts_format=ts_format,
     )
+    request.check_path()  # before the store file is created
+    with open_store(db, read_only=False, create=True) as store:
+        report = workflows.ingest_file(store, request, progress=progress())
     console.print(ingest_table(report))
 
 
@@ -97,7 +103,9 @@ def ingest_table(report: Any) -> Group:
 @app.command("info")
 def info_command(db: DbOption = None) -> None:
     """Describe the store: events by type, users, items, time span, quarantine, ingests."""
-    for table in info_tables(workflows.info(resolve_db(db))):
+    with open_store(db, read_only=True) as store:
+        info = workflows.info(store).to_dict()
+    for table in info_tables(info):
         console.print(table)
 
 

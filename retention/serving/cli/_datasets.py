@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from retention import workflows
-from retention.serving.cli._app import DbOption, app, console, resolve_db
+from retention.serving.cli._app import DbOption, app, console, open_store, progress, resolve_db
 
 __all__ = ["datasets_app", "format_report"]
 
@@ -39,8 +39,10 @@ def load_command(
     db: DbOption = None,
 ) -> None:
     """Load a bundled dataset into the store and print each table's accounting."""
+    workflows.dataset_info(name)  # an unknown name fails before a store file is created
     path = resolve_db(db)
-    reports = workflows.load_dataset(name, path)
+    with open_store(path, read_only=False, create=True) as store:
+        reports = workflows.load_dataset(store, name, progress=progress()).reports
     for report in reports:
         console.print(format_report(report), highlight=False, soft_wrap=True)
     console.print(f"{name} loaded into {path}", highlight=False, soft_wrap=True)

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from retention import workflows
 from retention.exceptions import ConfigError
-from retention.serving.cli._app import DbOption, app, console, resolve_db
+from retention.serving.cli._app import (
+    DbOption,
+    app,
+    console,
+    open_store,
+    parse_cutoff_option,
+    progress,
+    resolve_db,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["explain_command", "print_user_explanation"]
 
@@ -93,8 +104,49 @@ def explain_command(
             "beside the scores) or --report FILE --cutoff YYYY-MM-DD (importance, selection, "
             "fairness)."
         )
+    if report is not None and cutoff is None:
+        raise ConfigError("--report needs the held-out test cutoff: pass --cutoff YYYY-MM-DD.")
+    at = parse_cutoff_option(cutoff)
+    # one store for the whole command, written only by --store-reasons
+    with open_store(path, read_only=not store_reasons) as store:
+        _explain(
+            store,
+            path,
+            user,
+            model,
+            at,
+            store_reasons,
+            report,
+            json_out,
+            horizon,
+            sensitive,
+            tolerance,
+            currency,
+        )
+
+
+def _explain(
+    store: workflows.Store,
+    path: Path,
+    user: str | None,
+    model: Path,
+    cutoff: pd.Timestamp | None,
+    store_reasons: bool,
+    report: Path | None,
+    json_out: Path | None,
+    horizon: int,
+    sensitive: list[str] | None,
+    tolerance: float,
+    currency: str,
+) -> None:
+    cache = workflows.ModelCache()  # --store-reasons and --user load the model once
     if store_reasons:
-        rep = workflows.store_reasons(path, model, cutoff=cutoff, currency=currency)
+        rep = workflows.store_reasons(
+            store,
+            workflows.StoreReasonsRequest(model_path=model, cutoff=cutoff, currency=currency),
+            progress=progress(),
+            cache=cache,
+        )
         console.print(
             f"wrote reasons of {rep.n_users:,} customers at {rep.cutoff:%Y-%m-%d} (model "
             f"{rep.model_version}) to table {rep.table} in {path} ({rep.seconds:.1f} s)",
@@ -102,22 +154,31 @@ def explain_command(
             soft_wrap=True,
         )
     if user is not None:
-        exp = workflows.explain_user(path, user, model_path=model, cutoff=cutoff, currency=currency)
+        exp = workflows.explain_user(
+            store,
+            workflows.ExplainUserRequest(
+                user_id=user, model_path=model, cutoff=cutoff, currency=currency
+            ),
+            progress=progress(),
+            cache=cache,
+        )
         print_user_explanation(exp)
         if json_out is not None and report is None:
             _write_json(json_out, exp.to_dict())
     if report is not None:
-        if cutoff is None:
-            raise ConfigError("--report needs the held-out test cutoff: pass --cutoff YYYY-MM-DD.")
         from retention.serving.report import render_explain_report
 
+        assert cutoff is not None  # checked by the command
         result = workflows.explain_backtest(
-            path,
-            cutoff,
-            horizon,
-            sensitive=tuple(sensitive or ()),
-            tolerance=tolerance,
-            currency=currency,
+            store,
+            workflows.ExplainBacktestRequest(
+                cutoff=cutoff,
+                horizon_days=horizon,
+                sensitive=tuple(sensitive or ()),
+                tolerance=tolerance,
+                currency=currency,
+            ),
+            progress=progress(),
         )
         sel = result.selection
         console.print(

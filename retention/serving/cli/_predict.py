@@ -9,7 +9,15 @@ import typer
 from rich.table import Table
 
 from retention import workflows
-from retention.serving.cli._app import DbOption, app, console, resolve_db
+from retention.serving.cli._app import (
+    DbOption,
+    app,
+    console,
+    open_store,
+    parse_cutoff_option,
+    progress,
+    resolve_db,
+)
 
 __all__ = ["backtest_command", "score_command", "train_command"]
 
@@ -49,8 +57,16 @@ def backtest_command(
     """Fit models on earlier cutoffs, measure them on CUTOFF, write JSON and an HTML report."""
     from retention.serving.report import render_backtest_report
 
-    path = resolve_db(db)
-    result = workflows.backtest(path, cutoff, horizon, models, n_train=n_train, json_path=json_out)
+    request = workflows.BacktestRequest(
+        cutoff=workflows.to_cutoff(cutoff),
+        horizon_days=horizon,
+        models=tuple(m.strip() for m in models.split(",")),
+        n_train=n_train,
+    )
+    with open_store(db, read_only=True) as store:
+        result = workflows.backtest(store, request, progress=progress())
+    if json_out is not None:
+        workflows.write_backtest_json(result, json_out)
     payload = result.to_json_dict()
     table = Table(
         title=(
@@ -93,9 +109,15 @@ def train_command(
     n_train: Annotated[int, typer.Option("--n-train", help="Number of training cutoffs.")] = 3,
 ) -> None:
     """Train a model on the latest complete cutoffs and save a versioned artifact."""
-    rep = workflows.train(
-        resolve_db(db), out, model=model, cutoff=cutoff, horizon_days=horizon, n_train=n_train
+    request = workflows.TrainRequest(
+        out=out,
+        model=model,
+        cutoff=parse_cutoff_option(cutoff),
+        horizon_days=horizon,
+        n_train=n_train,
     )
+    with open_store(db, read_only=False) as store:
+        rep = workflows.train(store, request, progress=progress())
     meta = rep.metadata
     valid = meta.get("metrics", {}).get("valid", {})
     console.print(
@@ -129,7 +151,15 @@ def score_command(
 ) -> None:
     """Write each customer's P(retained), P(alive), expected purchases, CLV and risk band."""
     path = resolve_db(db)
-    rep = workflows.score(path, model, cutoff=cutoff, horizon_days=horizon, out=out, table=table)
+    request = workflows.ScoreRequest(
+        model_path=model,
+        cutoff=parse_cutoff_option(cutoff),
+        horizon_days=horizon,
+        out=out,
+        table=table,
+    )
+    with open_store(path, read_only=False) as store:
+        rep = workflows.score(store, request, progress=progress())
     bands = ", ".join(f"{k} {v:,}" for k, v in rep.bands.items())
     console.print(
         f"scored {len(rep.scores):,} customers at {rep.cutoff:%Y-%m-%d} with model "

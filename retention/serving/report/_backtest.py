@@ -11,11 +11,10 @@ from markupsafe import Markup
 
 from retention._progress import status
 from retention.exceptions import ConfigError, DataError
-from retention.features import cohort_retention
-from retention.models import BacktestResult
 from retention.serving.report import _figures as figs
 from retention.serving.report._render import _environment, render_report
 from retention.serving.report._section import ReportSection
+from retention.workflows import BacktestResult, cohort_retention
 
 __all__ = ["METRIC_COLUMNS", "backtest_sections", "render_backtest_report"]
 
@@ -328,7 +327,7 @@ def render_backtest_report(
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    >>> from retention.models import BacktestResult
+    >>> from retention.workflows import BacktestResult
     >>> rng = np.random.default_rng(0)
     >>> users = pd.Index([f"u{i}" for i in range(200)], name="user_id")
     >>> p = pd.Series(rng.uniform(size=200), index=users)
