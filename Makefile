@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 DEMO_DIR := demo-output
 DEMO_DB := $(DEMO_DIR)/retention.duckdb
 
-.PHONY: demo test install dev lint typecheck unit bench clean
+.PHONY: demo test install dev lint typecheck unit bench clean serve
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ dev: $(VENV)/.dev
 
 demo: install
 	bash examples/demo.sh $(DEMO_DIR)
+
+# The service over the demo store, on loopback: prints a new read key for the dashboard first.
+PORT ?= 8000
+serve: install
+	@test -f $(DEMO_DB) || { echo "no demo store at $(DEMO_DB): run 'make demo' first"; exit 2; }
+	@echo "Dashboard: http://127.0.0.1:$(PORT)/dashboard  (sign in with this read key, shown once):"
+	@$(VENV)/bin/retention apikey create --db $(DEMO_DB) --scope read --name "make serve" 2>/dev/null
+	$(VENV)/bin/retention serve --db $(DEMO_DB) --host 127.0.0.1 --port $(PORT)
 
 lint: dev
 	$(VENV)/bin/ruff check retention tests benchmarks examples

@@ -32,3 +32,6 @@ echo "  report:  $OUT/backtest.html"
 echo "  metrics: $OUT/backtest.json"
 echo "  model:   $OUT/model"
 echo "  scores:  $OUT/scores.csv (and table 'scores' in $DB)"
+echo
+echo "Dashboard and REST API: run 'make serve', then open http://127.0.0.1:8000/dashboard"
+echo "and sign in with the read key it prints (API spec: http://127.0.0.1:8000/openapi.json)."

@@ -69,7 +69,8 @@ def progress_bar(transient: bool = False) -> Iterator[_Bar]:
     """
     columns = (
         SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
+        # descriptions hold file names and ids: shown as written, never read as markup
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -95,7 +96,7 @@ def status(message: str) -> Iterator[None]:
     if not _enabled():
         yield
         return
-    with _console.status(message):
+    with _console.status(Text(message)):
         yield
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["DEFAULT_MIN_TS", "Settings", "get_settings", "parse_min_ts"]
+__all__ = ["DEFAULT_MIN_TS", "Settings", "get_settings", "parse_count", "parse_min_ts"]
 
 #: times before this are quarantined by ingest unless ``RETENTION_MIN_TS`` says otherwise
 DEFAULT_MIN_TS = "1990-01-01"
@@ -32,6 +32,10 @@ class Settings:
     min_ts : datetime or None
         Ingest quarantines times before it as not real (``RETENTION_MIN_TS``, a date such as
         ``1990-01-01``, the default; ``none`` keeps every time).
+    min_customers, min_retained, min_history_days : int or None
+        The least data ``backtest`` and ``train`` learn from (``RETENTION_MIN_CUSTOMERS``,
+        ``RETENTION_MIN_RETAINED``, ``RETENTION_MIN_HISTORY_DAYS``; unset: the measured
+        defaults of ``retention.features.MinData``).
     """
 
     db: Path
@@ -40,6 +44,27 @@ class Settings:
     cache_dir: Path
     seed: int
     min_ts: datetime | None = datetime(1990, 1, 1)
+    min_customers: int | None = None
+    min_retained: int | None = None
+    min_history_days: int | None = None
+
+
+def parse_count(value: str | None, name: str) -> int | None:
+    """``value`` as a whole number >= 0, or None when unset or empty.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is not a whole number >= 0.
+    """
+    from retention.exceptions import ConfigError
+
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ConfigError(f"{name} must be a whole number >= 0, such as 200; got {value!r}.")
+    return int(text)
 
 
 def parse_min_ts(value: str, name: str = "RETENTION_MIN_TS") -> datetime | None:
@@ -82,4 +107,9 @@ def get_settings() -> Settings:
         cache_dir=Path(env.get("RETENTION_CACHE_DIR", Path.home() / ".cache" / "retention")),
         seed=int(env.get("RETENTION_SEED", "0")),
         min_ts=parse_min_ts(env.get("RETENTION_MIN_TS", DEFAULT_MIN_TS)),
+        min_customers=parse_count(env.get("RETENTION_MIN_CUSTOMERS"), "RETENTION_MIN_CUSTOMERS"),
+        min_retained=parse_count(env.get("RETENTION_MIN_RETAINED"), "RETENTION_MIN_RETAINED"),
+        min_history_days=parse_count(
+            env.get("RETENTION_MIN_HISTORY_DAYS"), "RETENTION_MIN_HISTORY_DAYS"
+        ),
     )

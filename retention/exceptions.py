@@ -12,7 +12,9 @@ fix it.
      |    +-- ReadError            a file cannot be read (missing, empty, undecodable)
      |    +-- QuarantineError      --strict and at least one row was quarantined
      |    +-- LeakageError         events at or after a cutoff reached a feature
+     |    +-- InsufficientDataError  too few customers, retained/churned or days to learn from
      +-- ConfigError               a setting, mapping or argument is invalid
+     |    +-- NotFoundError        what was asked for (a customer, a key, a job) is not there
      +-- NotFittedError            a model was used before ``fit``
      +-- ModelError                a model cannot be trained, saved or loaded
      |    +-- IncompatibleModelError  an artifact made by an incompatible version
@@ -33,9 +35,11 @@ __all__ = [
     "ConfigError",
     "DataError",
     "IncompatibleModelError",
+    "InsufficientDataError",
     "LeakageError",
     "ModelError",
     "NotFittedError",
+    "NotFoundError",
     "QuarantineError",
     "ReadError",
     "RetentionError",
@@ -69,8 +73,17 @@ class LeakageError(DataError):
     """Events at or after a cutoff would reach a feature or a model."""
 
 
+class InsufficientDataError(DataError):
+    """Too little data to learn from: too few customers, retained or churned customers at a
+    learning cutoff, or days of history (see ``retention.features.MinData``)."""
+
+
 class ConfigError(RetentionError):
     """A setting, a column mapping or an argument is invalid."""
+
+
+class NotFoundError(ConfigError):
+    """What was asked for (a customer, an API key, a job) is not in the store."""
 
 
 class NotFittedError(RetentionError, ValueError, AttributeError):

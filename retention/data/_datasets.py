@@ -172,6 +172,21 @@ _INFOS: tuple[DatasetInfo, ...] = (
         tables=("events", "items"),
     ),
     DatasetInfo(
+        name="amazon_musical_instruments",
+        title="Amazon Musical Instruments reviews",
+        what="Amazon Musical Instruments 5-core reviews (first 5,050), real dates 2004..2014",
+        rows=5_050,
+        unit="reviews",
+        licence="research use",
+        source="https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html (2014 release)",
+        citation=(
+            "He & McAuley (2016), Ups and downs, WWW; McAuley, Targett, Shi & van den Hengel "
+            "(2015), SIGIR."
+        ),
+        files=("amazon_musical_instruments.csv.gz",),
+        tables=("events",),
+    ),
+    DatasetInfo(
         name="open_bandit_random_all",
         title="Open Bandit Dataset (random/all sample)",
         what="ZOZOTOWN recommendations logged by a uniform-random policy (off-policy evaluation)",
@@ -406,6 +421,16 @@ def _hillstrom() -> list[tuple[str, _Step]]:
     return [("users", users), ("assignments", assignments), ("outcomes", outcomes)]
 
 
+def _events_only(name: str) -> list[tuple[str, _Step]]:
+    """A dataset whose one file maps straight onto ``events`` with its mapping file."""
+    path = dataset_path(name)
+
+    def events(store: Store) -> IngestReport:
+        return ingest(store, path, _mapping(name, "events"), table="events")
+
+    return [("events", events)]
+
+
 def _amazon_beauty() -> list[tuple[str, _Step]]:
     name = "amazon_beauty"
     seq_path = dataset_path(name, "amazon_beauty.txt.gz")
@@ -607,6 +632,7 @@ _LOADERS: dict[str, Callable[[], list[tuple[str, _Step]]]] = {
     "cdnow_sample": lambda: _cdnow("cdnow_sample"),
     "hillstrom": _hillstrom,
     "amazon_beauty": _amazon_beauty,
+    "amazon_musical_instruments": lambda: _events_only("amazon_musical_instruments"),
     "open_bandit_random_all": _open_bandit,
 }
 

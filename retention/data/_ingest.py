@@ -1,14 +1,17 @@
 """Ingest: read, validate, quarantine, deduplicate and append, in one transaction.
 
-Accounting: ``read == loaded + duplicates + quarantined``, where ``quarantined`` counts every
-bad record of this run. The quarantine table keeps one row per (file, line, reason): a record
-that an earlier ingest of the same file (same SHA-256, same table) already quarantined for the
-same reason is counted again but not stored again, so re-ingesting a file adds nothing, bad
-rows included.
+Accounting: ``read == loaded + duplicates + quarantined``, and each count is rows this ingest
+wrote or found stored: ``loaded`` rows appended to the table, ``quarantined`` rows added to the
+quarantine (as many as the quarantine holds for this ``ingest_id``), ``duplicates`` rows already
+stored. Bad rows are idempotent like events: the quarantine keeps one row per (file, line,
+reason), so a bad record that an earlier ingest of the same file (same SHA-256, same table)
+already quarantined for the same reason is not stored again and counts as a duplicate.
+Re-ingesting a file adds nothing, bad rows included.
 
-A file whose every record is quarantined raises :class:`QuarantineError` (unless
+A file whose every record is bad raises :class:`QuarantineError` (unless
 ``allow_all_quarantined``) *after* the ingest is committed: the quarantine rows and the ingest
-log are kept (nothing is lost, and they say what was wrong); no event was loaded.
+log are kept (nothing is lost, and they say what was wrong); no event was loaded. It does so on
+every ingest of such a file, a re-ingest included.
 
 A write that fails on the store's disk (full, read-only, gone) rolls the transaction back and
 raises one-line :class:`StoreError`: the store holds what it held before.
@@ -205,20 +208,20 @@ def _run(
         # would need the stage copied across (about 0.8 s more per 2M rows, doubling its memory).
         with status(f"Reading {label}"):
             sources.append(open_source(con))
-        report = _load(
+        report, all_bad = _load(
             store, sources, spec, mapping, label, limit, floor, strict, digest, started_at, started
         )
     finally:
         for source in reversed(sources):
             source.close(con)
         _restore_settings(con, saved)
-    if report.quarantined and report.quarantined == report.read and not allow_all_quarantined:
-        top = ", ".join(f"{n} {r}" for r, n in list(report.reasons.items())[:3])
+    if all_bad is not None and not allow_all_quarantined:
+        top = ", ".join(f"{n} {r}" for r, n in list(all_bad.items())[:3])
         raise QuarantineError(
             f"All {report.read} rows of {label} were quarantined ({top}), so nothing was "
             f"loaded; the rows and their reasons are kept in the quarantine table (ingest "
-            f"{report.ingest_id}). Fix the file or the mapping, or pass "
-            "allow_all_quarantined=True to accept an ingest that loads nothing."
+            f"{report.ingest_id} or the earlier ingest of the same file). Fix the file or the "
+            "mapping, or pass allow_all_quarantined=True to accept an ingest that loads nothing."
         )
     return report
 
@@ -353,13 +356,16 @@ def _load(
     digest: Callable[[], tuple[str | None, bool]],
     started_at: pd.Timestamp,
     started: float,
-) -> IngestReport:
+) -> tuple[IngestReport, dict[str, int] | None]:
+    """Stage, check and write; the report, and the reasons when every record was bad."""
     con = store.con
     source, plan, stage = _stage(store, sources, spec, mapping, label, limit, floor)
     # the file's hash is ready by now (it is read faster than DuckDB parses it); its reading
-    # also tells whether any byte is NUL, which spares the check in the usual case
+    # also tells whether any byte is NUL, which spares the check in the usual case. The rule
+    # is for text files (CSV, JSON Lines), where a NUL byte is corruption; Parquet files and
+    # frames keep their typed strings as given
     sha256, nul = digest()
-    if nul or source.decoded:
+    if source.text and (nul or source.decoded):
         _quarantine_nul(con, stage, plan)
     row = con.execute(f"SELECT count(*), count(__reason) FROM {stage}").fetchone()
     assert row is not None
@@ -415,7 +421,7 @@ def _load(
         if _write_failure(exc, writing=True):
             raise _store_error(store, exc) from None
         raise
-    return report
+    return report, (reasons if quarantined == read else None)
 
 
 def _write(
@@ -437,9 +443,19 @@ def _write(
     row = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()
     ingest_id = int(row[0]) if row else 1
 
+    known = 0  # bad records already in the quarantine from an earlier ingest of the file
     if quarantined:
         with status(f"Quarantining {quarantined} rows"):
-            _quarantine(con, source, stage, ingest_id, sha256, spec.name)
+            stored = _quarantine(con, source, stage, ingest_id, sha256, spec.name)
+        if stored < quarantined:
+            known, quarantined = quarantined - stored, stored
+            reasons = dict(
+                con.execute(
+                    "SELECT reason, count(*) FROM quarantine WHERE ingest_id = ? "
+                    "GROUP BY 1 ORDER BY 2 DESC, 1",
+                    [ingest_id],
+                ).fetchall()
+            )
 
     with status(f"Appending to {spec.name}"):
         if spec.extra_columns:
@@ -464,7 +480,7 @@ def _write(
                 QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY n.__row) = 1"""
             ).fetchone()
             loaded = int(inserted[0]) if inserted else 0
-    duplicates = staged - bad - loaded
+    duplicates = staged - bad - loaded + known
     con.execute(
         "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -582,9 +598,10 @@ def _quarantine(
     ingest_id: int,
     sha256: str | None,
     table: str,
-) -> None:
+) -> int:
     """Store the bad records with their line and reason, except those an earlier ingest of
-    the same file into the same table already stored with the same line and reason."""
+    the same file into the same table already stored with the same line and reason; returns
+    how many were stored."""
     first = source.first_line
     if source.has_line:
         line = "q.__line"
@@ -616,10 +633,11 @@ def _quarantine(
                 "AND q.source_line IS NOT DISTINCT FROM n.line)"
             )
             params = [sha256, table]
-    con.execute(
+    inserted = con.execute(
         f"INSERT INTO quarantine SELECT {ingest_id}, line, reason, raw FROM ({rows}) n{new}",
         params,
-    )
+    ).fetchall()
+    return int(inserted[0][0]) if inserted else 0
 
 
 def ingest(

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from retention.data._mapping import Mapping
-from retention.exceptions import ReadError
+from retention.exceptions import ReadError, RetentionWarning
 
 __all__ = ["Source", "detect_format", "read_file", "read_frame"]
 
@@ -242,10 +243,13 @@ def _utf16_guess(sample: bytes) -> str | None:
 
 
 def _looks_binary(sample: bytes) -> bool:
-    """Mostly not text: more than 1% (and at least 4) control bytes other than tab, line feed,
-    form feed and carriage return. A NUL here and there is a bad record, not a binary file."""
+    """Not text: NUL bytes, among more than 1% (and at least 8) control bytes other than tab,
+    line feed, form feed and carriage return. A NUL here and there is a bad record, not a
+    binary file (and other control characters are text, as they always were)."""
+    if b"\x00" not in sample:
+        return False
     controls = sum(sample.count(b) for b in range(32) if b not in (9, 10, 12, 13))
-    return controls >= 4 and controls > 0.01 * len(sample)
+    return controls >= 8 and controls > 0.01 * len(sample)
 
 
 def _check_text(path: Path, head: bytes, encoding: str | None = None) -> None:
@@ -488,27 +492,38 @@ def _read_csv(
     cols: dict[str, str] = {}
     skip, header = 0, mapping is None or mapping.header is not False
     delimiter = mapping.delimiter if mapping is not None else None
-    accepted = False
+    accepted = contradicted = False
     for extra in fallbacks:
+        if contradicted and (not extra or "strict_mode = false" in extra):
+            continue  # quoting broke the sniff: reading without it (or leniently) would not do
         attempt = [*opts, *extra, "ignore_errors = true"]
         try:
             lenient, full, cols, sniffed = _sniffed_csv(con, path, attempt, scans, errors)
         except duckdb.Error as exc:
             error = error or exc
+            if "maximum line size" in str(exc).lower():
+                break  # a record too long for any dialect: the others would fail too, slowly
             continue
         at = sniffed[0] if sniffed is not None else 0
         if len(cols) < len(_header_fields(text, at, delimiter)[1]):
             # the header line has more fields than the sniffer found (one column, split on a
             # character that is no delimiter): what it sampled broke its quoting, e.g. an
-            # unterminated quote. Its other answers would read without quotes, so read with
-            # the header's delimiter and RFC 4180 quoting instead
-            break
+            # unterminated quote. Its answers without quotes would split quoted fields, so
+            # after the quoted ones, read with the header's delimiter and RFC 4180 quoting
+            contradicted = True
+            continue
         if sniffed is not None:
             skip, header = sniffed
         accepted = True
         break
     if not accepted:
-        explicit = _explicit_csv(path, text, base, delimiter, header, newline, scans, errors)
+        # the header line's own line ending (a quoted field further on may hold another)
+        end = head.find(b"\n")
+        if end < 0:
+            ending = "\\r" if b"\r" in head else "\\n"
+        else:
+            ending = "\\r\\n" if end and head[end - 1 : end] == b"\r" else "\\n"
+        explicit = _explicit_csv(path, text, base, delimiter, header, ending, scans, errors)
         if explicit is not None:
             lenient, full, cols = explicit
             skip, error = 0, None
@@ -565,7 +580,42 @@ def _read_csv(
     )
     if len(cuts) < MAX_QUOTE_REPAIRS:
         source._repair = lambda c: _repair_quote(c, path, mapping, label, cuts, errors)
+    else:
+        source._repair = lambda c: _warn_runaway(c, label, errors, cuts)
     return source
+
+
+def _runaway(con: duckdb.DuckDBPyConnection, errors: str) -> list[tuple[Any, ...]]:
+    """The first rejected record of ``errors`` whose unterminated quote ran on over lines."""
+    return con.execute(
+        f"""SELECT line, line_byte_position, csv_line FROM {errors}
+        WHERE error_type = 'UNQUOTED VALUE'
+          AND regexp_matches(trim(csv_line, chr(13) || chr(10)), '[\r\n]')
+        ORDER BY line LIMIT 1"""
+    ).fetchall()
+
+
+def _original_line(line: int, cuts: tuple[_Cut, ...]) -> int:
+    """The line of the original file that is ``line`` of the copy made by ``cuts``."""
+    for c in reversed(cuts):
+        line += 1 if line >= c.at else 0
+    return line
+
+
+def _warn_runaway(
+    con: duckdb.DuckDBPyConnection, label: str | Path, errors: str, cuts: tuple[_Cut, ...]
+) -> None:
+    """Past :data:`MAX_QUOTE_REPAIRS`: say that a record runs on, rather than repair it."""
+    row = _runaway(con, errors)
+    if row:
+        warnings.warn(
+            f"{label} has more than {MAX_QUOTE_REPAIRS} unterminated quotes: the record on "
+            f"line {_original_line(int(row[0][0]), cuts)} runs on over the lines after it, "
+            "which are quarantined with it as one record. Fix the quotes in the file (each "
+            'line with an odd number of ") and ingest it again.',
+            RetentionWarning,
+            stacklevel=8,  # the caller of ingest()
+        )
 
 
 def _explicit_csv(
@@ -612,30 +662,25 @@ def _repair_quote(
 ) -> Source | None:
     """A source reading ``path`` without the line of its first runaway unterminated quote (a
     rejected record that ran on over the lines after it), or None when there is none."""
-    row = con.execute(
-        f"""SELECT line, line_byte_position, csv_line FROM {errors}
-        WHERE error_type = 'UNQUOTED VALUE'
-          AND regexp_matches(rtrim(csv_line, chr(13) || chr(10)), '[\\r\\n]')
-        ORDER BY line LIMIT 1"""
-    ).fetchall()
+    row = _runaway(con, errors)
     if not row or row[0][1] is None:
         return None
     line, position, raw = int(row[0][0]), int(row[0][1]), str(row[0][2])
-    copy, cut = _cut_line(path, position)
+    # DuckDB's position is within a byte of the line's start (on the line feed before it, in
+    # CRLF files, whose record text then starts with it): the line is the one holding the
+    # byte after it
+    copy, cut = _cut_line(path, position + 1)
     text = cut.decode("utf-8", errors="replace").rstrip("\r\n")
-    if not text or not raw.replace("\r\n", "\n").startswith(text.replace("\r\n", "\n")):
+    if not text or not raw.lstrip("\r\n").startswith(text):
         copy.unlink(missing_ok=True)
         return None  # not where DuckDB said: leave the record as it was rejected
-    original = line
-    for c in reversed(cuts):
-        original += 1 if original >= c.at else 0
-    done = (*cuts, _Cut(at=line, line=original, raw=text[:10000]))
+    done = (*cuts, _Cut(at=line, line=_original_line(line, cuts), raw=text[:10000]))
     return _read_csv(con, copy, mapping, "utf-8", label=label, cuts=done)
 
 
 def _cut_line(path: Path, position: int) -> tuple[Path, bytes]:
-    """A temporary copy of ``path`` (decompressed) without the line holding byte
-    ``position``; and that line."""
+    """A temporary copy of ``path`` (decompressed) without the line that holds the byte
+    before ``position``; and that line."""
     fd, name = tempfile.mkstemp(prefix="retention-", suffix=".csv")
     opener: Any = gzip.open if _head(path)[1] else open
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Mapping as MappingABC
@@ -161,6 +163,95 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             registry_name VARCHAR, cutoff TIMESTAMP, horizon_days INTEGER,
             created_at TIMESTAMP, metadata JSON)""",
     ),
+    (
+        # service API keys (issue 15, `retention apikey`): a salted hash of each secret, never
+        # the secret itself; revoked keys stay listed
+        """CREATE TABLE IF NOT EXISTS api_keys (
+            key_id VARCHAR PRIMARY KEY, name VARCHAR, scope VARCHAR NOT NULL,
+            salt VARCHAR NOT NULL, key_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+            revoked_at TIMESTAMP, last_used_at TIMESTAMP)""",
+    ),
+    (
+        # experiments (issue 14, `retention experiment`): their design, the first exposure of
+        # each assigned user, the latest analysis, and the uplift measured by segment (what
+        # `retention plan` reads through retention.workflows.measured_uplift)
+        """CREATE TABLE IF NOT EXISTS experiments (
+            experiment_id VARCHAR PRIMARY KEY, name VARCHAR, hypothesis VARCHAR,
+            variants VARCHAR[] NOT NULL, weights DOUBLE[] NOT NULL, control VARCHAR NOT NULL,
+            salt VARCHAR NOT NULL, holdout DOUBLE NOT NULL, stratify_by VARCHAR,
+            metrics VARCHAR[], guardrails VARCHAR[], window_days INTEGER NOT NULL,
+            start_ts TIMESTAMP, status VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS exposures (
+            experiment_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL,
+            exposed_ts TIMESTAMP NOT NULL, source VARCHAR,
+            PRIMARY KEY (experiment_id, user_id))""",
+        """CREATE TABLE IF NOT EXISTS experiment_results (
+            experiment_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, variant VARCHAR NOT NULL,
+            control VARCHAR NOT NULL, kind VARCHAR, n_control BIGINT, n_treatment BIGINT,
+            mean_control DOUBLE, mean_treatment DOUBLE, difference DOUBLE, ci_low DOUBLE,
+            ci_high DOUBLE, p_value DOUBLE, p_value_adjusted DOUBLE, lift DOUBLE,
+            lift_ci_low DOUBLE, lift_ci_high DOUBLE, chance_to_win DOUBLE, expected_loss DOUBLE,
+            covariate VARCHAR, cuped_theta DOUBLE, variance_reduction DOUBLE,
+            sequential BOOLEAN, guardrail VARCHAR, srm_p_value DOUBLE, population VARCHAR,
+            analysed_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS segment_uplift (
+            experiment_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, segment_by VARCHAR NOT NULL,
+            segment VARCHAR NOT NULL, variant VARCHAR NOT NULL, control VARCHAR NOT NULL,
+            n_control BIGINT, n_treatment BIGINT, uplift DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+            p_value DOUBLE, measured_at TIMESTAMP NOT NULL)""",
+    ),
+    (
+        # recommendations (issue 12, `retention recommend --all`): each customer's top k items
+        # at a cutoff, with the reason in words; one model version and cutoff replaced at a time
+        """CREATE TABLE IF NOT EXISTS recommendations (
+            user_id VARCHAR NOT NULL, rank INTEGER NOT NULL, item_id VARCHAR NOT NULL,
+            score DOUBLE, reason VARCHAR, recommender VARCHAR, cutoff TIMESTAMP NOT NULL,
+            model_version VARCHAR NOT NULL, created_at TIMESTAMP)""",
+    ),
+    (
+        # promotions, loyalty and the plan (issue 13, `retention uplift|loyalty|plan`): uplift
+        # models (LightGBM text as JSON, no code) and their scores; the loyalty programme's
+        # points ledger, current tiers, tier history, holdout and runs; the plan, one row per
+        # customer, and the totals of each plan run
+        """CREATE TABLE IF NOT EXISTS uplift_models (
+            model_id VARCHAR PRIMARY KEY, experiment_id VARCHAR, outcome VARCHAR NOT NULL,
+            control VARCHAR NOT NULL, treatments VARCHAR[] NOT NULL, learner VARCHAR NOT NULL,
+            features VARCHAR[], state JSON NOT NULL, sha256 VARCHAR NOT NULL, metrics JSON,
+            cutoff TIMESTAMP, created_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS uplift_scores (
+            user_id VARCHAR NOT NULL, treatment VARCHAR NOT NULL, uplift DOUBLE,
+            outcome_control DOUBLE, model_id VARCHAR NOT NULL, cutoff TIMESTAMP NOT NULL,
+            scored_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS loyalty_ledger (
+            entry_id VARCHAR PRIMARY KEY, program VARCHAR NOT NULL, user_id VARCHAR NOT NULL,
+            ts TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, points BIGINT NOT NULL,
+            balance BIGINT NOT NULL, source_id VARCHAR, created_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS loyalty (
+            program VARCHAR NOT NULL, user_id VARCHAR NOT NULL, tier VARCHAR,
+            previous_tier VARCHAR, movement VARCHAR, score DOUBLE, points BIGINT,
+            expected_cost DOUBLE, holdout BOOLEAN NOT NULL, tier_message VARCHAR,
+            as_of TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, PRIMARY KEY (program, user_id))""",
+        """CREATE TABLE IF NOT EXISTS loyalty_history (
+            run_id VARCHAR NOT NULL, program VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL,
+            user_id VARCHAR NOT NULL, tier VARCHAR, PRIMARY KEY (run_id, user_id))""",
+        """CREATE TABLE IF NOT EXISTS loyalty_holdout (
+            program VARCHAR NOT NULL, user_id VARCHAR NOT NULL, holdout BOOLEAN NOT NULL,
+            share DOUBLE NOT NULL, salt_digest VARCHAR NOT NULL, assigned_at TIMESTAMP,
+            PRIMARY KEY (program, user_id))""",
+        """CREATE TABLE IF NOT EXISTS loyalty_runs (
+            run_id VARCHAR PRIMARY KEY, program VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL,
+            config JSON, summary JSON, created_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS plan (
+            user_id VARCHAR NOT NULL, plan_id VARCHAR NOT NULL, cutoff TIMESTAMP,
+            p_retained DOUBLE, clv DOUBLE, risk_band VARCHAR, reason VARCHAR, tier VARCHAR,
+            tier_message VARCHAR, action VARCHAR NOT NULL, uplift DOUBLE, uplift_source VARCHAR,
+            expected_value DOUBLE, expected_cost DOUBLE, items JSON, why VARCHAR,
+            created_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS plan_runs (
+            plan_id VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, cutoff TIMESTAMP,
+            budget DOUBLE NOT NULL, spent DOUBLE, expected_value DOUBLE, method VARCHAR,
+            gap DOUBLE, offers JSON, totals JSON, notes JSON)""",
+    ),
 )
 #: the schema version this code writes
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -178,6 +269,75 @@ _EVENT_COLUMNS = (
     "rating",
     "text",
 )
+
+
+def _check_duckdb_file(path: Path) -> None:
+    """Refuse an existing file that is not a DuckDB database (a CSV passed as ``--db``): DuckDB
+    would read some as databases of its own, or fail with a message about in-memory databases."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot read store {path} ({exc.strerror or exc}): pass another --db."
+        ) from None
+    if head and head[8:12] != b"DUCK":
+        raise StoreError(
+            f"Cannot open {path} as a store: it is not a DuckDB file, so it was left untouched. "
+            f"Pass the store made by `retention ingest` as --db (a data file is loaded with "
+            f"`retention ingest {path} --db STORE`)."
+        )
+
+
+@functools.cache
+def _declared_tables() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """``(table, ((column, type), ...))`` of every table the migrations declare, in name order
+    (read off a new in-memory database: no list to keep beside ``MIGRATIONS``)."""
+    with duckdb.connect(":memory:") as con:
+        for migration in MIGRATIONS:
+            for step in migration:
+                if callable(step):
+                    step(con)
+                else:
+                    con.execute(step)
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = 'main' AND table_name IN (SELECT table_name FROM "
+            "duckdb_tables() WHERE schema_name = 'main') ORDER BY table_name, column_index"
+        ).fetchall()
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(str(table), []).append((str(column), str(kind)))
+    return tuple((t, tuple(cols)) for t, cols in tables.items())
+
+
+def _read_only_message(path: Path) -> str:
+    """A store (or its folder) the process may not write."""
+    if path.exists():
+        return (
+            f"Store {path} is read-only (permission denied): chmod u+w {path} or pass another --db."
+        )
+    return (
+        f"Cannot create store {path}: its folder {path.parent} is not writable (permission "
+        "denied). Pass a --db in a folder you can write."
+    )
+
+
+def _in_use_message(path: Path, msg: str, read_only: bool) -> str:
+    """Another process holds the file's lock (DuckDB allows one writer and no reader beside it)."""
+    found = re.search(r"PID (\d+)", msg)
+    who = f"another process (PID {found.group(1)})" if found else "another process"
+    if read_only:
+        return (
+            f"Store {path} is being written by {who}, and DuckDB lets no one read it meanwhile: "
+            "wait for that command to finish (or stop it) and try again."
+        )
+    return (
+        f"Store {path} is in use by {who}: wait for that command to finish (or stop it) and "
+        "try again."
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,15 +422,18 @@ class Store:
                     f"No store at {self.path}: ingest data first with "
                     f"`retention ingest FILE --db {self.path}`, or pass the right --db."
                 )
+            if not read_only and self.path.exists() and not os.access(self.path, os.W_OK):
+                raise StoreError(_read_only_message(self.path))
+            _check_duckdb_file(self.path)
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
             msg = str(exc)
-            if "lock" in msg.lower():
-                raise StoreError(
-                    f"Store {self.path} is in use by another process: close it "
-                    "(or open this one read-only) and try again."
-                ) from None
+            # the path itself may hold these words ("/data/locked/x.duckdb"): match DuckDB's
+            if "could not set lock" in msg.lower() or "conflicting lock" in msg.lower():
+                raise StoreError(_in_use_message(self.path, msg, read_only)) from None
+            if msg.lower().endswith("permission denied"):
+                raise StoreError(_read_only_message(self.path)) from None
             raise StoreError(
                 f"Cannot open {self.path} as a DuckDB store ({_first_line(exc)}): pass a "
                 "retention store made by `retention ingest`, or a new file name."
@@ -467,21 +630,46 @@ class Store:
         ConfigError
             ``name`` is not a plain identifier, or an existing table has other columns.
         """
-        columns = TABLE_COLUMNS[like]
-        if not _NAME.match(name):
-            raise ConfigError(f"Table name {name!r} is not a plain identifier; use e.g. {like!r}.")
-        if self.has_table(name):
-            want = [(c, t.replace(" NOT NULL", "")) for c, t in columns]
-            have = self.columns(name)
-            if have != want:
-                raise ConfigError(
-                    f"Table {name!r} of store {self.path} exists with other columns "
-                    f"({', '.join(f'{c} {t}' for c, t in have)}) than a {like} table needs: pass "
-                    "another table name."
-                )
+        if self.check_table_like(name, like):
             return
         self.check_writable(f"create table {name}")
-        self.con.execute(_create_sql(name, columns))
+        self.con.execute(_create_sql(name, TABLE_COLUMNS[like]))
+
+    def check_table_like(self, name: str, like: str) -> bool:
+        """Whether table ``name`` exists, after checking that it can hold rows of ``like``.
+
+        ``name`` must be a plain identifier, and not one of the store's own tables of another
+        shape (``events``, ``models``...; DuckDB matches names case-insensitively): call it
+        before the work whose rows will go there, so that a wrong name fails first.
+
+        Raises
+        ------
+        ConfigError
+            ``name`` is not a plain identifier, or names a table with other columns.
+        """
+        columns = TABLE_COLUMNS[like]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"Table name {name!r} is not a plain identifier; use e.g. {like!r}.")
+        tables = self.tables()
+        found = next((t for t in tables if t.lower() == name.lower()), None)
+        if found is None:
+            return False
+        want = [(c, t.replace(" NOT NULL", "")) for c, t in columns]
+        have = self.columns(found)
+        if have == want:
+            return True
+        declared = _declared_tables()
+        if found.lower() in {t.lower() for t, _ in declared}:
+            own = [t for t, cols in declared if cols != tuple(want)]
+            raise ConfigError(
+                f"Table {name!r} is one of the store's own tables ({', '.join(own)}), not a "
+                f"{like} table: pass another table name, e.g. {like!r} or '{like}_2'."
+            )
+        raise ConfigError(
+            f"Table {name!r} of store {self.path} exists with other columns "
+            f"({', '.join(f'{c} {t}' for c, t in have)}) than a {like} table needs: pass "
+            "another table name."
+        )
 
     def replace_rows(self, table: str, df: pd.DataFrame, where: MappingABC[str, Any]) -> int:
         """Delete the rows of ``table`` matching ``where``, then append ``df``, in one transaction.
@@ -524,6 +712,14 @@ class Store:
             finally:
                 self.con.unregister(view)
         return len(df)
+
+    def replace_table(self, table: str, df: pd.DataFrame) -> int:
+        """Replace every row of ``table`` with ``df``, in one transaction (a table that holds one
+        run only, such as ``plan``). Returns the rows appended."""
+        self._check_table(table)
+        with self.transaction():
+            self.con.execute(f'DELETE FROM "{table}"')
+            return self.replace_rows(table, df, {})
 
     def write_scores(
         self,
@@ -651,6 +847,70 @@ class Store:
             params = params + params
         df = self.con.execute(sql + " ORDER BY cutoff DESC, user_id", params).df()
         return _ns(df)
+
+    def read_rows(
+        self,
+        table: str,
+        *,
+        where: MappingABC[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Rows of any table of the store, filtered by ``column = value`` and paged (what the
+        service reads of tables other stages write: recommendations, the plan).
+
+        Column names are checked against the table (never put into SQL unchecked); values are
+        bound parameters; money comes back as float64.
+
+        Parameters
+        ----------
+        table : str
+        where : mapping of str to value, optional
+            ``column = value`` conditions, all of which must hold.
+        order_by : sequence of str
+            Columns to sort by (then the rest of the row order is DuckDB's).
+        descending : bool
+            Sort ``order_by`` descending.
+        limit, offset : int
+            Paging.
+        """
+        cols = self.columns(table)
+        known = {c for c, _ in cols}
+        unknown = [c for c in [*(where or {}), *order_by] if c not in known]
+        if unknown:
+            raise ConfigError(
+                f"Table {table!r} has no column(s) {', '.join(map(repr, unknown))}; its columns "
+                f"are {', '.join(sorted(known))}."
+            )
+        select = ", ".join(
+            f'CAST("{c}" AS DOUBLE) AS "{c}"' if t.startswith("DECIMAL") else f'"{c}"'
+            for c, t in cols
+        )
+        cond, params = _conditions(**dict(where or {}))
+        sql = f'SELECT {select} FROM "{table}"{cond}'
+        if order_by:
+            way = " DESC" if descending else ""
+            sql += " ORDER BY " + ", ".join(f'"{c}"{way}' for c in order_by)
+        if limit is not None:
+            sql += f" LIMIT {max(0, int(limit))}"
+        if offset:
+            sql += f" OFFSET {max(0, int(offset))}"
+        return _ns(self.con.execute(sql, params).df())
+
+    def count_rows(self, table: str, *, where: MappingABC[str, Any] | None = None) -> int:
+        """How many rows of ``table`` match ``column = value`` conditions."""
+        known = {c for c, _ in self.columns(table)}
+        unknown = [c for c in (where or {}) if c not in known]
+        if unknown:
+            raise ConfigError(
+                f"Table {table!r} has no column(s) {', '.join(map(repr, unknown))}; its columns "
+                f"are {', '.join(sorted(known))}."
+            )
+        cond, params = _conditions(**dict(where or {}))
+        ((n,),) = self.con.execute(f'SELECT count(*) FROM "{table}"{cond}', params).fetchall()
+        return int(n)
 
     def read_reasons(
         self,

@@ -243,6 +243,16 @@ def _sniff_ts_format(con: duckdb.DuckDBPyConnection, view: str, x: str) -> str |
     return _TS_FORMATS[best - 1]
 
 
+def _ts_sample(con: duckdb.DuckDBPyConnection, view: str, x: str) -> tuple[int, int, int]:
+    """Distinct sampled values of ``x``: how many, how many are ISO times, how many numbers."""
+    rows = con.execute(
+        f"SELECT count(v), count(TRY_CAST(v AS TIMESTAMPTZ)), count(TRY_CAST(v AS DOUBLE)) "
+        f"FROM (SELECT DISTINCT nullif(trim(CAST({x} AS VARCHAR)), '') AS v "
+        f"FROM (SELECT * FROM {view} LIMIT {SAMPLE_ROWS}) s) t"
+    ).fetchall()
+    return (int(rows[0][0] or 0), int(rows[0][1] or 0), int(rows[0][2] or 0)) if rows else (0, 0, 0)
+
+
 def _sniff_epoch(con: duckdb.DuckDBPyConnection, view: str, x: str) -> str | None:
     """The epoch unit of a text column of numbers, from the magnitudes of the sampled values.
 
@@ -446,26 +456,32 @@ class _Builder:
         # ISO times: a plain cast, except when a UTC offset follows the time (the plain cast
         # would drop it), which goes through TIMESTAMPTZ (the session time zone is UTC)
         tail = f"substr({v}, 17)"
-        iso = (
+        iso_sql = (
             f"CASE WHEN length({v}) > 19 AND (suffix({v}, 'Z') OR contains({tail}, '+') "
             f"OR contains({tail}, '-')) "
             f"THEN CAST(TRY_CAST({v} AS TIMESTAMPTZ) AS TIMESTAMP) "
             f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
         )
         unit = given
+        iso = False  # every sampled value is an ISO time: nothing to sniff
         if unit is None and self.mapping.ts_format is None:
-            unit = _sniff_epoch(self.con, self.inner(), x)
+            n, n_iso, numbers = _ts_sample(self.con, self.inner(), x)
+            iso = n_iso == n
+            if not iso and numbers >= 0.9 * n:
+                unit = _sniff_epoch(self.con, self.inner(), x)
         if unit is not None:
             # numbers by the column's one unit, anything else as an ISO time; "mixed": no
             # unit reads the column, so its numbers are quarantined (with MIXED_HINT)
             self.epoch[x] = unit
             d = f"TRY_CAST({v} AS DOUBLE)"
             number = "NULL" if unit == "mixed" else _epoch_sql(d, unit)
-            return f"CASE WHEN {d} IS NOT NULL THEN {number} ELSE {iso} END"
-        fmt = self.mapping.ts_format or _sniff_ts_format(self.con, self.inner(), x)
+            return f"CASE WHEN {d} IS NOT NULL THEN {number} ELSE {iso_sql} END"
+        fmt = self.mapping.ts_format
+        if fmt is None and not iso:
+            fmt = _sniff_ts_format(self.con, self.inner(), x)
         if fmt is None:
-            return iso
-        return f"coalesce(try_strptime({v}, {_lit(fmt)}), {iso})"
+            return iso_sql
+        return f"coalesce(try_strptime({v}, {_lit(fmt)}), {iso_sql})"
 
     def check_duplicates(self, resolved: dict[str, tuple[str, str]]) -> None:
         """Refuse a header name given twice that the mapping uses; warn about the others."""
@@ -498,7 +514,7 @@ class _Builder:
                 f"{where}); they are read as {read_as}"
                 + (f", and {', '.join(chosen)} is used." if chosen else ", and none is mapped."),
                 RetentionWarning,
-                stacklevel=5,
+                stacklevel=8,  # the caller of ingest()
             )
 
     # ------------------------------------------------------------------ plan

@@ -44,6 +44,7 @@ _EVENT_WORDS = {
     "carts": "add-to-carts",
     "returns": "returns",
     "reviews": "reviews",
+    "activity": "qualifying events",  # the activity that counts as coming back (retained_by)
 }
 
 
@@ -71,6 +72,12 @@ def _num(x: float, digits: int = 0) -> str:
     if digits == 0 or abs(x) >= 100 or float(x).is_integer():
         return f"{x:,.0f}"
     return f"{x:,.{digits}f}"
+
+
+def _ndays(x: float) -> str:
+    """``"1 day"``, ``"12 days"`` (``_num`` of a number of days)."""
+    text = _num(x)
+    return f"{text} day" if text == "1" else f"{text} days"
 
 
 def _money(x: float, currency: str) -> str:
@@ -106,10 +113,10 @@ def _times(value: float, typical: float, what: str = "the typical customer") -> 
 
 
 def _recency(c: _Ctx) -> str:
-    text = f"no purchase for {_num(c.value)} days"
+    text = f"no purchase for {_ndays(c.value)}"
     gap = c.row.get("gap_mean_days", math.nan)
     if math.isfinite(gap) and gap >= 2 and math.isfinite(c.value):
-        return f"{text}, {c.value / gap:.1f}x their usual gap of {_num(gap)} days"
+        return f"{text}, {c.value / gap:.1f}x their usual gap of {_ndays(gap)}"
     return f"{text} (typical customer: {_num(c.typical)})"
 
 
@@ -120,27 +127,21 @@ def _gap(name: str) -> Callable[[_Ctx], str]:
             days = c.row.get("gap_current_days", math.nan)
             if math.isfinite(mean) and mean >= 2 and math.isfinite(days):
                 return (
-                    f"no purchase for {_num(days)} days, {days / mean:.1f}x their usual gap "
-                    f"of {_num(mean)} days"
+                    f"no purchase for {_ndays(days)}, {days / mean:.1f}x their usual gap "
+                    f"of {_ndays(mean)}"
                 )
-            return f"no purchase for {_num(days)} days and no usual gap yet (one purchase day)"
+            return f"no purchase for {_ndays(days)} and no usual gap yet (one purchase day)"
         if name == "gap_mean_days":
             if not math.isfinite(c.value):
                 return "only one purchase day so far, so no usual rhythm yet"
-            return (
-                f"buys every {_num(c.value)} days on average (typical customer: {_num(c.typical)})"
-            )
+            return f"buys every {_ndays(c.value)} on average (typical customer: {_num(c.typical)})"
         if name == "gap_std_days":
-            return (
-                f"gaps between purchases vary by {_num(c.value)} days (typical: {_num(c.typical)})"
-            )
+            return f"gaps between purchases vary by {_ndays(c.value)} (typical: {_num(c.typical)})"
         if name in {"gap_last_days", "gap_last_vs_mean"}:
             last = c.row.get("gap_last_days", math.nan)
             if math.isfinite(last) and math.isfinite(mean) and mean >= 2:
-                return (
-                    f"last gap between purchases {_num(last)} days, {last / mean:.1f}x their usual"
-                )
-            return f"last gap between purchases {_num(last)} days"
+                return f"last gap between purchases {_ndays(last)}, {last / mean:.1f}x their usual"
+            return f"last gap between purchases {_ndays(last)}"
         return _generic(name)(c)
 
     return f
@@ -198,7 +199,21 @@ def _fixed(fmt: str, kind: str = "count") -> Callable[[_Ctx], str]:
 _TEMPLATES: dict[str, Callable[[_Ctx], str]] = {
     "recency_days": _recency,
     "recency_last_event_days": lambda c: (
-        f"no activity of any kind for {_num(c.value)} days (typical customer: {_num(c.typical)})"
+        f"no activity of any kind for {_ndays(c.value)} (typical customer: {_num(c.typical)})"
+    ),
+    # the activity that counts as coming back when it is not purchases alone (retained_by)
+    "recency_activity_days": lambda c: (
+        f"no qualifying event for {_num(c.value)} days (typical customer: {_num(c.typical)})"
+    ),
+    "frequency_activity_events": _fixed("{v} qualifying events so far"),
+    "frequency_activity_days": _fixed("active on {v} different days"),
+    "tenure_activity_days": _fixed("first active {v} days ago"),
+    "gap_activity_mean_days": _fixed("active every {v} days on average"),
+    "gap_activity_current_vs_mean": _fixed("{v}x their usual gap since last active", "ratio"),
+    "trend_activity_log_ratio": lambda c: (
+        "activity "
+        + ("rising" if c.value > 0 else "falling" if c.value < 0 else "flat")
+        + " over the last 90 days against the 90 before"
     ),
     "frequency_orders": _fixed("{v} orders so far"),
     "frequency_purchase_days": _fixed("bought on {v} different days"),

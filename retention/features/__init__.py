@@ -37,10 +37,20 @@ _LAZY_EXPORTS.update(
         "build_labels": "retention.features._labels",
         "population": "retention.features._labels",
         "backtest_cutoffs": "retention.features._cutoffs",
+        "check_activity": "retention.features._cutoffs",
         "to_cutoff": "retention.features._cutoffs",
         "to_horizon": "retention.features._cutoffs",
         "DataSpan": "retention.features._tables",
         "data_span": "retention.features._tables",
+        "RETAINED_BY_DEFAULT": "retention.features._tables",
+        "describe_retained_by": "retention.features._tables",
+        "to_retained_by": "retention.features._tables",
+        "MIN_CUSTOMERS": "retention.features._min_data",
+        "MIN_RETAINED": "retention.features._min_data",
+        "WARN_FACTORS": "retention.features._min_data",
+        "DataSufficiency": "retention.features._min_data",
+        "MinData": "retention.features._min_data",
+        "check_min_data": "retention.features._min_data",
         "make_frame": "retention.features._builder",
         "training_frames": "retention.features._builder",
     }
@@ -50,7 +60,12 @@ __all__ += list(_LAZY_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from retention.features._aggregates import WINDOWS, build_features  # noqa: F401
     from retention.features._builder import make_frame, training_frames  # noqa: F401
-    from retention.features._cutoffs import backtest_cutoffs, to_cutoff, to_horizon  # noqa: F401
+    from retention.features._cutoffs import (  # noqa: F401
+        backtest_cutoffs,
+        check_activity,
+        to_cutoff,
+        to_horizon,
+    )
     from retention.features._encoder import (  # noqa: F401
         ENCODERS,
         EmbeddingCache,
@@ -59,7 +74,21 @@ if TYPE_CHECKING:  # pragma: no cover
         text_hash,
     )
     from retention.features._labels import build_labels, population  # noqa: F401
-    from retention.features._tables import DataSpan, data_span  # noqa: F401
+    from retention.features._min_data import (  # noqa: F401
+        MIN_CUSTOMERS,
+        MIN_RETAINED,
+        WARN_FACTORS,
+        DataSufficiency,
+        MinData,
+        check_min_data,
+    )
+    from retention.features._tables import (  # noqa: F401
+        RETAINED_BY_DEFAULT,
+        DataSpan,
+        data_span,
+        describe_retained_by,
+        to_retained_by,
+    )
     from retention.features._text import (  # noqa: F401
         TextFeaturizer,
         item_embeddings,

@@ -50,13 +50,23 @@ Columns (all float64, index ``user_id``; NaN where a value is undefined, as note
   ``habit_hour_mean`` and ``habit_hour_std`` (NaN with one order) of the order hour.
 - ``user_*`` from the ``users`` table (see :func:`user_attributes`).
 
+- ``*_activity*`` when the activity that counts as coming back is not purchases alone
+  (``retained_by``, see :func:`retention.features.to_retained_by`), computed on the qualifying
+  events: ``recency_activity_days`` (since the last one), ``frequency_activity_events``,
+  ``frequency_activity_days`` (distinct days), ``tenure_activity_days`` (since the first one),
+  ``w{7,30,90,180,365}d_activity``, ``gap_activity_mean_days`` (between activity days; NaN with
+  one day), ``gap_activity_current_vs_mean`` and ``trend_activity_log_ratio``.
+
 Columns of an event type that does not occur before the cutoff are left out rather than filled
 with zeros; which types occur is decided from events before the cutoff only, so the column set
-itself cannot leak the future.
+itself cannot leak the future. The population is every customer with a qualifying event before
+the cutoff (a purchase by default); with another ``retained_by`` a customer may have no purchase,
+and the purchase columns are then NaN (or 0 for counts), and left out when nobody purchased.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +77,15 @@ import pandas as pd
 from ibis import _
 
 from retention.features._cutoffs import check_cutoff, to_cutoff
-from retention.features._tables import DataSpan, as_backend, events_table, has_table
+from retention.features._tables import (
+    RETAINED_BY_DEFAULT,
+    DataSpan,
+    as_backend,
+    events_table,
+    has_table,
+    qualifying,
+    to_retained_by,
+)
 from retention.features._users import user_attributes
 
 __all__ = ["OPTIONAL_TYPES", "WINDOWS", "build_features"]
@@ -98,16 +116,28 @@ class _Inventory:
     quantity: bool
     items: bool
     ratings: bool
+    purchases: bool = True
+    retained_by: str = RETAINED_BY_DEFAULT
+
+    @property
+    def activity(self) -> bool:
+        """Whether the qualifying activity gets its own columns (it is not purchases alone)."""
+        return self.retained_by != RETAINED_BY_DEFAULT
 
 
-def _inventory(events: ir.Table, cutoff: pd.Timestamp) -> _Inventory:
+def _inventory(
+    events: ir.Table, cutoff: pd.Timestamp, retained_by: str = RETAINED_BY_DEFAULT
+) -> _Inventory:
     """One query: the data's span and which event types and columns occur before the cutoff."""
     before = events.ts < _lit(cutoff)
     purchase = before & (events.event_type == "purchase")
+    counts = qualifying(events, retained_by)
     aggs: dict[str, ir.Scalar] = {
         "first_event": events.ts.min(),
         "last_event": events.ts.max(),
-        "first_purchase": events.ts.min(where=events.event_type == "purchase"),
+        "first_qualifying": events.ts.min(where=counts),
+        "last_qualifying": events.ts.max(where=counts),
+        "n_purchase": events.ts.count(where=purchase),
         "n_events": events.ts.count(),
         "n_amount": events.amount.count(where=purchase),
         "n_quantity": events.quantity.count(where=purchase),
@@ -124,8 +154,10 @@ def _inventory(events: ir.Table, cutoff: pd.Timestamp) -> _Inventory:
     span = DataSpan(
         first_event=stamp(row["first_event"]),
         last_event=stamp(row["last_event"]),
-        first_purchase=stamp(row["first_purchase"]),
+        first_qualifying=stamp(row["first_qualifying"]),
         n_events=int(row["n_events"]),
+        last_qualifying=stamp(row["last_qualifying"]),
+        retained_by=retained_by,
     )
     types = tuple(kind for kind in OPTIONAL_TYPES if int(row[f"n_{kind}"]) > 0)
     return _Inventory(
@@ -135,6 +167,8 @@ def _inventory(events: ir.Table, cutoff: pd.Timestamp) -> _Inventory:
         quantity=int(row["n_quantity"]) > 0,
         items=int(row["n_item"]) > 0,
         ratings=int(row["n_rating"]) > 0 or "review" in types,
+        purchases=int(row["n_purchase"]) > 0,
+        retained_by=retained_by,
     )
 
 
@@ -145,11 +179,12 @@ def _has_categories(backend: Any) -> bool:
 def _aggregate_expr(
     backend: Any, events: ir.Table, cutoff: pd.Timestamp, inv: _Inventory
 ) -> ir.Table:
-    """One row per customer with a purchase before the cutoff: raw counts, cents, times."""
+    """One row per customer with a qualifying event before the cutoff: counts, cents, times."""
     before = events.filter(_.ts < _lit(cutoff)).mutate(
         cents=(_.amount * 100).round(0).cast("int64")
     )
     purch = before.filter(_.event_type == "purchase")
+    population = before.filter(qualifying(before, inv.retained_by)).select("user_id").distinct()
 
     # orders: lines sharing order_id; lines without one form an order per timestamp
     orders = (
@@ -206,7 +241,6 @@ def _aggregate_expr(
     )
 
     # every event of these customers: other event types, items, returns, ratings
-    population = purch.select("user_id").distinct()
     lines = before.semi_join(population, "user_id")
     is_purchase = lines.event_type == "purchase"
     l_aggs: dict[str, ir.Scalar] = {
@@ -231,7 +265,13 @@ def _aggregate_expr(
         l_aggs["rating_n"] = lines.rating.count()
     by_lines = lines.group_by("user_id").aggregate(**l_aggs)
 
-    expr = by_orders.join(by_days, "user_id").join(by_lines, "user_id")
+    if not inv.activity:  # the population is the purchasers: every table has each of them
+        expr = by_orders.join(by_days, "user_id").join(by_lines, "user_id")
+    else:  # by_lines has every customer of the population; purchases may be missing
+        expr = by_lines.join(_activity_expr(before, cutoff, inv), "user_id")
+        if inv.purchases:
+            p_part = by_orders.join(by_days, "user_id").rename(p_user="user_id")
+            expr = expr.left_join(p_part, expr.user_id == p_part.p_user).drop("p_user")
     if inv.items and _has_categories(backend):
         items = backend.table("items")
         items = items.select(
@@ -248,6 +288,88 @@ def _aggregate_expr(
     return expr
 
 
+def _activity_expr(before: ir.Table, cutoff: pd.Timestamp, inv: _Inventory) -> ir.Table:
+    """Per customer: the qualifying events' count, first and last time, windows and day gaps."""
+    act = before.filter(qualifying(before, inv.retained_by))
+    a_aggs: dict[str, ir.Scalar] = {
+        "act_n": act.ts.count(),
+        "act_first": act.ts.min(),
+        "act_last": act.ts.max(),
+        "act_prev90": act.ts.count(
+            where=(act.ts >= _lit(cutoff - pd.Timedelta(days=180)))
+            & (act.ts < _lit(cutoff - pd.Timedelta(days=90)))
+        ),
+    }
+    for days in WINDOWS:
+        a_aggs[f"act_w{days}"] = act.ts.count(
+            where=act.ts >= _lit(cutoff - pd.Timedelta(days=days))
+        )
+    by_events = act.group_by("user_id").aggregate(**a_aggs)
+    days_t = act.select("user_id", day=act.ts.date()).distinct()
+    window = ibis.window(group_by=days_t.user_id, order_by=days_t.day)
+    days_t = days_t.mutate(gap=days_t.day.delta(days_t.day.lag().over(window), unit="day"))
+    gap = days_t.gap.cast("int64")
+    by_days = days_t.group_by("user_id").aggregate(
+        act_days=days_t.day.count(),
+        act_last_day=days_t.day.max(),
+        act_n_gaps=gap.count(),
+        act_gap_sum=gap.sum(),
+    )
+    return by_events.join(by_days, "user_id")
+
+
+def _activity_features(r: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, Any]:
+    """The ``*_activity*`` columns from :func:`_activity_expr`'s raw values."""
+    out: dict[str, Any] = {}
+    out["recency_activity_days"] = _days(cutoff - _dates(r["act_last"]))
+    out["frequency_activity_events"] = r["act_n"].astype("float64")
+    out["frequency_activity_days"] = r["act_days"].astype("float64")
+    out["tenure_activity_days"] = _days(cutoff - _dates(r["act_first"]))
+    for days in WINDOWS:
+        out[f"w{days}d_activity"] = r[f"act_w{days}"].astype("float64")
+    n_gaps = r["act_n_gaps"].astype("float64")
+    mean = (r["act_gap_sum"].astype("float64") / n_gaps).where(n_gaps >= 1)
+    out["gap_activity_mean_days"] = mean
+    current = _days(cutoff.normalize() - _dates(r["act_last_day"]))
+    out["gap_activity_current_vs_mean"] = current / mean.where(mean > 0)
+    last90 = r["act_w90"].astype("float64")
+    out["trend_activity_log_ratio"] = np.log1p(last90) - np.log1p(r["act_prev90"].astype("float64"))
+    return out
+
+
+#: raw purchase values of the engine (orders and purchase days), when purchases exist
+_PURCHASE_RAW = (
+    "first_purchase",
+    "last_purchase",
+    "hour_sum",
+    "hour_sq",
+    "first_day",
+    "last_day",
+    "gap_sum",
+    "gap_sq",
+    "last_gap",
+)
+#: columns that describe other event types than purchases: all that is kept without purchases
+_NOT_PURCHASE = re.compile(
+    r"^(recency_last_event_days|tenure_first_event_days|frequency_(views|carts)|"
+    r"w\d+d_(views|carts|returns|reviews)|returns_count|reviews_.*|.*activity.*)$"
+)
+#: purchase counts that are 0, not unknown, for a customer of the population without purchases
+_PURCHASE_COUNTS = (
+    "n_lines",
+    "n_orders",
+    "n_days",
+    "n_gaps",
+    "weekend",
+    "night",
+    "morning",
+    "afternoon",
+    "evening",
+    "prev90_orders",
+    *(f"w{days}_orders" for days in WINDOWS),
+)
+
+
 def _days(delta: pd.Series) -> pd.Series:
     return delta / _DAY  # type: ignore[operator]  # pandas-stubs lacks Series / Timedelta
 
@@ -260,6 +382,14 @@ def _derive(raw: pd.DataFrame, cutoff: pd.Timestamp, inv: _Inventory) -> pd.Data
     """Finish the features in pandas from the engine's per-customer counts and times."""
     r = raw
     out: dict[str, Any] = {}  # column -> pd.Series (numpy ufuncs keep the index)
+    if inv.activity:
+        out.update(_activity_features(r, cutoff))
+        r = r.copy()
+        for col in _PURCHASE_RAW:  # absent when nobody purchased before the cutoff
+            if col not in r:
+                r[col] = np.nan
+        for col in _PURCHASE_COUNTS:
+            r[col] = r[col].astype("float64").fillna(0.0) if col in r else 0.0
     first_purchase = _dates(r["first_purchase"])
     last_purchase = _dates(r["last_purchase"])
     n_orders = r["n_orders"].astype("float64")
@@ -337,7 +467,8 @@ def _derive(raw: pd.DataFrame, cutoff: pd.Timestamp, inv: _Inventory) -> pd.Data
     if "return" in inv.types:
         n_returns = r["n_return"].astype("float64")
         out["returns_count"] = n_returns
-        out["returns_rate"] = n_returns / r["n_lines"].astype("float64")
+        n_lines = r["n_lines"].astype("float64")
+        out["returns_rate"] = n_returns / n_lines.where(n_lines > 0)
         if inv.money:
             returned = cents("return_cents")
             paid = cents("cents_sum")
@@ -365,6 +496,8 @@ def _derive(raw: pd.DataFrame, cutoff: pd.Timestamp, inv: _Inventory) -> pd.Data
     out["habit_hour_std"] = np.sqrt(hour_var.clip(lower=0.0))
 
     frame = pd.DataFrame(out)
+    if not inv.purchases:  # nobody purchased before the cutoff: no purchase columns
+        frame = frame[[c for c in frame.columns if _NOT_PURCHASE.match(c)]]
     return frame.astype("float64")
 
 
@@ -375,12 +508,13 @@ def compute_features(
     users_table: bool = True,
     countries: list[str] | None = None,
     n_countries: int = 0,
+    retained_by: Any = RETAINED_BY_DEFAULT,
 ) -> tuple[pd.DataFrame, list[str]]:
     """:func:`build_features`, also returning the countries that got a one-hot column."""
     backend = as_backend(backend)
     cutoff = to_cutoff(cutoff)
     events = events_table(backend)
-    inv = _inventory(events, cutoff)
+    inv = _inventory(events, cutoff, to_retained_by(retained_by))
     check_cutoff(inv.span, cutoff)
     raw = _aggregate_expr(backend, events, cutoff, inv).to_pandas()
     raw.index = pd.Index(raw.pop("user_id").astype(str), name="user_id", dtype="str")
@@ -389,7 +523,7 @@ def compute_features(
     chosen: list[str] = []
     if users_table and has_table(backend, "users"):
         population = events.filter(
-            (events.ts < _lit(cutoff)) & (events.event_type == "purchase")
+            (events.ts < _lit(cutoff)) & qualifying(events, inv.retained_by)
         ).select("user_id")
         attrs, chosen = user_attributes(
             backend,
@@ -411,8 +545,9 @@ def build_features(
     users_table: bool = True,
     countries: list[str] | None = None,
     n_countries: int = 0,
+    retained_by: Any = RETAINED_BY_DEFAULT,
 ) -> pd.DataFrame:
-    """Point-in-time features of every customer with a purchase before ``cutoff``.
+    """Point-in-time features of every customer with a qualifying event before ``cutoff``.
 
     Defined once in Ibis; runs on DuckDB (the store) and on Spark. Only events with
     ``ts < cutoff`` are read, so events at or after the cutoff cannot change any value or column.
@@ -434,6 +569,10 @@ def build_features(
         How many countries get a one-hot column when ``countries`` is not given (by default
         none: the country is frequency-encoded as ``user_country_freq`` only, a column every
         cutoff has).
+    retained_by : str or sequence of str, default "purchase"
+        The activity that counts as coming back (:func:`retention.features.to_retained_by`): it
+        decides the population; features still use every event type, and another activity than
+        purchases gets its own ``*_activity*`` columns.
 
     Returns
     -------
@@ -445,7 +584,7 @@ def build_features(
     Raises
     ------
     DataError
-        No events, the cutoff is after the last event, or no purchase lies before it.
+        No events, the cutoff is after the last event, or no qualifying event lies before it.
     SchemaError
         The ``events`` table is missing or lacks ``user_id``, ``ts`` or ``event_type``.
 
@@ -468,5 +607,6 @@ def build_features(
         users_table=users_table,
         countries=countries,
         n_countries=n_countries,
+        retained_by=retained_by,
     )
     return features

@@ -20,7 +20,16 @@ from retention.features._aggregates import compute_features
 from retention.features._cutoffs import backtest_cutoffs, check_cutoff, to_cutoff, to_horizon
 from retention.features._frame import CutoffFrame
 from retention.features._labels import build_labels
-from retention.features._tables import EVENT_COLUMNS, as_backend, data_span, events_table, has_table
+from retention.features._tables import (
+    EVENT_COLUMNS,
+    RETAINED_BY_DEFAULT,
+    as_backend,
+    data_span,
+    events_table,
+    has_table,
+    qualifying,
+    to_retained_by,
+)
 
 __all__ = ["make_frame", "training_frames"]
 
@@ -43,14 +52,20 @@ def _tidy_events(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
 
 
-def _history(source: Any, backend: Any, cutoff: pd.Timestamp, users: pd.Index) -> pd.DataFrame:
-    """Events of ``users`` strictly before the cutoff, sorted by user and time."""
+def _history(
+    source: Any,
+    backend: Any,
+    cutoff: pd.Timestamp,
+    users: pd.Index,
+    retained_by: str = RETAINED_BY_DEFAULT,
+) -> pd.DataFrame:
+    """Events of ``users`` strictly before the cutoff (every type), sorted by user and time."""
     if hasattr(source, "events_df") and callable(source.events_df):
         df = source.events_df(before=cutoff, users=list(users))
     else:
         events = events_table(backend)
         before = events.filter(_.ts < _lit(cutoff))
-        buyers = before.filter(_.event_type == "purchase").select("user_id").distinct()
+        buyers = before.filter(qualifying(before, retained_by)).select("user_id").distinct()
         df = (
             before.semi_join(buyers, "user_id")
             .mutate(amount=_.amount.cast("float64"))
@@ -78,6 +93,7 @@ def make_frame(
     *,
     with_label: bool = True,
     countries: list[str] | None = None,
+    retained_by: Any = RETAINED_BY_DEFAULT,
 ) -> CutoffFrame:
     """The :class:`CutoffFrame` of one cutoff: features, label, history and items.
 
@@ -93,6 +109,10 @@ def make_frame(
         Compute the label; False when the future is not known yet (scoring).
     countries : list of str, optional
         Countries with a one-hot ``user_country_*`` column (see :func:`build_features`).
+    retained_by : str or sequence of str, default "purchase"
+        The activity that counts as coming back (:func:`retention.features.to_retained_by`):
+        the population, the label and what BTYD models count follow it; the features and
+        ``events`` keep every event type.
 
     Returns
     -------
@@ -124,10 +144,13 @@ def make_frame(
     backend = as_backend(source)
     cutoff = to_cutoff(cutoff)
     horizon = to_horizon(horizon_days)
-    features, _chosen = compute_features(backend, cutoff, countries=countries)
+    retained_by = to_retained_by(retained_by)
+    features, _chosen = compute_features(
+        backend, cutoff, countries=countries, retained_by=retained_by
+    )
     label = None
     if with_label:
-        label = build_labels(backend, cutoff, horizon)
+        label = build_labels(backend, cutoff, horizon, retained_by=retained_by)
         if not label.index.equals(features.index):  # both are the population, sorted
             raise DataError(
                 f"the labels at cutoff {cutoff:%Y-%m-%d} cover {len(label)} customers but the "
@@ -138,8 +161,9 @@ def make_frame(
         horizon_days=horizon,
         features=features,
         label=label,
-        events=_history(source, backend, cutoff, features.index),
+        events=_history(source, backend, cutoff, features.index, retained_by),
         items=_items(backend),
+        retained_by=retained_by,
     )
 
 
@@ -151,6 +175,7 @@ def training_frames(
     step_days: int | None = None,
     *,
     test_label: bool = True,
+    retained_by: Any = RETAINED_BY_DEFAULT,
 ) -> tuple[list[CutoffFrame], CutoffFrame, CutoffFrame]:
     """The frames of a backtest at ``test_cutoff``: train, validation and test.
 
@@ -174,6 +199,8 @@ def training_frames(
         Days between training cutoffs (default ``max(horizon // 3, 1)``).
     test_label : bool, default True
         Label the test frame; False to score a cutoff whose future is not known yet.
+    retained_by : str or sequence of str, default "purchase"
+        The activity that counts as coming back, for every frame (see :func:`make_frame`).
 
     Returns
     -------
@@ -192,7 +219,8 @@ def training_frames(
     backend = as_backend(source)
     test = to_cutoff(test_cutoff)
     horizon = to_horizon(horizon_days)
-    span = data_span(backend)
+    retained_by = to_retained_by(retained_by)
+    span = data_span(backend, retained_by)
     check_cutoff(span, test)
     train_cutoffs, valid_cutoff = backtest_cutoffs(test, horizon, n_train, step_days, span=span)
     window = pd.Timedelta(days=horizon)
@@ -205,7 +233,7 @@ def training_frames(
             )
     plan = [(c, True) for c in [*train_cutoffs, valid_cutoff]] + [(test, test_label)]
     frames = [
-        make_frame(source, cutoff, horizon, with_label=labelled)
+        make_frame(source, cutoff, horizon, with_label=labelled, retained_by=retained_by)
         for cutoff, labelled in track(plan, "building features", total=len(plan))
     ]
     columns = list(frames[-1].features.columns)

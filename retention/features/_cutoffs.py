@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from retention.exceptions import ConfigError, DataError
-from retention.features._tables import DataSpan
+from retention.features._tables import RETAINED_BY_DEFAULT, DataSpan, describe_retained_by
 
 __all__ = [
     "backtest_cutoffs",
+    "check_activity",
     "check_cutoff",
     "check_label_window",
     "to_cutoff",
@@ -97,13 +98,57 @@ def to_horizon(value: Any, name: str = "horizon_days") -> int:
     return days
 
 
+def _days(n: int) -> str:
+    """``"1 day"``, ``"90 days"``."""
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def _no_activity_message(span: DataSpan) -> str:
+    """What to do when no event of the qualifying types exists (names the CLI flags)."""
+    held = span.describe_types() or "no event types"
+    if span.retained_by == RETAINED_BY_DEFAULT:
+        others = [t for t, _n in span.types if t != RETAINED_BY_DEFAULT]
+        example = others[0] if others else "review"
+        return (
+            f"the events ({span.describe()}) hold no event of type 'purchase' (they hold "
+            f"{held}). Name the activity that counts as coming back: retained_by="
+            f"'{example}' (`--retained-by {example}`, or `--retained-by any`), or map your "
+            "order events to 'purchase' at ingest: `retention ingest FILE --event-type "
+            "SOURCE=purchase` (repeatable), or an [event_types] table in the --mapping file."
+        )
+    return (
+        f"the events ({span.describe()}) hold no event that counts as coming back with "
+        f"retained_by={span.retained_by!r} (they hold {held}). Pass event types the store "
+        "holds (`--retained-by TYPE,...`) or `--retained-by any`."
+    )
+
+
+def check_activity(span: DataSpan) -> pd.Timestamp:
+    """The last qualifying event (a purchase by default), or a clear error when there is none.
+
+    Raises
+    ------
+    DataError
+        There are no events, or none counts as coming back with ``span.retained_by``: the
+        message says which event types the store holds and names ``--retained-by``.
+    """
+    if span.last_event is None:
+        raise DataError(
+            "the events table is empty; ingest events first (`retention ingest FILE --db DB`)."
+        )
+    if span.last_qualifying is None:
+        raise DataError(_no_activity_message(span))
+    return span.last_qualifying
+
+
 def check_cutoff(span: DataSpan, cutoff: pd.Timestamp) -> None:
     """Fail clearly when no features can be built at ``cutoff``.
 
     Raises
     ------
     DataError
-        There are no events, the cutoff is after the last event, or no purchase lies before it.
+        There are no events, the cutoff is after the last event, or no qualifying event (a
+        purchase by default: ``span.retained_by``) lies before it.
     """
     if span.last_event is None or span.first_event is None:
         raise DataError(
@@ -114,16 +159,14 @@ def check_cutoff(span: DataSpan, cutoff: pd.Timestamp) -> None:
             f"cutoff {cutoff:%Y-%m-%d} is after the last event ({span.last_event}); the data "
             f"spans {span.describe()}. Pick a cutoff on or before {span.last_event:%Y-%m-%d}."
         )
-    if span.first_purchase is None:
+    if span.first_qualifying is None:
+        raise DataError(_no_activity_message(span))
+    if cutoff <= span.first_qualifying:
+        what = describe_retained_by(span.retained_by)
+        first = "purchase" if span.retained_by == RETAINED_BY_DEFAULT else "qualifying event"
         raise DataError(
-            f"the events ({span.describe()}) hold no event of type 'purchase'; map your order "
-            "events to 'purchase' at ingest: `retention ingest FILE --event-type SOURCE=purchase` "
-            "(repeatable), or an [event_types] table in the --mapping file."
-        )
-    if cutoff <= span.first_purchase:
-        raise DataError(
-            f"no customer has a purchase before cutoff {cutoff:%Y-%m-%d}: the first purchase is "
-            f"at {span.first_purchase} (data spans {span.describe()}). Pick a later cutoff."
+            f"no customer has {what} before cutoff {cutoff:%Y-%m-%d}: the first {first} is "
+            f"at {span.first_qualifying} (data spans {span.describe()}). Pick a later cutoff."
         )
 
 
@@ -143,11 +186,11 @@ def check_label_window(span: DataSpan, cutoff: pd.Timestamp, horizon_days: int) 
     end = cutoff + pd.Timedelta(days=horizon_days)
     if end > data_end:
         latest = data_end - pd.Timedelta(days=horizon_days)
+        room = max((data_end - cutoff).days, 1)  # check_cutoff: the cutoff is in the data
         raise DataError(
             f"the label window [{cutoff:%Y-%m-%d}, {end:%Y-%m-%d}) runs past the data, which "
             f"ends on {span.last_event:%Y-%m-%d}: labels would be incomplete. Pick a cutoff on "
-            f"or before {latest:%Y-%m-%d} or a horizon of at most "
-            f"{max((data_end - cutoff).days, 0)} days."
+            f"or before {latest:%Y-%m-%d} or a horizon of at most {_days(room)}."
         )
 
 
@@ -176,7 +219,8 @@ def backtest_cutoffs(
         Days between training cutoffs; default ``max(horizon // 3, 1)``.
     span : DataSpan, optional
         The data's span (:func:`retention.features.data_span`). When given, training cutoffs
-        with no purchase before them are dropped, and an error names the span when none remain.
+        with no qualifying event (a purchase by default) before them are dropped, and an error
+        names the span when none remain.
 
     Returns
     -------
@@ -207,17 +251,22 @@ def backtest_cutoffs(
     valid = test - pd.Timedelta(days=horizon)
     train = [valid - pd.Timedelta(days=k * step) for k in range(int(n_train), 0, -1)]
     if span is not None:
-        first = span.first_purchase
-        if first is None or valid <= first:
+        check_cutoff(span, test)  # name the cutoff asked for, not a training cutoff before it
+        first = span.first_qualifying
+        if first is None:
+            raise DataError(_no_activity_message(span))
+        what = describe_retained_by(span.retained_by)
+        if valid <= first:
             raise DataError(
                 f"the validation cutoff {valid:%Y-%m-%d} (test cutoff {test:%Y-%m-%d} minus "
-                f"{horizon} days) has no purchase before it: the data spans {span.describe()}. "
-                "Pick a later test cutoff or a shorter horizon."
+                f"{_days(horizon)}) has no {what.split(' ', 1)[1]} before it: the data spans "
+                f"{span.describe()}. Pick a later test cutoff or a shorter horizon."
             )
         train = [c for c in train if c > first]
         if not train:
             raise DataError(
-                f"no training cutoff has purchase history: the data spans {span.describe()} and "
+                f"no training cutoff has history ({what} before it): the data spans "
+                f"{span.describe()} and "
                 f"the latest training cutoff would be {valid - pd.Timedelta(days=step):%Y-%m-%d}. "
                 "Pick a later test cutoff, a shorter horizon or a smaller step_days."
             )

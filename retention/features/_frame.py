@@ -40,6 +40,10 @@ class CutoffFrame:
         The ``items`` side table (``item_id``, ``title``, ``description``, ``category``, ``price``).
     extra : dict
         Anything a stage adds for later stages (for example text embeddings), keyed by name.
+    retained_by : str
+        The activity that counts as coming back (``"purchase"``, ``"any"`` or event types
+        joined by commas; :func:`retention.features.to_retained_by`): the population and the
+        label follow it, and so do the BTYD models (:meth:`qualifying_events`).
     """
 
     cutoff: pd.Timestamp
@@ -49,6 +53,7 @@ class CutoffFrame:
     events: pd.DataFrame
     items: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    retained_by: str = "purchase"
 
     @property
     def users(self) -> pd.Index:
@@ -57,3 +62,20 @@ class CutoffFrame:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def qualifying_events(self) -> pd.DataFrame:
+        """The events that count as coming back (``retained_by``): what purchase-counting models
+        (BTYD) take as this frame's transactions. Only purchases keep their ``amount`` (a review
+        or a return is not spend)."""
+        events = self.events
+        if "event_type" not in events.columns:
+            return events
+        kind = events["event_type"].astype(str)
+        if self.retained_by == "any":
+            keep = pd.Series(True, index=events.index)
+        else:
+            keep = kind.isin(self.retained_by.split(","))
+        out = events[keep.to_numpy()]
+        if "amount" in out.columns and self.retained_by != "purchase":
+            out = out.assign(amount=out["amount"].where(kind[keep.to_numpy()] == "purchase"))
+        return out

@@ -1,7 +1,14 @@
 """The population at a cutoff and its retention label.
 
-- population: every customer with a purchase before the cutoff (``ts < cutoff``);
-- label: 1 when the customer purchases at least once in ``[cutoff, cutoff + horizon)``, else 0.
+What counts as coming back is the shop's choice, ``retained_by`` (:func:`to_retained_by`):
+``"purchase"`` by default, ``"any"`` event, or a list of event types (``"review"``,
+``"view,cart"``). With ``Q`` the qualifying events:
+
+- population: every customer with an event of ``Q`` before the cutoff (``ts < cutoff``);
+- label: 1 when the customer has at least one event of ``Q`` in ``[cutoff, cutoff + horizon)``,
+  else 0.
+
+The features of these customers still use every event type present.
 """
 
 from __future__ import annotations
@@ -13,7 +20,14 @@ import pandas as pd
 from ibis import _
 
 from retention.features._cutoffs import check_cutoff, check_label_window, to_cutoff, to_horizon
-from retention.features._tables import as_backend, data_span, events_table
+from retention.features._tables import (
+    RETAINED_BY_DEFAULT,
+    as_backend,
+    data_span,
+    events_table,
+    qualifying,
+    to_retained_by,
+)
 
 __all__ = ["build_labels", "population"]
 
@@ -26,8 +40,8 @@ def _user_index(values: pd.Series) -> pd.Index:
     return pd.Index(values.astype(str), name="user_id", dtype="str").sort_values()
 
 
-def population(backend: Any, cutoff: Any) -> pd.Index:
-    """The customers with a purchase before ``cutoff``, sorted: the rows of every frame.
+def population(backend: Any, cutoff: Any, *, retained_by: Any = RETAINED_BY_DEFAULT) -> pd.Index:
+    """The customers with a qualifying event before ``cutoff``, sorted: the rows of every frame.
 
     Parameters
     ----------
@@ -35,6 +49,8 @@ def population(backend: Any, cutoff: Any) -> pd.Index:
         Holds the ``events`` table.
     cutoff : str or pd.Timestamp
         Only events with ``ts < cutoff`` count.
+    retained_by : str or sequence of str, default "purchase"
+        The activity that counts as coming back (:func:`to_retained_by`).
 
     Returns
     -------
@@ -44,14 +60,15 @@ def population(backend: Any, cutoff: Any) -> pd.Index:
     Raises
     ------
     DataError
-        No events, the cutoff is after the last event, or no purchase lies before it.
+        No events, the cutoff is after the last event, or no qualifying event lies before it.
     """
     backend = as_backend(backend)
     cutoff = to_cutoff(cutoff)
-    check_cutoff(data_span(backend), cutoff)
+    retained_by = to_retained_by(retained_by)
+    check_cutoff(data_span(backend, retained_by), cutoff)
     events = events_table(backend)
     users = (
-        events.filter((_.ts < _lit(cutoff)) & (_.event_type == "purchase"))
+        events.filter((_.ts < _lit(cutoff)) & qualifying(events, retained_by))
         .select("user_id")
         .distinct()
         .to_pandas()
@@ -59,17 +76,22 @@ def population(backend: Any, cutoff: Any) -> pd.Index:
     return _user_index(users["user_id"])
 
 
-def build_labels(backend: Any, cutoff: Any, horizon_days: int) -> pd.Series:
-    """1 for each customer of the population who purchases in ``[cutoff, cutoff + horizon)``.
+def build_labels(
+    backend: Any, cutoff: Any, horizon_days: int, *, retained_by: Any = RETAINED_BY_DEFAULT
+) -> pd.Series:
+    """1 for each customer of the population who comes back in ``[cutoff, cutoff + horizon)``.
 
     Parameters
     ----------
     backend : Ibis backend or retention.data.Store
         Holds the ``events`` table.
     cutoff : str or pd.Timestamp
-        Start of the label window; the population purchased before it.
+        Start of the label window; the population has a qualifying event before it.
     horizon_days : int
         Length of the label window in days.
+    retained_by : str or sequence of str, default "purchase"
+        The activity that counts as coming back (:func:`to_retained_by`): the same for the
+        population and the label.
 
     Returns
     -------
@@ -79,7 +101,7 @@ def build_labels(backend: Any, cutoff: Any, horizon_days: int) -> pd.Series:
     Raises
     ------
     ConfigError
-        ``horizon_days`` is not a positive whole number.
+        ``horizon_days`` is not a positive whole number, or ``retained_by`` is malformed.
     DataError
         The cutoff is unusable (see :func:`population`) or the label window runs past the data.
 
@@ -88,21 +110,25 @@ def build_labels(backend: Any, cutoff: Any, horizon_days: int) -> pd.Series:
     >>> import ibis, pandas as pd
     >>> con = ibis.duckdb.connect()
     >>> events = pd.DataFrame({
-    ...     "user_id": ["a", "a", "b"], "event_type": ["purchase"] * 3,
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-15", "2024-01-05"])})
+    ...     "user_id": ["a", "a", "b", "b"],
+    ...     "event_type": ["purchase", "purchase", "purchase", "view"],
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-15", "2024-01-05", "2024-01-12"])})
     >>> _ = con.create_table("events", events)
     >>> build_labels(con, "2024-01-10", 6).to_dict()
     {'a': 1, 'b': 0}
+    >>> build_labels(con, "2024-01-10", 6, retained_by="any").to_dict()
+    {'a': 1, 'b': 1}
     """
     backend = as_backend(backend)
     cutoff = to_cutoff(cutoff)
     horizon = to_horizon(horizon_days)
-    check_label_window(data_span(backend), cutoff, horizon)
+    retained_by = to_retained_by(retained_by)
+    check_label_window(data_span(backend, retained_by), cutoff, horizon)
     events = events_table(backend)
     end = cutoff + pd.Timedelta(days=horizon)
     start = _lit(cutoff)
     counts = (
-        events.filter((_.event_type == "purchase") & (_.ts < _lit(end)))
+        events.filter(qualifying(events, retained_by) & (_.ts < _lit(end)))
         .group_by("user_id")
         .aggregate(past=_.ts.count(where=_.ts < start), future=_.ts.count(where=_.ts >= start))
         .filter(_.past > 0)

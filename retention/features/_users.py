@@ -16,7 +16,12 @@ import pandas as pd
 
 from retention.exceptions import SchemaError
 
-__all__ = ["slug", "user_attributes"]
+__all__ = ["BOOKKEEPING_COLUMNS", "slug", "user_attributes"]
+
+#: columns the store keeps for its own bookkeeping (which ingest wrote the row, when): never
+#: features, since they describe how the data was loaded, not the customer (a model trained on
+#: them fails or misleads on a store loaded another way)
+BOOKKEEPING_COLUMNS: frozenset[str] = frozenset({"user_id", "ingest_id", "event_id"})
 
 _DAY = pd.Timedelta(days=1)
 #: a string column with more distinct values than this (and than half the rows) looks like an id
@@ -57,7 +62,8 @@ def user_attributes(
       ``user_<col>_freq`` (frequency encoding over the population).
 
     A column that is NaN for the whole population (no user rows, an empty attribute) is left
-    out.
+    out, and so are the store's bookkeeping columns (:data:`BOOKKEEPING_COLUMNS`, such as
+    ``ingest_id``, and any column whose name starts with ``_``).
 
     Parameters
     ----------
@@ -98,6 +104,8 @@ def user_attributes(
     out: dict[str, pd.Series] = {}
     chosen: list[str] = []
     for column in df.columns:
+        if str(column) in BOOKKEEPING_COLUMNS or str(column).startswith("_"):
+            continue
         values = df[column]
         dtype = schema[column]
         if column == "signup_ts" and (dtype.is_timestamp() or dtype.is_date()):

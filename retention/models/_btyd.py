@@ -77,6 +77,7 @@ __all__ = [
     "MIN_REPEAT_CUSTOMERS",
     "BetaGeo",
     "GammaGamma",
+    "ModifiedBetaGeo",
     "ParetoNBD",
     "discounted_expected_purchases",
     "rfm_summary",
@@ -372,12 +373,20 @@ _NO_DROPOUT = (
 )
 _BG_NO_DROP = "the dropout probabilities Beta(a, b) collapse to 0: " + _NO_DROPOUT
 _PARETO_NO_DROP = "the dropout rates Gamma(s, beta) collapse to 0: " + _NO_DROPOUT
+_MBG_NO_DROP = (
+    "the dropout probabilities Beta(a, b) collapse to 0: nobody seems to drop out, so the model "
+    "is the NBD and P(alive) is 1 for almost everyone"
+)
 #: (model, parameter, "lower" or "upper") -> what a parameter at that bound means
 _BOUND_MEANING: dict[tuple[str, str, str], str] = {
     ("BG/NBD", "a", "lower"): _BG_NO_DROP,
     ("BG/NBD", "b", "upper"): _BG_NO_DROP,
     ("BG/NBD", "a", "upper"): "customers drop out right after almost every purchase",
     ("BG/NBD", "b", "lower"): "customers drop out right after almost every purchase",
+    ("MBG/NBD", "a", "lower"): _MBG_NO_DROP,
+    ("MBG/NBD", "b", "upper"): _MBG_NO_DROP,
+    ("MBG/NBD", "a", "upper"): "customers drop out at once or right after almost every purchase",
+    ("MBG/NBD", "b", "lower"): "customers drop out at once or right after almost every purchase",
     ("Pareto/NBD", "s", "lower"): _PARETO_NO_DROP,
     ("Pareto/NBD", "beta", "upper"): _PARETO_NO_DROP,
     ("Pareto/NBD", "beta", "lower"): "customers drop out almost at once",
@@ -392,8 +401,15 @@ _RATE_MEANING: dict[tuple[str, str], str] = {
 }
 
 
-def _warn_degenerate(model: str, names: Sequence[str], theta: FloatArray, pen: float) -> None:
-    """Warn, naming each parameter that ran off towards a bound and what that means."""
+#: meanings that say the model collapsed to the NBD (no dropout): BG/NBD, MBG/NBD and Pareto/NBD
+#: then give the same predictions under different names
+NO_DROPOUT_MEANINGS: frozenset[str] = frozenset({_BG_NO_DROP, _PARETO_NO_DROP, _MBG_NO_DROP})
+
+
+def _degenerate_reasons(
+    model: str, names: Sequence[str], theta: FloatArray
+) -> dict[str, list[str]]:
+    """What each parameter on a bound means -> the parameters (``name=value (towards ...)``)."""
     by_meaning: dict[str, list[str]] = {}
     for name, value in zip(names, theta, strict=True):
         if _DEGENERATE_LO < value < _DEGENERATE_HI:
@@ -406,9 +422,22 @@ def _warn_degenerate(model: str, names: Sequence[str], theta: FloatArray, pen: f
         by_meaning.setdefault(meaning, []).append(
             f"{name}={np.exp(value):.3g} (towards its {side} bound {bound:.0e})"
         )
+    return by_meaning
+
+
+def _degenerate_message(model: str, by_meaning: dict[str, list[str]]) -> str:
+    """One sentence: the model, each parameter on a bound and what it means."""
+    parts = [f"{' and '.join(where)}: {meaning}" for meaning, where in by_meaning.items()]
+    return f"The {model} fit is degenerate, its parameters on the optimiser's bounds: " + (
+        "; ".join(parts) + "."
+    )
+
+
+def _warn_degenerate(model: str, names: Sequence[str], theta: FloatArray, pen: float) -> None:
+    """Warn, naming each parameter that ran off towards a bound and what that means."""
+    by_meaning = _degenerate_reasons(model, names, theta)
     if not by_meaning:
         return
-    parts = [f"{' and '.join(where)}: {meaning}" for meaning, where in by_meaning.items()]
     advice = (
         "Predictions stay finite, but treat them with care: a small penalizer (e.g. 0.001) "
         "keeps the parameters inside the bounds, or fit on a longer history."
@@ -416,11 +445,16 @@ def _warn_degenerate(model: str, names: Sequence[str], theta: FloatArray, pen: f
         else f"penalizer={pen:g} did not keep them inside: try a larger one or a longer history."
     )
     warnings.warn(
-        f"The {model} fit is degenerate, its parameters on the optimiser's bounds: "
-        f"{'; '.join(parts)}. {advice}",
+        f"{_degenerate_message(model, by_meaning)} {advice}",
         RetentionWarning,
         stacklevel=4,
     )
+
+
+_COLLAPSE_ADVICE = (
+    "Predictions stay finite and P(retained) is that of the NBD, but P(alive) means nothing "
+    "here; fit on a longer history to identify the dropout."
+)
 
 
 def _warn_thin(model: str, n_repeat: float, n_total: float, what: str) -> None:
@@ -543,7 +577,19 @@ def _finite(values: FloatArray) -> FloatArray:
 
 
 #: what a fit learns (restored by ``_set_state`` when a saved model is loaded)
-_LEARNED = ("params_", "log_likelihood_", "converged_", "degenerate_", "n_customers_")
+_LEARNED = (
+    "params_",
+    "log_likelihood_",
+    "converged_",
+    "degenerate_",
+    "n_customers_",
+    "dropout_share_",
+)
+
+#: below this expected share of customers dropping out over the period observed, a fit has
+#: collapsed to the NBD even with its parameters inside the bounds (Online Retail at 2011-12-09:
+#: MBG/NBD a = 0.0016, b = 607, P(alive) >= 0.997 for everyone): flagged like a bound
+NBD_DROPOUT_SHARE = 0.01
 
 
 def _learned_state(model: object) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -645,10 +691,54 @@ class _TransactionModel(BaseEstimator):
         self.params_ = {n: float(v) for n, v in zip(self._param_names, params, strict=True)}
         self.log_likelihood_ = float(w @ ll)
         self.converged_ = ok
-        self.degenerate_ = _degenerate(theta)
+        bounded = _degenerate(theta)
         self.n_customers_ = round(wsum)
-        if self.degenerate_:
+        x_mean, t_mean = float(w @ x) / wsum, float(w @ t_end) / wsum
+        self.dropout_share_ = float(self._dropout_share(params, x_mean, t_mean))
+        self.degenerate_ = bounded or self.dropout_share_ < NBD_DROPOUT_SHARE
+        if bounded:
             _warn_degenerate(self._label, self._param_names, theta, pen)
+        elif self.degenerate_:
+            warnings.warn(
+                f"{self._collapse_message()} {_COLLAPSE_ADVICE}", RetentionWarning, stacklevel=3
+            )
+
+    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
+        """Expected share of customers dropping out over the period observed (the mean
+        customer's ``x`` purchases and ``T``), at ``params``."""
+        raise NotImplementedError
+
+    def _collapse_message(self) -> str:
+        share = getattr(self, "dropout_share_", float("nan"))
+        inner = ", ".join(f"{k}={v:.3g}" for k, v in (self.params_ or {}).items())
+        return (
+            f"The {self._label} fit is degenerate: its dropout ({inner}) would end only "
+            f"{share:.2%} of the customers over the period observed, so nobody seems to drop "
+            "out: the model is the NBD and P(alive) is about 1 for everyone."
+        )
+
+    def degenerate_reason(self) -> str | None:
+        """Why the fit is degenerate (each parameter on a bound and what it means, or a dropout
+        so small that the model is the NBD), or None: the same test as ``degenerate_``."""
+        theta = np.log(np.asarray(self._p(), dtype="float64"))
+        by_meaning = _degenerate_reasons(self._label, self._param_names, theta)
+        if by_meaning:
+            return _degenerate_message(self._label, by_meaning)
+        if getattr(self, "dropout_share_", 1.0) < NBD_DROPOUT_SHARE:
+            return self._collapse_message()
+        return None
+
+    def is_nbd(self) -> bool:
+        """True when the fit collapsed to the NBD (nobody drops out: a dropout parameter on its
+        bound, or a dropout that would end fewer than :data:`NBD_DROPOUT_SHARE` of the customers
+        over the period observed): P(alive) is then about 1 for everyone and carries no
+        information, and BG/NBD, MBG/NBD and Pareto/NBD fitted on the same data give the same
+        predictions."""
+        theta = np.log(np.asarray(self._p(), dtype="float64"))
+        by_meaning = _degenerate_reasons(self._label, self._param_names, theta)
+        if any(m in NO_DROPOUT_MEANINGS for m in by_meaning):
+            return True
+        return bool(getattr(self, "dropout_share_", 1.0) < NBD_DROPOUT_SHARE)
 
     def probability_of_purchase(
         self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
@@ -736,6 +826,10 @@ class BetaGeo(_TransactionModel):
     _param_names = ("r", "alpha", "a", "b")
     _label = "BG/NBD"
 
+    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
+        a, b = float(params[2]), float(params[3])
+        return float(-np.expm1(x_mean * np.log1p(-a / (a + b))))  # a chance after each repeat
+
     def fit(
         self,
         frequency: ArrayLike,
@@ -815,6 +909,168 @@ class BetaGeo(_TransactionModel):
 
 
 # --------------------------------------------------------------------------------------------
+# MBG/NBD
+# --------------------------------------------------------------------------------------------
+
+
+def _mbgnbd_loglik(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per-customer MBG/NBD log-likelihood and its gradient (rows r, alpha, a, b).
+
+    ``L = Gamma(r + x) alpha^r / Gamma(r) * [B(a, b + x + 1) / B(a, b) (alpha + T)^-(r + x)
+    + B(a + 1, b + x) / B(a, b) (alpha + t_x)^-(r + x)]`` (Batislam et al. 2007): alive at ``T``
+    after ``x + 1`` survived dropout chances, or dropped out at the last purchase (or at once).
+    """
+    r, alpha, a, b = params
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    lb = betaln(a, b)
+    a3 = betaln(a, b + x + 1.0) - lb - (r + x) * np.log(alpha + T)
+    a4 = betaln(a + 1.0, b + x) - lb - (r + x) * np.log(alpha + tx)
+    lse = np.logaddexp(a3, a4)
+    w3 = np.exp(a3 - lse)
+    w4 = 1.0 - w3
+    psi_ab = digamma(a + b)
+    psi_abx1 = digamma(a + b + x + 1.0)
+    g_r = (
+        digamma(r + x)
+        - digamma(r)
+        + np.log(alpha)
+        - w3 * np.log(alpha + T)
+        - w4 * np.log(alpha + tx)
+    )
+    g_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + tx)
+    g_a = psi_ab - psi_abx1 + w4 / a
+    g_b = psi_ab - psi_abx1 - digamma(b) + digamma(b + x) + w3 / (b + x)
+    return a1 + lse, np.vstack([g_r, g_alpha, g_a, g_b])
+
+
+class ModifiedBetaGeo(_TransactionModel):
+    """The MBG/NBD model of Batislam, Denizel & Filiztekin (2007).
+
+    As BG/NBD (purchases at rate ``lambda ~ Gamma(r, alpha)``, dropout with probability
+    ``p ~ Beta(a, b)``), except that a customer may also drop out right after the *first*
+    purchase, so a one-time buyer who has not come back for a long time is probably gone. BG/NBD
+    gives every one-time buyer P(alive) = 1; where its fit collapses to the NBD (``a -> 0``, as on
+    Online Retail) every customer's P(alive) is near 1. MBG/NBD keeps drop-out identified from
+    the one-time buyers, which is why it is the default source of P(alive).
+
+    Parameters
+    ----------
+    penalizer : float, default 0.0
+        L2 penalty on the parameters, added to the mean negative log-likelihood.
+
+    Attributes
+    ----------
+    params_ : dict
+        ``r``, ``alpha``, ``a``, ``b``.
+    log_likelihood_, converged_, degenerate_ :
+        As for :class:`BetaGeo`.
+
+    References
+    ----------
+    Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
+    customer base analysis", IJRM 24(3); Wagner & Hoppe (2008), "Erratum on the MBG/NBD model",
+    IJRM 25(3).
+
+    Examples
+    --------
+    >>> mbg = ModifiedBetaGeo().fit([2, 1, 0, 0, 5], [30.4, 1.7, 0, 0, 35.0],
+    ...                             [38.9, 38.9, 38.9, 38.7, 38.7])
+    >>> bool(mbg.conditional_probability_alive(0, 0, 38.9) < 1)
+    True
+    """
+
+    _param_names = ("r", "alpha", "a", "b")
+    _label = "MBG/NBD"
+
+    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
+        a, b = float(params[2]), float(params[3])
+        return float(-np.expm1((x_mean + 1.0) * np.log1p(-a / (a + b))))  # and after the first
+
+    def fit(
+        self,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+        weights: ArrayLike | None = None,
+    ) -> ModifiedBetaGeo:
+        """Maximum-likelihood fit on the customers' ``(frequency, recency, T)``.
+
+        Raises
+        ------
+        DataError
+            On negative, missing or non-integer frequencies, or recency greater than T.
+        """
+        self._fit_common(
+            frequency,
+            recency,
+            T,
+            weights,
+            lambda mean_t, mean_x: np.array([1.0, mean_t / (mean_x + 1.0), 1.0, 1.0]),
+            _mbgnbd_loglik,
+        )
+        return self
+
+    def _log_odds_dead(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
+        r, alpha, a, b = self._p()
+        out: FloatArray = (
+            np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
+        )
+        return out
+
+    def conditional_probability_alive(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(alive at T) given the history: ``1 / (1 + a / (b + x) ((alpha + T) /
+        (alpha + t_x))^(r + x))``, below 1 for one-time buyers too."""
+        x, tx, t_end = _check_rfm(frequency, recency, T)
+        return _finite(expit(-self._log_odds_dead(x, tx, t_end)))
+
+    def conditional_expected_purchases(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """Expected number of purchases in ``(T, T + t]`` given the history.
+
+        ``P(alive) * E[(1 - (1 + p t / (alpha + T))^-(r + x)) / p]`` with the dropout
+        probability's posterior ``p ~ Beta(a, b + x + 1)`` (the closed form of Wagner & Hoppe
+        2008 for ``a > 1``, by quadrature here so that any ``a`` works).
+        """
+        tt = _check_horizon(t)
+        x, tx, t_end = _check_rfm(frequency, recency, T)
+        tt, x, tx, t_end = np.broadcast_arrays(tt, x, tx, t_end)
+        shape = x.shape
+        tt, x, tx, t_end = tt.ravel(), x.ravel(), tx.ravel(), t_end.ravel()
+        r, alpha, a, b = self._p()
+        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
+        e = _beta_expectation_purchases(r + x, tt / (alpha + t_end), a, b + x + 1.0)
+        return _finite(p_alive * e).reshape(shape)
+
+    def probability_of_purchase(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(at least one purchase in ``(T, T + t]``) given the history:
+        ``P(alive) * (1 - ((alpha + T) / (alpha + T + t))^(r + x))`` (dropout happens only at
+        purchases, so an alive customer buys at rate ``lambda ~ Gamma(r + x, alpha + T)``)."""
+        tt = _check_horizon(t)
+        x, tx, t_end = _check_rfm(frequency, recency, T)
+        r, alpha, _, _ = self._p()
+        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
+        p_buy = -np.expm1(-(r + x) * np.log1p(tt / (alpha + t_end)))
+        return _finite(np.clip(p_alive * p_buy, 0.0, 1.0))
+
+    def expected_purchases(self, t: ArrayLike) -> FloatArray:
+        """Expected number of repeat purchases of a new customer in ``(0, t]`` (population
+        level): it survives the dropout chance of its first purchase with ``1 - p``."""
+        tt = np.atleast_1d(_check_horizon(t))
+        r, alpha, a, b = self._p()
+        out = _beta_expectation_purchases(
+            np.full(tt.shape, r), (tt / alpha).ravel(), a, np.full(tt.size, b + 1.0)
+        )
+        return _finite((b / (a + b) * out).reshape(np.shape(t)))
+
+
+# --------------------------------------------------------------------------------------------
 # Pareto/NBD
 # --------------------------------------------------------------------------------------------
 
@@ -875,6 +1131,10 @@ class ParetoNBD(_TransactionModel):
 
     _param_names = ("r", "alpha", "s", "beta")
     _label = "Pareto/NBD"
+
+    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
+        s, beta = float(params[2]), float(params[3])
+        return float(-np.expm1(-s * np.log1p(t_mean / beta)))  # 1 - E[exp(-mu T)]
 
     def fit(
         self,
@@ -1131,7 +1391,7 @@ class GammaGamma(BaseEstimator):
 
     def customer_lifetime_value(
         self,
-        transaction_model: BetaGeo | ParetoNBD,
+        transaction_model: BetaGeo | ModifiedBetaGeo | ParetoNBD,
         frequency: ArrayLike,
         recency: ArrayLike,
         T: ArrayLike,
@@ -1168,7 +1428,7 @@ class GammaGamma(BaseEstimator):
 
 
 def discounted_expected_purchases(
-    transaction_model: BetaGeo | ParetoNBD,
+    transaction_model: BetaGeo | ModifiedBetaGeo | ParetoNBD,
     frequency: ArrayLike,
     recency: ArrayLike,
     T: ArrayLike,

@@ -1,10 +1,13 @@
-"""Stacking: a logistic regression on the log-odds of several models, fitted on the valid cutoff.
+"""Stacking: a logistic regression on the log-odds of several models, learned out of fold.
 
-The members (by default BG/NBD, Pareto/NBD and gradient boosting) learn from the training cutoffs;
-the stacker learns how much to trust each on the validation cutoff, whose label window still ends
-before the test cutoff. By default every member is fitted anew (model objects are cloned first, so
-the objects passed in are left untouched); with ``prefit=True`` members are passed already fitted
-and only the stacker learns (the backtest fits each model once and hands them over).
+The members (by default BG/NBD, Pareto/NBD, MBG/NBD and gradient boosting) learn from the learning
+cutoffs; the stacker learns how much to trust each from their out-of-fold predictions on those
+same cutoffs, grouped by customer (:mod:`retention.models._oof`): no member's prediction for a
+customer comes from a fit that saw that customer's labels, so a member that memorises customers
+earns no trust it would not earn on the test cutoff. By default every member is fitted anew (model
+objects are cloned first, so the objects passed in are left untouched); with ``prefit=True``
+members are passed already fitted and only the stacker learns (the backtest fits each model once
+and hands them over).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from retention.features import CutoffFrame
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._calibration import logit
 from retention.models._gbdt import check_frames
+from retention.models._oof import N_FOLDS, check_n_folds, learns_labels, out_of_fold_proba
 
 __all__ = ["DEFAULT_MEMBERS", "EnsembleModel", "is_fitted"]
 
 #: members of ``EnsembleModel()`` and of ``retention backtest --models ensemble``
-DEFAULT_MEMBERS: tuple[str, ...] = ("bgnbd", "paretonbd", "gbdt")
+DEFAULT_MEMBERS: tuple[str, ...] = ("bgnbd", "paretonbd", "mbgnbd", "gbdt")
 
 #: per-customer outputs taken from the first member that gives them
 _DETAIL_COLUMNS: tuple[str, ...] = ("p_alive", "expected_purchases", "monetary", "clv")
@@ -45,6 +49,49 @@ def _level_shift(z: np.ndarray, target: float) -> float:
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+def _drop_nbd_twins(
+    resolved: list[tuple[str, RetentionModel]], frame: CutoffFrame
+) -> tuple[list[tuple[str, RetentionModel]], dict[str, str]]:
+    """Keep one of the BTYD members whose fit on ``frame`` collapsed to the NBD (they are the
+    same model under different names); the others map to the one kept."""
+    kept: list[tuple[str, RetentionModel]] = []
+    dropped: dict[str, str] = {}
+    nbd: str | None = None
+    for name, model in resolved:
+        report = getattr(model, "fit_report", None)
+        if not learns_labels(model) and callable(report) and report(frame).get("nbd"):
+            if nbd is not None:
+                dropped[name] = nbd
+                continue
+            nbd = name
+        kept.append((name, model))
+    return kept, dropped
+
+
+def _member_oof(
+    model: RetentionModel, frames: Sequence[CutoffFrame], n_folds: int, name: str
+) -> list[np.ndarray]:
+    """Out-of-fold P(retained) of ``model`` on every frame (see :meth:`EnsembleModel.fit`)."""
+    if not learns_labels(model):
+        return [np.asarray(model.predict_proba(f), dtype=float) for f in frames]
+    own = getattr(model, "oof_", None)
+    if isinstance(own, pd.DataFrame):
+        lookup = own.set_index(["cutoff", "user_id"])["p"]
+        out = []
+        for f in frames:
+            key = pd.MultiIndex.from_arrays(
+                [np.repeat(np.datetime64(f.cutoff, "ns"), len(f)), f.users.astype(str)],
+                names=["cutoff", "user_id"],
+            )
+            values = lookup.reindex(key).to_numpy(dtype=float)
+            if np.isnan(values).any():
+                break  # fitted on other frames: refit on folds instead
+            out.append(values)
+        else:
+            return out
+    return out_of_fold_proba(model, frames, n_folds, description=f"out-of-fold {name}")
 
 
 def is_fitted(model: object) -> bool:
@@ -79,6 +126,9 @@ class EnsembleModel(RetentionModel):
         The members are model objects already fitted (on cutoffs whose label windows end before
         the test cutoff): :meth:`fit` uses them as they are and learns only the stacker. False
         (default): every member is fitted in :meth:`fit`, so a refit on new data refits them.
+    cv_folds : int
+        Folds of customers for the out-of-fold predictions of a member that keeps none of its
+        own (see :meth:`fit`).
 
     Attributes
     ----------
@@ -88,6 +138,9 @@ class EnsembleModel(RetentionModel):
     stacker_ : LogisticRegression
     weights_ : dict of str to float
         Coefficient of each member's log-odds (how much the stack trusts it).
+    dropped_ : dict of str to str
+        Members left out because they collapsed to the same NBD as the member named (BG/NBD,
+        MBG/NBD and Pareto/NBD on a log where nobody seems to drop out).
     anchor_ : int or None
         Index in ``members_`` of the member that sets the level.
 
@@ -106,11 +159,13 @@ class EnsembleModel(RetentionModel):
         C: float = 1.0,
         anchor: str | None = "auto",
         prefit: bool = False,
+        cv_folds: int = N_FOLDS,
     ) -> None:
         self.members = members
         self.C = C
         self.anchor = anchor
         self.prefit = prefit
+        self.cv_folds = cv_folds
 
     def _resolve(self) -> list[tuple[str, RetentionModel]]:
         """``(name, model)`` of each member: new or cloned models, or the given ones if prefit."""
@@ -171,40 +226,53 @@ class EnsembleModel(RetentionModel):
         return np.column_stack(cols)
 
     def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> EnsembleModel:
-        """Fit the members on ``train``/``valid`` (unless ``prefit``); stack them on ``valid``."""
+        """Fit the members on ``train``/``valid`` (unless ``prefit``); stack them out of fold.
+
+        The stacker learns from every learning cutoff (``train`` and ``valid``), on each
+        member's out-of-fold predictions (see :mod:`retention.models._oof`): a prediction for a
+        customer comes from a member that never learned that customer's labels. Members that
+        learn no labels (BTYD) are taken as they are; a member that kept its own out-of-fold
+        predictions for these frames (``GBDTModel.oof_``) gives those; any other member is
+        refitted on ``cv_folds`` folds of customers. BTYD members that collapse to the same NBD
+        on the latest learning cutoff are the same model under two names: only the first is
+        kept (``dropped_``).
+        """
         if not (isinstance(self.C, int | float) and self.C > 0):
             raise ConfigError(f"C must be a positive number; got {self.C!r}.")
         if not isinstance(self.prefit, bool | np.bool_):
             raise ConfigError(f"prefit must be True or False; got {self.prefit!r}.")
+        n_folds = check_n_folds(self.cv_folds)
         frames = check_frames(train, valid, model="EnsembleModel")
-        if valid is None:
-            raise ConfigError(
-                "EnsembleModel stacks its members on the validation cutoff; got valid=None. "
-                "Pass the valid frame of training_frames(...)."
-            )
+        learning = [*frames, *([valid] if valid is not None else [])]
         resolved = self._resolve()
         if not self.prefit:
             for _, model in track(resolved, "fitting ensemble members", total=len(resolved)):
                 model.fit(frames, valid)
-        members = [m for _, m in resolved]
-        y = np.asarray(valid.label, dtype=int)
+        resolved, dropped = _drop_nbd_twins(resolved, learning[-1])
+        y = np.concatenate([np.asarray(f.label, dtype=int) for f in learning])
         if len(np.unique(y)) < 2:
             raise ModelError(
-                f"The validation cutoff {valid.cutoff:%Y-%m-%d} holds only one outcome, so the "
-                "ensemble cannot learn weights. Use a longer history or another cutoff."
+                f"The learning cutoffs up to {learning[-1].cutoff:%Y-%m-%d} hold only one "
+                "outcome, so the ensemble cannot learn weights. Use a longer history or another "
+                "cutoff."
             )
-        Z = self._member_matrix(valid, members)
+        columns = []
+        for name, model in resolved:
+            oof = _member_oof(model, learning, n_folds, name)
+            columns.append(logit(np.concatenate(oof)))
+        Z = np.column_stack(columns)
         stacker = LogisticRegression(C=float(self.C), max_iter=1000)
         stacker.fit(Z, y)
-        self.members_ = members
+        self.members_ = [m for _, m in resolved]
         self.member_names_ = [n for n, _ in resolved]
+        self.dropped_ = dropped
         self.stacker_ = stacker
         self.weights_ = {
             n: float(w) for n, w in zip(self.member_names_, stacker.coef_[0], strict=True)
         }
         self.anchor_ = self._resolve_anchor(self.member_names_)
-        self.valid_cutoff_ = valid.cutoff
-        self.horizon_days_ = valid.horizon_days
+        self.valid_cutoff_ = learning[-1].cutoff
+        self.horizon_days_ = learning[-1].horizon_days
         return self
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -216,6 +284,7 @@ class EnsembleModel(RetentionModel):
             "member_names_": list(self.member_names_),
             "weights_": dict(self.weights_),
             "anchor_": self.anchor_,
+            "dropped_": dict(getattr(self, "dropped_", {})),
             "valid_cutoff_": self.valid_cutoff_,
             "horizon_days_": int(self.horizon_days_),
         }
@@ -246,6 +315,7 @@ class EnsembleModel(RetentionModel):
         self.stacker_ = stacker
         self.weights_ = {str(k): float(v) for k, v in state["weights_"].items()}
         self.anchor_ = anchor
+        self.dropped_ = {str(k): str(v) for k, v in (state.get("dropped_") or {}).items()}
         self.valid_cutoff_ = state["valid_cutoff_"]
         self.horizon_days_ = int(state["horizon_days_"])
 
@@ -292,16 +362,34 @@ class EnsembleModel(RetentionModel):
 
     def predict_details(self, frame: CutoffFrame) -> pd.DataFrame:
         """``p_retained`` of the stack, ``p_<member>`` of each member, and ``p_alive``,
-        ``expected_purchases``, ``monetary``, ``clv`` from the first member that gives them."""
+        ``expected_purchases``, ``monetary``, ``clv``.
+
+        Those four come from the first member whose P(alive) is known for this frame (a BTYD
+        member whose fit is not degenerate); when every member's is unknown, ``p_alive`` is NaN
+        and the others come from the first member that gives them. ``out.attrs["p_alive_source"]``
+        names the member (None when P(alive) is unknown).
+        """
         check_is_fitted(self, "stacker_")
         details = [m.predict_details(frame).reindex(frame.users) for m in self.members_]
         Z = np.column_stack([logit(d["p_retained"].to_numpy(dtype=float)) for d in details])
         out = pd.DataFrame({"p_retained": self._stack(Z)}, index=frame.users)
         for name, d in zip(self.member_names_, details, strict=True):
             out[f"p_{name}"] = d["p_retained"].to_numpy(dtype=float)
+        known = [
+            i
+            for i, d in enumerate(details)
+            if "p_alive" in d.columns and d["p_alive"].notna().any()
+        ]
+        # MBG/NBD first: BG/NBD gives every one-time buyer P(alive) = 1 by construction
+        ranks = [getattr(type(self.members_[i]), "p_alive_rank", 99) for i in known]
+        source = known[int(np.argmin(ranks))] if known else None
         for col in _DETAIL_COLUMNS:
-            for d in details:
+            order = ([details[source]] if source is not None else []) + details
+            for d in order:
                 if col in d.columns:
                     out[col] = d[col].to_numpy(dtype=float)
                     break
+        if source is None and "p_alive" in out.columns:
+            out["p_alive"] = np.nan
+        out.attrs["p_alive_source"] = None if source is None else self.member_names_[source]
         return out

@@ -1,10 +1,12 @@
 """Gradient boosting (LightGBM) on point-in-time features plus BTYD outputs, calibrated.
 
-The model stacks the training cutoffs into one table (one row per customer and cutoff), adds the
+The model stacks the learning cutoffs into one table (one row per customer and cutoff), adds the
 outputs of a BG/NBD model fitted on each cutoff's own history (``btyd_*`` columns: unsupervised, so
-no label leaks), trains LightGBM with early stopping on the validation cutoff, and calibrates its
-scores on that same cutoff. Everything is seeded and LightGBM runs in deterministic mode, so two
-fits on the same data give the same scores bit for bit.
+no label leaks), and cross-validates LightGBM on folds of *customers* (every cutoff of a customer in
+one fold): the number of rounds and the calibration are learned from predictions for customers the
+booster never saw, since the learning cutoffs' label windows overlap and their customers are the
+same (see :mod:`retention.models._oof`). Everything is seeded and LightGBM runs in deterministic
+mode, so two fits on the same data give the same scores bit for bit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from retention.exceptions import ConfigError, ModelError, RetentionWarning
 from retention.features import FAMILIES, CutoffFrame, feature_family
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._calibration import CALIBRATION_METHODS, Calibrator
+from retention.models._drift import feature_profile
+from retention.models._oof import N_FOLDS, check_n_folds, customer_folds
 
 __all__ = ["RFM_FAMILIES", "GBDTModel"]
 
@@ -103,7 +107,8 @@ class GBDTModel(RetentionModel):
         carries BG/NBD's adaptation to each cutoff (for example a seasonal base rate) into the
         model. Needs BTYD features. None (default): on whenever BTYD features are.
     calibration : {"platt", "isotonic"} or None
-        Calibrate the scores on the validation cutoff. Platt keeps the ranking exactly.
+        Calibrate the scores on the out-of-fold predictions of the cross-validation. Platt keeps
+        the ranking exactly.
     n_estimators : int
         Maximum number of boosting rounds.
     learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree, reg_lambda
@@ -114,7 +119,12 @@ class GBDTModel(RetentionModel):
         1997-12-31), never at its test cutoffs: a retention table of a few thousand customers
         per cutoff overfits deeper trees.
     early_stopping_rounds : int
-        Stop when the validation log loss has not improved for this many rounds (needs ``valid``).
+        Stop when the mean held-out log loss of the cross-validation has not improved for this
+        many rounds.
+    cv_folds : int or None
+        Folds of customers of the cross-validation (early stopping, calibration, and the
+        out-of-fold predictions ``oof_`` an ensemble stacks on). None: no cross-validation,
+        ``n_estimators`` rounds, no calibration.
     n_jobs : int
         LightGBM threads. Results do not depend on it (deterministic mode).
     random_state : int
@@ -127,6 +137,15 @@ class GBDTModel(RetentionModel):
     feature_names_ : list of str
         Columns of :meth:`transform_features`, in the booster's order.
     calibrator_ : Calibrator or None
+    oof_ : pd.DataFrame or None
+        ``cutoff``, ``user_id``, ``p``: the calibrated out-of-fold P(retained) of every learning
+        row, each from a booster that never saw the customer (None with ``cv_folds=None`` and
+        after loading: it is not saved).
+    cv_logloss_ : float
+        Mean held-out log loss at ``best_iteration_`` (uncalibrated).
+    profile_ : dict
+        What the training data looked like (feature deciles, event types), for
+        :func:`~retention.models.data_drift`.
     offset_ : bool
         True when the booster's raw score is added to ``logit(btyd_p_retained)`` (column of
         :meth:`transform_features`) before the sigmoid and the calibration.
@@ -158,6 +177,7 @@ class GBDTModel(RetentionModel):
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
         early_stopping_rounds: int = 100,
+        cv_folds: int | None = N_FOLDS,
         n_jobs: int = 1,
         random_state: int = 0,
     ) -> None:
@@ -174,6 +194,7 @@ class GBDTModel(RetentionModel):
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
         self.early_stopping_rounds = early_stopping_rounds
+        self.cv_folds = cv_folds
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -216,6 +237,8 @@ class GBDTModel(RetentionModel):
                 raise ConfigError(f"{name} must be in (0, 1]; got {value!r}.")
         if not (isinstance(self.reg_lambda, int | float) and self.reg_lambda >= 0):
             raise ConfigError(f"reg_lambda must be >= 0; got {self.reg_lambda!r}.")
+        if self.cv_folds is not None:
+            check_n_folds(self.cv_folds)
         if self.btyd_offset and not self._use_btyd():
             raise ConfigError(
                 "btyd_offset=True boosts from the BG/NBD predictions, which needs "
@@ -283,6 +306,7 @@ class GBDTModel(RetentionModel):
             label=None,
             events=frame.events,
             items=frame.items,
+            retained_by=frame.retained_by,
         )
         try:
             with warnings.catch_warnings():
@@ -290,14 +314,19 @@ class GBDTModel(RetentionModel):
                 # learns how far to trust them; bgnbd warns where it is the model asked for
                 warnings.simplefilter("ignore", RetentionWarning)
                 bg.fit([unlabeled], None)
-                details = bg.predict_details(unlabeled)
+                # the features keep P(alive) even where the fit is degenerate (a number the
+                # booster may learn to ignore); predict_details hides it then
+                details = bg._details(unlabeled, mask_degenerate=False)
+                degenerate = bool(bg.fit_report(unlabeled)["degenerate"])
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             raise ModelError(
                 f"The BG/NBD features could not be computed at cutoff {frame.cutoff:%Y-%m-%d}: "
                 f"{exc}. Set btyd_features=False to train without them."
             ) from exc
         keep = [c for c in _BTYD_COLUMNS if c in details.columns]
-        return details[keep].reindex(frame.users)
+        out = details[keep].reindex(frame.users)
+        out["degenerate"] = float(degenerate)
+        return out
 
     def _matrix(self, frame: CutoffFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         cols = self._base_columns(frame)
@@ -305,8 +334,9 @@ class GBDTModel(RetentionModel):
         btyd = None
         if self._use_btyd():
             btyd = self._btyd_details(frame)
-            for c in btyd.columns:
-                X[f"btyd_{c}"] = btyd[c].to_numpy(dtype=float)
+            for c in _BTYD_COLUMNS:
+                if c in btyd.columns:
+                    X[f"btyd_{c}"] = btyd[c].to_numpy(dtype=float)
         if self.text_features:
             featurizer = getattr(self, "text_featurizer_", None)
             if featurizer is None:
@@ -336,14 +366,32 @@ class GBDTModel(RetentionModel):
         check_is_fitted(self, "booster_")
         return self._features(frame)
 
-    def _align(self, X: pd.DataFrame, frame: CutoffFrame) -> pd.DataFrame:
+    def _align(self, X: pd.DataFrame, frame: CutoffFrame, *, warn: bool = True) -> pd.DataFrame:
+        """``X`` in the booster's column order. A feature the frame lacks (an event type or a
+        side table the scored store does not have) is scored as unknown (NaN, which LightGBM
+        routes as it learned to), with a warning; lacking most of them is an error."""
         missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
+        if missing and len(missing) * 2 > len(self.feature_names_):
             raise ModelError(
-                f"The frame at cutoff {frame.cutoff:%Y-%m-%d} lacks {len(missing)} feature(s) the "
-                f"model was trained on, e.g. {missing[:5]}. Build it with the same feature "
-                "builder (and version) as the training frames, or retrain."
+                f"The frame at cutoff {frame.cutoff:%Y-%m-%d} lacks {len(missing)} of the "
+                f"{len(self.feature_names_)} features the model was trained on, e.g. "
+                f"{missing[:5]}: these events differ in kind from the ones it learnt from (a "
+                "model trained on another store?). Train a model on this data (`retention train "
+                "--db STORE`), or build the frame with the same feature builder (and version) "
+                "as the training frames."
             )
+        if missing:
+            if warn:
+                warnings.warn(
+                    f"The frame at cutoff {frame.cutoff:%Y-%m-%d} lacks {len(missing)} feature(s) "
+                    f"the model was trained on ({', '.join(missing[:5])}"
+                    f"{', ...' if len(missing) > 5 else ''}); they are scored as unknown. The "
+                    "data differs from the training data (a missing side table or event type): "
+                    "retrain on it for full accuracy.",
+                    RetentionWarning,
+                    stacklevel=4,
+                )
+            X = X.reindex(columns=self.feature_names_)
         return X[self.feature_names_]
 
     # ------------------------------------------------------------------ fit and predict
@@ -367,20 +415,28 @@ class GBDTModel(RetentionModel):
         }
 
     def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> GBDTModel:
-        """Train on the stacked ``train`` cutoffs; early stopping and calibration on ``valid``.
+        """Train on every learning cutoff; early stopping and calibration out of fold.
 
-        Without ``valid`` the model trains ``n_estimators`` rounds and is not calibrated.
+        The rows of ``train`` and ``valid`` (one per customer and cutoff) are stacked. Unless
+        ``cv_folds`` is None, the customers are split into ``cv_folds`` folds
+        (:func:`~retention.models.customer_folds`: all cutoffs of a customer in one fold) and
+        LightGBM is cross-validated on them: the number of rounds is where the mean held-out log
+        loss is lowest, the calibrator is fitted on the held-out predictions (each customer's
+        from a booster that never saw that customer), and the final booster is trained on every
+        row for that number of rounds. ``valid`` is simply the latest learning cutoff. With
+        ``cv_folds=None`` the booster trains ``n_estimators`` rounds and is not calibrated.
         """
         import lightgbm as lgb
 
         self._validate_params()
         frames = check_frames(train, valid, model=type(self).__name__)
+        learning = [*frames, *([valid] if valid is not None else [])]
         if self.text_features:
             from retention.features import TextFeaturizer
 
-            self.text_featurizer_ = TextFeaturizer().fit(frames)
+            self.text_featurizer_ = TextFeaturizer().fit(learning)
 
-        mats = [self._matrix(f)[0] for f in frames]
+        mats = [self._matrix(f)[0] for f in learning]
         names = list(mats[0].columns)
         if not names:
             raise ModelError(
@@ -389,63 +445,100 @@ class GBDTModel(RetentionModel):
             )
         self.feature_names_ = names
         self.offset_ = self._use_offset() and "btyd_p_retained" in names
-        X = pd.concat([self._align(m, f) for m, f in zip(mats, frames, strict=True)])
-        y = np.concatenate([np.asarray(f.label, dtype=int) for f in frames])
+        X = pd.concat([self._align(m, f, warn=False) for m, f in zip(mats, learning, strict=True)])
+        y = np.concatenate([np.asarray(f.label, dtype=int) for f in learning])
         if len(np.unique(y)) < 2:
             raise ModelError(
                 f"The training cutoffs hold only one outcome ({int(y[0])}) for {len(y)} rows; "
                 "a classifier needs both. Use more or longer training cutoffs."
             )
+        offset = self._offset(X)
         dtrain = lgb.Dataset(
-            X.to_numpy(),
-            label=y,
-            init_score=self._offset(X),
-            feature_name=names,
-            free_raw_data=False,
+            X.to_numpy(), label=y, init_score=offset, feature_name=names, free_raw_data=False
         )
         params = self._lgb_params()
-        valid_sets = []
-        callbacks: list[Any] = []
-        Xv = None
-        if valid is not None:
-            Xv = self._features(valid)
-            dvalid = lgb.Dataset(
-                Xv.to_numpy(),
-                label=np.asarray(valid.label, dtype=int),
-                init_score=self._offset(Xv),
-                reference=dtrain,
-            )
-            valid_sets = [dvalid]
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-
+        oof_raw: np.ndarray | None = None
         with progress_bar(transient=True) as bar:
             task = bar.add_task("training gradient boosting", total=self.n_estimators)
 
             def _tick(env: Any) -> None:
                 bar.update(task, completed=env.iteration + 1)
 
-            callbacks.append(_tick)
-            booster = lgb.train(
-                params,
-                dtrain,
-                num_boost_round=self.n_estimators,
-                valid_sets=valid_sets,
-                callbacks=callbacks,
-            )
+            if self.cv_folds is None:
+                best = int(self.n_estimators)
+            else:
+                users = np.concatenate([f.users.to_numpy(dtype=str) for f in learning])
+                best, oof_raw = self._cross_validate(params, dtrain, X, y, users, offset, _tick)
+            bar.update(task, description="training gradient boosting (all folds)")
+            booster = lgb.train(params, dtrain, num_boost_round=best)
         self.booster_ = booster
-        best = booster.best_iteration if valid is not None else 0
-        self.best_iteration_ = int(best) if best and best > 0 else int(booster.current_iteration())
+        self.best_iteration_ = int(best)
 
         self.calibrator_: Calibrator | None = None
-        if valid is not None and self.calibration is not None and Xv is not None:
-            raw_valid = self._raw(Xv)
-            self.calibrator_ = Calibrator(self.calibration).fit(
-                raw_valid, np.asarray(valid.label, dtype=int)
+        self.oof_: pd.DataFrame | None = None
+        if oof_raw is not None:
+            p_oof = expit(oof_raw)
+            if self.calibration is not None:
+                self.calibrator_ = Calibrator(self.calibration).fit(p_oof, y)
+                p_oof = self.calibrator_.transform(p_oof)
+            self.oof_ = pd.DataFrame(
+                {
+                    "cutoff": np.concatenate(
+                        [np.repeat(np.datetime64(f.cutoff, "ns"), len(f)) for f in learning]
+                    ),
+                    "user_id": np.concatenate([f.users.to_numpy(dtype=str) for f in learning]),
+                    "p": p_oof,
+                }
             )
+        self.profile_: dict[str, Any] | None = feature_profile(X, learning)
         self.train_cutoffs_ = [f.cutoff for f in frames]
         self.valid_cutoff_ = valid.cutoff if valid is not None else None
         self.horizon_days_ = frames[0].horizon_days
         return self
+
+    def _cross_validate(
+        self,
+        params: dict[str, Any],
+        dtrain: Any,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        users: np.ndarray,
+        offset: np.ndarray | None,
+        tick: Any,
+    ) -> tuple[int, np.ndarray]:
+        """Customer-grouped cross-validation: the best number of rounds and the out-of-fold
+        raw probabilities' log-odds (offset included) at that number."""
+        import lightgbm as lgb
+
+        assert self.cv_folds is not None
+        fold = customer_folds(users, int(self.cv_folds))
+        idx = np.arange(len(y))
+        folds = [(idx[fold != k], idx[fold == k]) for k in np.unique(fold)]
+        if len(folds) < 2:
+            raise ModelError(
+                f"{len(np.unique(users))} customer(s) fill fewer than two of the {self.cv_folds} "
+                "folds of the cross-validation. Use more customers, or cv_folds=None to train "
+                "n_estimators rounds without early stopping and calibration."
+            )
+        result = lgb.cv(
+            params,
+            dtrain,
+            num_boost_round=self.n_estimators,
+            folds=folds,
+            stratified=False,
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), tick],
+            return_cvbooster=True,
+        )
+        curve = np.asarray(next(v for k, v in result.items() if k.endswith("logloss-mean")))
+        best = int(np.argmin(curve)) + 1
+        self.cv_logloss_ = float(curve[best - 1])
+        raw = np.zeros(len(y))
+        values = X.to_numpy()
+        for (_, held), booster in zip(folds, result["cvbooster"].boosters, strict=True):
+            raw[held] = booster.predict(values[held], num_iteration=best, raw_score=True)
+        if offset is not None:
+            raw = raw + offset
+        return best, raw
 
     # ------------------------------------------------------------------ save/load as data
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -459,8 +552,12 @@ class GBDTModel(RetentionModel):
             "train_cutoffs_": list(self.train_cutoffs_),
             "valid_cutoff_": self.valid_cutoff_,
             "horizon_days_": int(self.horizon_days_),
+            "cv_logloss_": getattr(self, "cv_logloss_", None),
         }
         parts: dict[str, Any] = {"booster.txt": self.booster_.model_to_string()}
+        profile = getattr(self, "profile_", None)
+        if profile is not None:
+            parts["profile"] = profile
         if self.calibrator_ is not None:
             parts["calibrator"] = self.calibrator_
         featurizer = getattr(self, "text_featurizer_", None)
@@ -494,6 +591,11 @@ class GBDTModel(RetentionModel):
         self.train_cutoffs_ = list(state["train_cutoffs_"])
         self.valid_cutoff_ = state["valid_cutoff_"]
         self.horizon_days_ = int(state["horizon_days_"])
+        if state.get("cv_logloss_") is not None:
+            self.cv_logloss_ = float(state["cv_logloss_"])
+        profile = parts.get("profile")
+        self.profile_ = profile if isinstance(profile, dict) else None
+        self.oof_ = None  # only needed while an ensemble is stacked on the same frames
 
     def _features(self, frame: CutoffFrame) -> pd.DataFrame:
         X, _ = self._matrix(frame)
@@ -523,8 +625,8 @@ class GBDTModel(RetentionModel):
         return self._proba_from_matrix(self.transform_features(frame))
 
     def predict_details(self, frame: CutoffFrame) -> pd.DataFrame:
-        """``p_retained`` plus, with BTYD features, the BG/NBD ``p_alive``,
-        ``expected_purchases``, ``monetary`` and ``clv`` at this cutoff."""
+        """``p_retained`` plus, with BTYD features, the BG/NBD ``p_alive`` (NaN when the BG/NBD
+        fit at this cutoff is degenerate), ``expected_purchases``, ``monetary`` and ``clv``."""
         check_is_fitted(self, "booster_")
         X, btyd = self._matrix(frame)
         out = pd.DataFrame(
@@ -534,4 +636,6 @@ class GBDTModel(RetentionModel):
             for c in ("p_alive", "expected_purchases", "monetary", "clv"):
                 if c in btyd.columns:
                     out[c] = btyd[c].to_numpy(dtype=float)
+            if "p_alive" in out.columns and bool(btyd["degenerate"].max() > 0):
+                out["p_alive"] = np.nan
         return out

@@ -87,8 +87,18 @@ class BacktestResult:
             "valid_cutoff": self.valid_cutoff.strftime("%Y-%m-%d")
             if self.valid_cutoff is not None
             else None,
+            # the activity that counts as coming back (label, population, BTYD): --retained-by
+            "retained_by": str(self.extra.get("retained_by", "purchase")),
             "models": self.metrics,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            # how each BTYD fit went on the test cutoff (degenerate, collapsed to the NBD), the
+            # models left out of "models" as the same NBD under another name, where P(alive)
+            # comes from (null: unavailable, every fit degenerate), and the CLV (expected spend
+            # over the horizon, net of returns) against the spend realised in the label window
+            "fits": self.extra.get("fits", {}),
+            "twins": self.extra.get("twins", {}),
+            "p_alive_source": self.extra.get("p_alive_source"),
+            "clv": self.extra.get("clv"),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -88,6 +88,8 @@ _SUFFIX = {"npy": ".npy", "bytes": ".bin", "text": ".txt", "json": ".json", "str
 _CLASSES: dict[str, tuple[str, str]] = {
     "BGNBDModel": ("retention.models._btyd_models", "BGNBDModel"),
     "ParetoNBDModel": ("retention.models._btyd_models", "ParetoNBDModel"),
+    "MBGNBDModel": ("retention.models._btyd_models", "MBGNBDModel"),
+    "ModifiedBetaGeo": ("retention.models._btyd", "ModifiedBetaGeo"),
     "GBDTModel": ("retention.models._gbdt", "GBDTModel"),
     "EnsembleModel": ("retention.models._ensemble", "EnsembleModel"),
     "SequenceTransformerModel": ("retention.models._sequence", "SequenceTransformerModel"),

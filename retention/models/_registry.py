@@ -15,6 +15,7 @@ __all__ = ["MODEL_NAMES", "get_model"]
 _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "bgnbd": ("retention.models._btyd_models", "BGNBDModel", {}),
     "paretonbd": ("retention.models._btyd_models", "ParetoNBDModel", {}),
+    "mbgnbd": ("retention.models._btyd_models", "MBGNBDModel", {}),
     "gbdt": ("retention.models._gbdt", "GBDTModel", {}),
     "gbdt_rfm": ("retention.models._gbdt", "GBDTModel", {"feature_set": "rfm"}),
     "gbdt_text": ("retention.models._gbdt", "GBDTModel", {"text_features": True}),

@@ -23,6 +23,7 @@ __all__ = [
     "LoadedModel",
     "ModelCache",
     "check_model_ref",
+    "check_output_path",
     "check_positive_int",
     "default_cutoff",
     "file_sha256",
@@ -77,6 +78,49 @@ def write_json(payload: Any, path: str | os.PathLike[str], *, flag: str = "--jso
     return p
 
 
+def check_output_path(path: str | os.PathLike[str], flag: str, example: str) -> Path:
+    """``path`` as a Path when a file can be written there; call it before the work.
+
+    The file must not be a folder or read-only, and its folder must exist and be writable or be
+    creatable (its nearest existing parent a writable folder), so that a command fails before
+    training or scoring rather than after.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file.
+    flag : str
+        How the caller names it, for the message (``"--out"``, ``"out"``).
+    example : str
+        A file name to suggest inside a folder (``"model.retention"``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``flag``, what was wrong and what to pass instead.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {p} is a folder: pass a file name, e.g. {flag} {p / example}.")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ConfigError(
+            f"{flag} {p} is read-only (permission denied): chmod u+w {p} or pass another {flag}."
+        )
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(
+            f"Cannot write {flag} {p}: {parent} is a file, not a folder. Pass another {flag}."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"Cannot write {flag} {p}: the folder {parent} is not writable (permission denied). "
+            f"Pass another {flag}."
+        )
+    return p
+
+
 # ----------------------------------------------------------------------------------- the store
 def purchase_range(store: Store) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``(first, last)`` purchase timestamp in the store.
@@ -90,14 +134,23 @@ def purchase_range(store: Store) -> tuple[pd.Timestamp, pd.Timestamp]:
     if found is None:
         raise ConfigError(
             f"The store {store.path} holds no purchase events, so there is nothing to learn "
-            "from. Ingest a purchase log first (`retention ingest`)."
+            "from. Ingest a purchase log first (`retention ingest`), or name the activity that "
+            "counts as coming back (`--retained-by review`, `--retained-by any`)."
         )
     return found
 
 
-def default_cutoff(store: Store, cutoff: pd.Timestamp | None) -> pd.Timestamp:
-    """``cutoff``, or the date (midnight) of the store's last purchase when it is None."""
-    last = purchase_range(store)[1]
+def default_cutoff(
+    store: Store, cutoff: pd.Timestamp | None, retained_by: str = "purchase"
+) -> pd.Timestamp:
+    """``cutoff``, or the date (midnight) of the store's last purchase when it is None (its last
+    qualifying event with another ``retained_by``, see ``retention.features.to_retained_by``)."""
+    if retained_by == "purchase":
+        last = purchase_range(store)[1]
+    else:
+        from retention.features import check_activity, data_span
+
+        last = check_activity(data_span(store, retained_by))
     return cutoff if cutoff is not None else last.normalize()
 
 

@@ -28,12 +28,16 @@ class IngestRequest:
         ``events``, ``items``, ``users``, ``assignments`` or ``outcomes``.
     strict : bool
         Fail, loading nothing, when any row would be quarantined.
+    allow_all_quarantined : bool
+        Accept an ingest whose every row is quarantined (by default it fails, after keeping the
+        rows and their reasons in the quarantine).
     """
 
     path: Path
     mapping: Mapping = field(default_factory=Mapping)
     table: str = "events"
     strict: bool = False
+    allow_all_quarantined: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -75,7 +79,12 @@ def ingest_file(
     store.check_writable(f"ingest {request.path}")
     with as_progress(progress).stage(f"ingesting {request.path.name}"):
         return ingest(
-            store, request.path, request.mapping, table=request.table, strict=request.strict
+            store,
+            request.path,
+            request.mapping,
+            table=request.table,
+            strict=request.strict,
+            allow_all_quarantined=request.allow_all_quarantined,
         )
 
 

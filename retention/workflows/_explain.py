@@ -251,9 +251,10 @@ def explain_user(
                 retention=rs["retention"][:top],
                 source="stored",
             )
-    at = default_cutoff(store, request.cutoff)
+    retained_by = str(loaded.metadata.get("retained_by", "purchase"))  # what the model learned
+    at = default_cutoff(store, request.cutoff, retained_by)
     with progress.stage("building features"):
-        frame = make_frame(store, at, horizon, with_label=False)
+        frame = make_frame(store, at, horizon, with_label=False, retained_by=retained_by)
     users = frame.users.astype(str)
     if uid not in set(users):
         example = ", ".join(map(str, frame.users[:3]))
@@ -405,9 +406,10 @@ def store_reasons(
     store.check_writable("write reasons")
     loaded = resolve_model(store, cache, model_path=request.model_path, model_id=request.model_id)
     horizon = loaded.horizon_days or 90
-    at = default_cutoff(store, request.cutoff)
+    retained_by = str(loaded.metadata.get("retained_by", "purchase"))  # what the model learned
+    at = default_cutoff(store, request.cutoff, retained_by)
     with progress.stage("building features"):
-        frame = make_frame(store, at, horizon, with_label=False)
+        frame = make_frame(store, at, horizon, with_label=False, retained_by=retained_by)
     t0 = time.perf_counter()
     with progress.stage(f"explaining {len(frame)} customers"):
         df = reasons_table(loaded.model, frame, top=request.top, currency=request.currency)

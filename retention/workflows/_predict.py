@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,18 @@ import pandas as pd
 
 from retention._progress import Progress, as_progress
 from retention.data import ModelRecord, Store
-from retention.exceptions import ConfigError
-from retention.features import make_frame, to_cutoff, to_horizon
+from retention.exceptions import ConfigError, RetentionWarning
+from retention.features import (
+    RETAINED_BY_DEFAULT,
+    MinData,
+    check_activity,
+    check_min_data,
+    data_span,
+    make_frame,
+    to_cutoff,
+    to_horizon,
+    to_retained_by,
+)
 from retention.models import (
     BacktestResult,
     EnsembleModel,
@@ -35,20 +46,21 @@ from retention.models import (
     classification_metrics,
     get_model,
     save_model,
+    warn_if_drifted,
 )
 from retention.strategies import RISK_BANDS, risk_band
 from retention.workflows._common import (
     ModelCache,
     check_model_ref,
+    check_output_path,
     check_positive_int,
-    default_cutoff,
     file_sha256,
     json_clean,
-    purchase_range,
     resolve_model,
     write_json,
 )
 from retention.workflows._explain import reasons_table
+from retention.workflows._quality import backtest_quality, btyd_details
 
 __all__ = [
     "DEFAULT_BACKTEST_MODELS",
@@ -65,7 +77,7 @@ __all__ = [
 ]
 
 #: models of ``retention backtest`` when ``--models`` is not given
-DEFAULT_BACKTEST_MODELS: tuple[str, ...] = ("bgnbd", "paretonbd", "gbdt", "ensemble")
+DEFAULT_BACKTEST_MODELS: tuple[str, ...] = ("bgnbd", "paretonbd", "mbgnbd", "gbdt", "ensemble")
 
 _SCORE_COLUMNS = ("p_retained", "p_alive", "expected_purchases", "clv")
 
@@ -97,9 +109,19 @@ def _params(value: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     return dict(value)
 
 
-def last_event_date(store: Store) -> pd.Timestamp:
-    """The date (midnight) of the last purchase in the store: the default cutoff of train/score."""
-    return purchase_range(store)[1].normalize()
+def last_event_date(store: Store, retained_by: str = RETAINED_BY_DEFAULT) -> pd.Timestamp:
+    """The date (midnight) of the last qualifying event in the store (the last purchase by
+    default): the default cutoff of train/score."""
+    return check_activity(data_span(store, retained_by)).normalize()
+
+
+def _check_min_data(value: Any) -> MinData | None:
+    if value is not None and not isinstance(value, MinData):
+        raise ConfigError(
+            f"min_data must be a retention.features.MinData or None; got {value!r}. Pass e.g. "
+            "MinData(customers=100)."
+        )
+    return value
 
 
 def _fit_models(
@@ -151,6 +173,13 @@ class BacktestRequest:
         Number of training cutoffs.
     model_params : mapping of str to mapping
         Keyword arguments per model name, e.g. ``{"gbdt": {"num_leaves": 7}}``.
+    retained_by : str
+        The activity that counts as coming back: ``"purchase"`` (default), ``"any"`` or event
+        types (``"review,view"``; :func:`retention.features.to_retained_by`). The label, the
+        population and the BTYD inputs follow it; the features use every event type.
+    min_data : MinData or None
+        The least data to learn from (default: :class:`retention.features.MinData` from the
+        ``RETENTION_MIN_*`` settings); below it the backtest refuses, near it it warns.
     """
 
     cutoff: pd.Timestamp
@@ -158,9 +187,13 @@ class BacktestRequest:
     models: tuple[str, ...] = DEFAULT_BACKTEST_MODELS
     n_train: int = 3
     model_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    retained_by: str = RETAINED_BY_DEFAULT
+    min_data: MinData | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
+        object.__setattr__(self, "retained_by", to_retained_by(self.retained_by))
+        object.__setattr__(self, "min_data", _check_min_data(self.min_data))
         object.__setattr__(self, "horizon_days", to_horizon(self.horizon_days))
         object.__setattr__(self, "models", _model_names(self.models))
         object.__setattr__(self, "n_train", check_positive_int(self.n_train, "n_train"))
@@ -201,17 +234,21 @@ def backtest(
 
     progress = as_progress(progress)
     test_cutoff, horizon_days = request.cutoff, request.horizon_days
-    purchase_range(store)
+    retained_by = request.retained_by
+    span = data_span(store, retained_by)
+    check_activity(span)
     with progress.stage("building features"):
         train, valid, test = training_frames(
-            store, test_cutoff, horizon_days, n_train=request.n_train
+            store, test_cutoff, horizon_days, n_train=request.n_train, retained_by=retained_by
         )
-    end = test_cutoff + pd.Timedelta(days=horizon_days)
-    events = store.events_df(before=end, columns=("user_id", "ts", "event_type"))
     if test.label is None or len(test) == 0:
         raise ConfigError(
-            f"No customer has a purchase before {test_cutoff:%Y-%m-%d}. Choose a later cutoff."
+            f"No customer has a qualifying event ({retained_by}) before {test_cutoff:%Y-%m-%d}. "
+            "Choose a later cutoff."
         )
+    sufficiency = check_min_data(train, valid, span, request.min_data, purpose="backtest")
+    end = test_cutoff + pd.Timedelta(days=horizon_days)
+    events = store.events_df(before=end, columns=("user_id", "ts", "event_type"))
     names = request.models
     fitted, timings = _fit_models(names, train, valid, request.model_params, progress)
     scores: dict[str, pd.Series] = {}
@@ -222,9 +259,16 @@ def backtest(
             scores[name] = pd.Series(p, index=test.users, name=name)
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
             task.advance()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"retained_by": retained_by, "data": sufficiency.to_dict()}
+    # BTYD fit flags, NBD twins left out of the scores, the CLV against realised spend
+    extra.update(backtest_quality(store, fitted, scores, test))
     try:
-        extra["cohort_retention"] = cohort_retention(events)
+        types = retained_by.split(",")
+        if retained_by == "any" or len(types) > 1:  # cohorts of the qualifying events
+            keep = events if retained_by == "any" else events[events["event_type"].isin(types)]
+            extra["cohort_retention"] = cohort_retention(keep, event_type=None)
+        else:
+            extra["cohort_retention"] = cohort_retention(events, event_type=retained_by)
     except (ValueError, KeyError) as exc:  # the report simply leaves the heatmap out
         extra["cohort_retention_error"] = str(exc)
     ens = fitted.get("ensemble")
@@ -273,6 +317,11 @@ class TrainRequest:
         Number of training cutoffs.
     model_params : mapping
         Keyword arguments of the model.
+    retained_by : str
+        The activity that counts as coming back (see :class:`BacktestRequest`); the model
+        remembers it in its metadata and ``score`` uses it.
+    min_data : MinData or None
+        The least data to learn from (see :class:`BacktestRequest`).
     """
 
     out: Path
@@ -281,9 +330,13 @@ class TrainRequest:
     horizon_days: int = 90
     n_train: int = 3
     model_params: Mapping[str, Any] = field(default_factory=dict)
+    retained_by: str = RETAINED_BY_DEFAULT
+    min_data: MinData | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "retained_by", to_retained_by(self.retained_by))
+        object.__setattr__(self, "min_data", _check_min_data(self.min_data))
         object.__setattr__(self, "model", _model_names([self.model])[0])
         if self.cutoff is not None:
             object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
@@ -337,19 +390,28 @@ def train(store: Store, request: TrainRequest, *, progress: Progress | None = No
         cutoff, which the model also used for early stopping, calibration and stacking:
         optimistic; run ``retention backtest`` for held-out figures).
     """
-    from retention.features import backtest_cutoffs, data_span
+    from retention.features import backtest_cutoffs
     from retention.models import read_metadata
 
     progress = as_progress(progress)
     store.check_writable("register the trained model")
+    check_output_path(request.out, "out", "model.retention")  # before training, not after
     horizon_days = request.horizon_days
-    at = default_cutoff(store, request.cutoff)
+    retained_by = request.retained_by
+    span = data_span(store, retained_by)
+    at = request.cutoff if request.cutoff is not None else check_activity(span).normalize()
     train_cutoffs, valid_cutoff = backtest_cutoffs(
-        at, horizon_days, n_train=request.n_train, span=data_span(store.ibis())
+        at, horizon_days, n_train=request.n_train, span=span
     )
     with progress.stage("building features"):
-        frames = [make_frame(store, c, horizon_days, with_label=True) for c in train_cutoffs]
-        valid = make_frame(store, valid_cutoff, horizon_days, with_label=True)
+        frames = [
+            make_frame(store, c, horizon_days, with_label=True, retained_by=retained_by)
+            for c in train_cutoffs
+        ]
+        valid = make_frame(
+            store, valid_cutoff, horizon_days, with_label=True, retained_by=retained_by
+        )
+    sufficiency = check_min_data(frames, valid, span, request.min_data, purpose="train")
     t0 = time.perf_counter()
     with progress.stage(f"fitting {request.model}"):
         fitted = get_model(request.model, **request.model_params).fit(frames, valid)
@@ -360,6 +422,8 @@ def train(store: Store, request: TrainRequest, *, progress: Progress | None = No
         "registry_name": request.model,
         "cutoff": at,
         "horizon_days": horizon_days,
+        "retained_by": retained_by,
+        "data": sufficiency.to_dict(),
         "train_cutoffs": [f.cutoff for f in frames],
         "valid_cutoff": valid.cutoff,
         "n_users_valid": len(valid),
@@ -410,6 +474,9 @@ class ScoreRequest:
         The store table to write (created with the typed columns of ``scores`` when missing).
     reasons : bool
         Also store every customer's top reasons (models SHAP can explain).
+    retained_by : str or None
+        Must match the activity the model was trained on when given (default: the model's,
+        from its metadata; ``"purchase"`` for artifacts that do not say).
     """
 
     model_path: Path | None = None
@@ -419,8 +486,11 @@ class ScoreRequest:
     out: Path | None = None
     table: str = "scores"
     reasons: bool = True
+    retained_by: str | None = None
 
     def __post_init__(self) -> None:
+        if self.retained_by is not None:
+            object.__setattr__(self, "retained_by", to_retained_by(self.retained_by))
         path, mid = check_model_ref(self.model_path, self.model_id)
         object.__setattr__(self, "model_path", path)
         object.__setattr__(self, "model_id", mid)
@@ -469,14 +539,25 @@ class ScoreReport:
 
 
 def _btyd_fill(details: pd.DataFrame, frame: Any) -> pd.DataFrame:
-    """Fill P(alive), expected purchases and CLV from a BG/NBD fitted on this frame's history."""
+    """Fill P(alive), expected purchases and CLV the model does not give (or P(alive) it gives
+    as unknown) from the first BTYD model whose fit on this frame's history is not degenerate;
+    warn when P(alive) stays unknown (NULL in the table)."""
     missing = [c for c in ("p_alive", "expected_purchases", "clv") if c not in details.columns]
-    if not missing:
-        return details
-    bg = get_model("bgnbd").fit([frame], None)
-    extra = bg.predict_details(frame).reindex(details.index)
-    for c in missing:
-        details[c] = extra[c].to_numpy(dtype=float) if c in extra.columns else np.nan
+    unknown = "p_alive" in details.columns and bool(details["p_alive"].isna().all())
+    if missing or unknown:
+        extra, source = btyd_details(frame)
+        extra = extra.reindex(details.index)
+        for c in missing + (["p_alive"] if unknown and source is not None else []):
+            details[c] = extra[c].to_numpy(dtype=float) if c in extra.columns else np.nan
+    if bool(details["p_alive"].isna().all()):
+        warnings.warn(
+            f"P(alive) is unavailable at {pd.Timestamp(frame.cutoff):%Y-%m-%d}: every BTYD fit "
+            "on this log (MBG/NBD, Pareto/NBD, BG/NBD) is degenerate, nobody seeming to drop "
+            "out, so a P(alive) would be about 1 for everyone and mean nothing. The p_alive "
+            "column is left NULL; P(retained) and the CLV are unaffected.",
+            RetentionWarning,
+            stacklevel=3,
+        )
     return details
 
 
@@ -515,6 +596,7 @@ def score(
 
     progress = as_progress(progress)
     store.check_writable("write scores")
+    store.check_table_like(request.table, "scores")  # before scoring: `--table events` fails now
     loaded = resolve_model(store, cache, model_path=request.model_path, model_id=request.model_id)
     model = loaded.model
     trained_h = loaded.horizon_days
@@ -526,11 +608,19 @@ def score(
         )
     h = request.horizon_days or trained_h or 90
     version = loaded.model_id
-    at = default_cutoff(store, request.cutoff)
+    retained_by = to_retained_by(loaded.metadata.get("retained_by", RETAINED_BY_DEFAULT))
+    if request.retained_by is not None and request.retained_by != retained_by:
+        raise ConfigError(
+            f"The model was trained with --retained-by {retained_by}; got --retained-by "
+            f"{request.retained_by}. Drop --retained-by or retrain with --retained-by "
+            f"{request.retained_by}."
+        )
+    at = request.cutoff if request.cutoff is not None else last_event_date(store, retained_by)
     with progress.stage("building features"):
-        frame = make_frame(store, at, h, with_label=False)
+        frame = make_frame(store, at, h, with_label=False, retained_by=retained_by)
     if len(frame) == 0:
         raise ConfigError(f"No customer has a purchase before {at:%Y-%m-%d}; nothing to score.")
+    warn_if_drifted(model, frame)  # a model trained on another store: say so
     with progress.stage(f"scoring {len(frame)} customers"):
         details = model.predict_details(frame)
         details = _btyd_fill(details.reindex(frame.users).copy(), frame)

@@ -12,6 +12,7 @@ from retention import workflows
 from retention.data import Store
 from retention.exceptions import ConfigError
 from retention.explain import REASON_COLUMNS
+from retention.features import MinData
 
 H = 45
 
@@ -24,7 +25,14 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     with Store(db) as store:
         workflows.train(
             store,
-            workflows.TrainRequest(out=model, model="gbdt", horizon_days=H, model_params=FAST),
+            workflows.TrainRequest(
+                out=model,
+                model="gbdt",
+                horizon_days=H,
+                model_params=FAST,
+                # 250 synthetic customers (fast): inside the thin-data warning zone, lowered
+                min_data=MinData(customers=20, retained=5),
+            ),
         )
     return db, model
 

@@ -42,7 +42,7 @@ def test_span_drops_cutoffs_without_history():
     span = DataSpan(
         first_event=pd.Timestamp("2011-03-01"),
         last_event=pd.Timestamp("2011-12-09"),
-        first_purchase=pd.Timestamp("2011-04-01"),
+        first_qualifying=pd.Timestamp("2011-04-01"),
         n_events=10,
     )
     train, _valid = backtest_cutoffs("2011-09-10", 90, span=span)
@@ -91,6 +91,9 @@ def test_no_purchase_error_names_a_real_ingest_flag():
     with pytest.raises(DataError, match="no event of type 'purchase'") as info:
         check_cutoff(span, pd.Timestamp("2011-03-01"))
     flags = set(re.findall(r"--[a-z][a-z-]*", str(info.value)))
-    ingest = get_command(app).commands["ingest"]  # type: ignore[attr-defined]
-    options = {opt for param in ingest.params for opt in param.opts}
-    assert "--event-type" in flags and flags <= options
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    options = {
+        opt for name in ("ingest", "backtest") for p in commands[name].params for opt in p.opts
+    }
+    # how to map purchases at ingest, and how to name another activity (issue 11)
+    assert {"--event-type", "--retained-by"} <= flags <= options

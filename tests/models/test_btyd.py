@@ -20,8 +20,13 @@ from retention.exceptions import (
     RetentionWarning,
     SchemaError,
 )
-from retention.models import BetaGeo, GammaGamma, ParetoNBD, rfm_summary
-from retention.models._btyd import MIN_REPEAT_CUSTOMERS, _bgnbd_loglik, _pareto_loglik
+from retention.models import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD, rfm_summary
+from retention.models._btyd import (
+    MIN_REPEAT_CUSTOMERS,
+    _bgnbd_loglik,
+    _mbgnbd_loglik,
+    _pareto_loglik,
+)
 
 FILES = Path(retention.data.__file__).parent / "files"
 DATA = Path(__file__).parent / "data"
@@ -493,3 +498,104 @@ def test_pareto_integral_matches_adaptive_quadrature() -> None:
     assert ((tau >= arr[4][:, None]) & (tau <= arr[5][:, None])).all()
     empty, _, _ = _log_power_integral(*(a[:1] for a in arr[:4]), np.array([3.0]), np.array([3.0]))
     assert empty[0] == -np.inf
+
+
+# ------------------------------------------------------------------ MBG/NBD
+
+
+@pytest.fixture(scope="module")
+def mbg_cdnow(cdnow: pd.DataFrame) -> ModifiedBetaGeo:
+    return ModifiedBetaGeo().fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+
+
+def test_mbgnbd_matches_batislam_and_wagner_hoppe_closed_forms(
+    cdnow: pd.DataFrame, mbg_cdnow: ModifiedBetaGeo
+) -> None:
+    """Batislam et al. (2007) P(alive) and the conditional expectation of Wagner & Hoppe (2008),
+    written with 2F1 (valid for a > 1: checked at parameters where it is, and at the fit)."""
+    x, tx, T = _rfm(cdnow.iloc[::7])
+    t = 13.0
+    assert not mbg_cdnow.degenerate_ and mbg_cdnow.converged_
+    for params in (dict(mbg_cdnow.params_), {"r": 0.5, "alpha": 7.0, "a": 2.5, "b": 4.0}):
+        est = ModifiedBetaGeo()
+        est.params_ = params
+        r, alpha, a, b = params.values()
+        p_alive = 1 / (1 + a / (b + x) * ((alpha + T) / (alpha + tx)) ** (r + x))
+        np.testing.assert_allclose(est.conditional_probability_alive(x, tx, T), p_alive, rtol=1e-10)
+        assert (p_alive[x == 0] < 1).all()  # drop-out possible right after the first purchase
+        p_buy = p_alive * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x))
+        np.testing.assert_allclose(est.probability_of_purchase(t, x, tx, T), p_buy, rtol=1e-10)
+        if a > 1:
+            z = t / (alpha + T + t)
+            h = hyp2f1(r + x, b + x + 1, a + b + x, z)
+            expected = (a + b + x) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * h)
+            np.testing.assert_allclose(
+                est.conditional_expected_purchases(t, x, tx, T), expected * p_alive, rtol=1e-6
+            )
+            ts = np.array([1.0, 13.0, 39.0])
+            pop = (
+                b
+                / (a - 1)
+                * (1 - hyp2f1(r, b + 1, a + b, ts / (alpha + ts)) * (alpha / (alpha + ts)) ** r)
+            )
+            np.testing.assert_allclose(est.expected_purchases(ts), pop, rtol=1e-6)
+
+
+def test_mbgnbd_gradient_and_no_purchase_ratio(
+    cdnow: pd.DataFrame, mbg_cdnow: ModifiedBetaGeo
+) -> None:
+    x, tx, T = _rfm(cdnow.iloc[::13])
+    params = np.array([0.6, 8.0, 0.5, 1.2])
+    _, grad = _mbgnbd_loglik(params, x, tx, T)
+    for j in range(4):
+        h = 1e-6 * params[j]
+        up, dn = params.copy(), params.copy()
+        up[j] += h
+        dn[j] -= h
+        fd = (_mbgnbd_loglik(up, x, tx, T)[0].sum() - _mbgnbd_loglik(dn, x, tx, T)[0].sum()) / (
+            2 * h
+        )
+        assert grad[j].sum() == pytest.approx(fd, rel=1e-5)
+    fitted = np.array(list(mbg_cdnow.params_.values()))
+    for t in (0.5, 13.0, 200.0):
+        ratio = np.exp(
+            _mbgnbd_loglik(fitted, x, tx, T + t)[0] - _mbgnbd_loglik(fitted, x, tx, T)[0]
+        )
+        np.testing.assert_allclose(mbg_cdnow.probability_no_purchase(t, x, tx, T), ratio, rtol=1e-6)
+
+
+def test_mbgnbd_recovers_simulated_parameters() -> None:
+    """Customers simulated from the MBG/NBD process: the fit finds its parameters again."""
+    rng = np.random.default_rng(11)
+    r, alpha, a, b = 0.8, 5.0, 1.5, 3.0
+    n, T_end = 6000, 52.0
+    lam = rng.gamma(r, 1 / alpha, n)
+    p = rng.beta(a, b, n)
+    x = np.zeros(n)
+    tx = np.zeros(n)
+    for i in range(n):
+        if rng.uniform() < p[i]:
+            continue  # gone right after the first purchase
+        t = rng.exponential(1 / lam[i])
+        while t < T_end:
+            x[i] += 1
+            tx[i] = t
+            if rng.uniform() < p[i]:
+                break
+            t += rng.exponential(1 / lam[i])
+    est = ModifiedBetaGeo().fit(x, tx, np.full(n, T_end))
+    got = est.params_
+    assert got["r"] == pytest.approx(r, rel=0.15) and got["a"] == pytest.approx(a, rel=0.3)
+    assert got["b"] == pytest.approx(b, rel=0.35) and got["alpha"] == pytest.approx(alpha, rel=0.2)
+    assert not est.degenerate_ and est.degenerate_reason() is None and not est.is_nbd()
+
+
+def test_mbgnbd_degenerate_on_online_retail(retail: pd.DataFrame) -> None:
+    """On Online Retail at 2011-09-10 MBG/NBD collapses to the NBD too: flagged, and why."""
+    x, tx, T = _rfm(retail)
+    with pytest.warns(
+        RetentionWarning, match="MBG/NBD fit is degenerate.*nobody seems to drop out"
+    ):
+        est = ModifiedBetaGeo().fit(x, tx, T)
+    assert est.degenerate_ and est.is_nbd()
+    assert "collapse to 0" in est.degenerate_reason()

@@ -71,8 +71,12 @@ def test_tiny_frame_contract(name: str) -> None:
     assert list(d.columns) == ["p_retained", "p_alive", "expected_purchases", "monetary", "clv"]
     assert d.index.equals(frame.users)
     np.testing.assert_allclose(d["p_retained"], p)
-    assert np.isfinite(d.to_numpy()).all()
-    assert (d["p_alive"] <= 1).all() and (d["p_retained"] <= d["expected_purchases"] + 1e-12).all()
+    report = model.fit_report(frame)
+    # five customers: the fit is degenerate, so P(alive) is unknown rather than a number
+    assert report["degenerate"] and report["p_alive"] == "unavailable" and report["reason"]
+    assert d["p_alive"].isna().all()
+    assert np.isfinite(d.drop(columns="p_alive").to_numpy()).all()
+    assert (d["p_retained"] <= d["expected_purchases"] + 1e-12).all()
     np.testing.assert_allclose(d["clv"], d["expected_purchases"] * d["monetary"])
     # the most active recent buyer is the likeliest to come back; the one-off buyer of
     # mid-January is less likely than a, who bought four times up to early March
@@ -127,20 +131,25 @@ def test_customer_without_events_and_discounting() -> None:
     with_new = CutoffFrame(frame.cutoff, 28, pd.DataFrame(index=users), None, frame.events)
     m = BGNBDModel(discount_rate=0.05).fit([frame])
     d = m.predict_details(with_new)
-    assert np.isfinite(d.to_numpy()).all() and d.loc["new", "p_alive"] == 1.0
+    assert np.isfinite(d.drop(columns="p_alive").to_numpy()).all()
+    assert m.fit_report(with_new)["degenerate"] and d["p_alive"].isna().all()
+    alive = m._details(with_new, mask_degenerate=False)["p_alive"]
+    assert alive["new"] == 1.0  # a customer new at the cutoff
     plain = BGNBDModel().fit([frame]).predict_details(frame)
     assert (d.loc[frame.users, "clv"] < plain["clv"]).all()
 
 
 @TINY_DATA
-def test_monetary_falls_back_without_repeat_values() -> None:
+def test_monetary_falls_back_without_two_positive_net_values() -> None:
     ev = _events([("a", "2024-01-02", 10.0), ("a", "2024-02-01", 30.0), ("b", "2024-01-10", 5.0)])
-    frame = tiny_frame("2024-03-01", ev)
+    ev = pd.concat([ev, _events([("b", "2024-01-12", 5.0)], event_type="return")])
+    frame = tiny_frame("2024-03-01", ev.sort_values(["user_id", "ts"]).reset_index(drop=True))
     with pytest.warns(RetentionWarning, match=r"Gamma-Gamma spend model could not be fitted"):
         m = ParetoNBDModel().fit([frame])
     assert m.gamma_gamma_ is None
     d = m.predict_details(frame)
-    np.testing.assert_allclose(d["monetary"], 30.0)  # mean repeat value, for everyone
+    # b returned everything: only a has a positive net value, 20 per purchase day, for everyone
+    np.testing.assert_allclose(d["monetary"], 20.0)
 
 
 @TINY_DATA
@@ -182,3 +191,85 @@ def test_ranks_cdnow_holdout_purchases(cls: type) -> None:
     # roughly calibrated on average (observed 25.1%; BG/NBD predicts 22.0%, Pareto/NBD 19.6%:
     # both under-forecast this holdout a little, as their expected purchase counts do)
     assert 0.75 * label.mean() < p.mean() < 1.1 * label.mean()
+
+
+def _log(n: int, seed: int, p_drop: tuple[float, float] | None) -> pd.DataFrame:
+    """Purchases of ``n`` customers over a year: Poisson buyers (rate ~ Gamma(1, 1/20) a day)
+    who drop out after a purchase with p ~ Beta(*p_drop), or never (``p_drop=None``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n):
+        rate = rng.gamma(1.0, 1 / 20)
+        drop = rng.beta(*p_drop) if p_drop else 0.0
+        t = rng.uniform(0, 120)
+        while t < 365:
+            rows.append((f"u{u}", pd.Timestamp("2023-01-01") + pd.Timedelta(days=t), 20.0))
+            if rng.uniform() < drop:
+                break
+            t += rng.exponential(1 / rate)
+    return _events([(u, str(ts), a) for u, ts, a in rows])
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "paretonbd"])
+def test_degenerate_fit_detected_on_a_log_where_nobody_drops_out(name: str) -> None:
+    frame = tiny_frame("2024-01-01", _log(600, seed=1, p_drop=None))
+    model = get_model(name)
+    with pytest.warns(RetentionWarning, match="degenerate.*nobody seems to drop out"):
+        model.fit([frame])
+    report = model.fit_report(frame)
+    assert report["degenerate"] and report["nbd"] and report["p_alive"] == "unavailable"
+    assert "collapse to 0" in report["reason"]
+    d = model.predict_details(frame)
+    assert d["p_alive"].isna().all() and d["p_retained"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "paretonbd"])
+def test_fit_not_degenerate_where_customers_drop_out(name: str) -> None:
+    frame = tiny_frame("2024-01-01", _log(600, seed=2, p_drop=(1.0, 3.0)))
+    model = get_model(name).fit([frame])  # no warning: filterwarnings = error
+    report = model.fit_report(frame)
+    assert not report["degenerate"] and not report["nbd"] and report["reason"] is None
+    p_alive = model.predict_details(frame)["p_alive"]
+    assert p_alive.between(0, 1).all() and p_alive.min() < 0.5
+
+
+def test_mbgnbd_one_time_buyers_can_be_gone() -> None:
+    frame = tiny_frame("2024-01-01", _log(600, seed=2, p_drop=(1.0, 3.0)))
+    s = rfm_summary(frame.events, frame.cutoff, unit_days=7.0)
+    bg = get_model("bgnbd").fit([frame]).predict_details(frame)["p_alive"]
+    mbg = get_model("mbgnbd").fit([frame]).predict_details(frame)["p_alive"]
+    once = s.index[s["frequency"] == 0]
+    assert (bg[once] == 1.0).all()  # BG/NBD: a one-time buyer is alive by construction
+    assert mbg[once].median() < 0.9
+    # the longer a one-time buyer has been silent, the likelier gone
+    t = s.loc[once, "T"]
+    assert mbg[t.idxmax()] < mbg[t.idxmin()]
+
+
+def test_clv_is_net_of_returns_and_not_floored_at_the_population_mean() -> None:
+    log = _log(300, seed=3, p_drop=(1.0, 3.0))
+    rng = np.random.default_rng(0)
+    log["amount"] = rng.lognormal(3.0, 0.8, len(log)).round(2)
+    extra = _events(
+        [
+            ("whale", "2023-03-01", 5000.0),  # bought once, big, and returned it all
+            ("small", "2023-03-01", 2.0),  # bought once, very little
+        ]
+    )
+    back = _events([("whale", "2023-03-03", 5000.0)], event_type="return")
+    ev = pd.concat([log, extra, back]).sort_values(["user_id", "ts"]).reset_index(drop=True)
+    frame = tiny_frame("2024-01-01", ev)
+    m = get_model("mbgnbd").fit([frame])
+    d = m.predict_details(frame)
+    gg = m.gamma_gamma_
+    population_mean = gg.population_mean()
+    # the whale's 5,000 were returned: its value is below the population mean, far below what
+    # its gross spend would give; the small one-time buyer is not floored at the mean
+    gross = gg.conditional_expected_average_profit(1, 5000.0)
+    assert d.loc["whale", "monetary"] < min(population_mean, 0.1 * float(gross))
+    assert d.loc["small", "monetary"] < population_mean
+    np.testing.assert_allclose(d["clv"], d["expected_purchases"] * d["monetary"])
+    # the same history without the return is worth more
+    kept = tiny_frame("2024-01-01", pd.concat([log, extra]).sort_values(["user_id", "ts"]))
+    d_kept = get_model("mbgnbd").fit([kept]).predict_details(kept)
+    assert d.loc["whale", "clv"] < 0.1 * d_kept.loc["whale", "clv"]

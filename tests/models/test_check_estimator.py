@@ -44,6 +44,7 @@ from retention.models import (
     BetaGeo,
     Calibrator,
     GammaGamma,
+    ModifiedBetaGeo,
     ParetoNBD,
     RetentionModel,
     get_model,
@@ -267,6 +268,7 @@ def _model_case(
 _INVALID: dict[str, dict[str, Any]] = {
     "bgnbd": {"penalizer": -1},
     "paretonbd": {"penalizer": -1},
+    "mbgnbd": {"penalizer": -1},
     "ensemble": {"C": -1.0},
     "sequence": {"d_model": 0},
     "text_lm": {"max_length": 0},
@@ -373,7 +375,7 @@ def _calibrator_case() -> Case:
 
 
 #: registered models checked on the synthetic frames (the transformers have their own tests below)
-FRAME_MODELS = ("bgnbd", "paretonbd", "gbdt", "gbdt_rfm", "ensemble", "gbdt_text")
+FRAME_MODELS = ("bgnbd", "paretonbd", "mbgnbd", "gbdt", "gbdt_rfm", "ensemble", "gbdt_text")
 
 
 @pytest.mark.parametrize("name", FRAME_MODELS)
@@ -398,7 +400,7 @@ def test_text_lm(name: str, text_frames, tiny_encoder, tmp_path: Path) -> None:
     check_estimator(case, tmp_path)
 
 
-@pytest.mark.parametrize("cls", [BetaGeo, ParetoNBD])
+@pytest.mark.parametrize("cls", [BetaGeo, ModifiedBetaGeo, ParetoNBD])
 def test_transaction_models(cls: type, cdnow: pd.DataFrame, tmp_path: Path) -> None:
     check_estimator(_transaction_case(cls, cdnow), tmp_path)
 

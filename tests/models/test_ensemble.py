@@ -93,8 +93,8 @@ def test_user_errors(frames, fitted_members) -> None:
     train, valid, test = frames
     with pytest.raises(NotFittedError):
         EnsembleModel().predict_proba(test)
-    with pytest.raises(ConfigError, match="valid"):
-        EnsembleModel(members=[("a", fitted_members[0])]).fit(train, None)
+    with pytest.raises(ConfigError, match="cv_folds must be a whole number >= 2"):
+        EnsembleModel(members=[("a", fitted_members[0])], cv_folds=1).fit(train, valid)
     with pytest.raises(ConfigError, match="itself"):
         EnsembleModel(members=["ensemble"]).fit(train, valid)
     with pytest.raises(ConfigError, match="Unknown model"):
@@ -132,3 +132,23 @@ def test_anchor_sets_the_level_and_keeps_the_ranking(frames, fitted_members) -> 
     assert {"p_alive", "expected_purchases", "clv"} <= set(details.columns)
     with pytest.raises(ConfigError, match="anchor"):
         EnsembleModel(members=members, anchor="paretonbd", prefit=True).fit(train, valid)
+
+
+def test_without_valid_the_stack_learns_from_the_training_cutoffs(frames) -> None:
+    train, _, test = frames
+    member = GBDTModel(feature_set="rfm", btyd_features=False, **FAST)
+    ens = EnsembleModel(members=[("gbdt_rfm", member), "bgnbd"]).fit(train)
+    assert ens.valid_cutoff_ == train[-1].cutoff
+    y = test.label.to_numpy()
+    assert classification_metrics(y, ens.predict_proba(test))["roc_auc"] > 0.6
+
+
+def test_p_alive_comes_from_a_member_whose_fit_is_not_degenerate(frames) -> None:
+    train, valid, test = frames
+    bg, mbg = get_model("bgnbd").fit(train, valid), get_model("mbgnbd").fit(train, valid)
+    ens = EnsembleModel(members=[("bgnbd", bg), ("mbgnbd", mbg)], prefit=True).fit(train, valid)
+    details = ens.predict_details(test)
+    # MBG/NBD is preferred: BG/NBD gives every one-time buyer P(alive) = 1 by construction
+    assert details.attrs["p_alive_source"] == "mbgnbd"
+    np.testing.assert_allclose(details["p_alive"], mbg.predict_details(test)["p_alive"])
+    np.testing.assert_allclose(details["clv"], mbg.predict_details(test)["clv"])

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from retention_synth import synthetic_frames
 
-from retention.exceptions import ConfigError, ModelError, NotFittedError
+from retention.exceptions import ConfigError, ModelError, NotFittedError, RetentionWarning
 from retention.features import CutoffFrame
 from retention.models import GBDTModel, classification_metrics, get_model
 
@@ -76,16 +76,29 @@ def test_calibration_improves_log_loss_over_raw_on_held_out(frames) -> None:
     assert classification_metrics(y, cal.predict_proba(test))["roc_auc"] == pytest.approx(
         classification_metrics(y, raw.predict_proba(test))["roc_auc"]
     )
-    mean_gap_raw = abs(raw.predict_proba(valid).mean() - valid.label.mean())
-    mean_gap_cal = abs(cal.predict_proba(valid).mean() - valid.label.mean())
-    assert mean_gap_cal <= mean_gap_raw + 1e-9
+    # the calibration is learned from the out-of-fold predictions of every learning cutoff
+    y_learn = np.concatenate([f.label.to_numpy() for f in [*train, valid]])
+    assert cal.oof_["p"].mean() == pytest.approx(y_learn.mean(), abs=1e-3)
+    ll_raw = classification_metrics(y_learn, raw.oof_["p"].to_numpy())["log_loss"]
+    ll_cal = classification_metrics(y_learn, cal.oof_["p"].to_numpy())["log_loss"]
+    assert ll_cal <= ll_raw + 1e-9
 
 
-def test_without_valid_trains_all_rounds_uncalibrated(frames) -> None:
-    train, _, test = frames
-    model = GBDTModel(btyd_features=False, n_estimators=40, learning_rate=0.1).fit(train)
+def test_without_cross_validation_trains_all_rounds_uncalibrated(frames) -> None:
+    train, valid, test = frames
+    model = GBDTModel(btyd_features=False, n_estimators=40, learning_rate=0.1, cv_folds=None)
+    model.fit(train, valid)
     assert model.best_iteration_ == 40
-    assert model.calibrator_ is None
+    assert model.calibrator_ is None and model.oof_ is None
+    assert len(model.predict_proba(test)) == len(test)
+
+
+def test_without_valid_early_stopping_is_still_cross_validated(frames) -> None:
+    train, _, test = frames
+    model = GBDTModel(btyd_features=False, n_estimators=2000, learning_rate=0.1).fit(train)
+    assert model.best_iteration_ < 2000  # stopped by the held-out folds
+    assert model.calibrator_ is not None
+    assert len(model.oof_) == sum(len(f) for f in train)
     assert len(model.predict_proba(test)) == len(test)
 
 
@@ -116,8 +129,15 @@ def test_user_errors_are_one_line(frames) -> None:
         None,
         test.events,
     )
-    with pytest.raises(ModelError, match="recency_days"):
-        model.predict_proba(fewer)
+    # a missing feature is scored as unknown, with a warning naming it
+    with pytest.warns(RetentionWarning, match="recency_days"):
+        p = model.predict_proba(fewer)
+    assert np.isfinite(p).all() and len(p) == len(test)
+    most = CutoffFrame(test.cutoff, test.horizon_days, test.features.iloc[:, :1], None, test.events)
+    with pytest.raises(ModelError, match="lacks"):
+        model.predict_proba(most)
+    with pytest.raises(ConfigError, match="cv_folds"):
+        GBDTModel(btyd_features=False, cv_folds=1).fit(train, valid)
     one_class = [
         CutoffFrame(f.cutoff, f.horizon_days, f.features, f.label * 0, f.events) for f in train
     ]

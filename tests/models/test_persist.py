@@ -149,6 +149,7 @@ Case = tuple[Callable[[TextEncoder], RetentionModel], Callable[[CutoffFrame], Cu
 CASES: dict[str, Case] = {
     "bgnbd": (lambda enc: get_model("bgnbd"), lambda f: f),
     "paretonbd": (lambda enc: get_model("paretonbd"), lambda f: f),
+    "mbgnbd": (lambda enc: get_model("mbgnbd"), lambda f: f),
     "gbdt": (lambda enc: get_model("gbdt", **FAST_GBDT), lambda f: f),
     "gbdt_rfm": (
         lambda enc: get_model("gbdt_rfm", calibration="isotonic", **FAST_GBDT),

@@ -18,6 +18,7 @@ FAST = {"n_estimators": 200, "learning_rate": 0.1, "early_stopping_rounds": 20}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path, str]:
     from retention import workflows
+    from retention.features import MinData
 
     folder = tmp_path_factory.mktemp("cli_explain")
     db = synthetic_store(folder / "synth.duckdb", n_users=200, seed=5)
@@ -25,7 +26,14 @@ def trained(tmp_path_factory) -> tuple[Path, Path, str]:
     with Store(db) as store:
         workflows.train(
             store,
-            workflows.TrainRequest(out=model, model="gbdt", horizon_days=45, model_params=FAST),
+            workflows.TrainRequest(
+                out=model,
+                model="gbdt",
+                horizon_days=45,
+                model_params=FAST,
+                # 200 customers on purpose (fast): under the thin-data rule's warning, lowered
+                min_data=MinData(customers=20, retained=5),
+            ),
         )
     with Store(db, read_only=True) as store:
         user = store.con.execute("SELECT max(user_id) FROM events").fetchone()[0]

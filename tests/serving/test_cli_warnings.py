@@ -14,7 +14,7 @@ from retention.exceptions import ConfigError, RetentionWarning
 def test_a_retention_warning_is_one_line_on_stderr(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def command(args: Any, prog_name: str) -> None:
+    def command(args: Any, prog_name: str, **kw: Any) -> None:
         for _ in range(2):  # the same warning twice: shown once
             warnings.warn(
                 "The BG/NBD fit is degenerate: a=2e-07 ran off towards\n the optimiser's lower "
@@ -38,7 +38,7 @@ def test_a_retention_warning_is_one_line_on_stderr(
 def test_an_error_with_brackets_is_printed_as_written(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def command(args: Any, prog_name: str) -> None:
+    def command(args: Any, prog_name: str, **kw: Any) -> None:
         raise ConfigError("add an [event_types] table to the --mapping file.")
 
     monkeypatch.setattr(cli, "app", command)

@@ -17,6 +17,11 @@ from retention import workflows
 from retention._progress import NullProgress, Progress
 from retention.data import Store
 from retention.exceptions import ConfigError, ModelError
+from retention.features import MinData
+
+#: 120 customers on purpose (these tests are about the cache, not the model): below the default
+#: thin-data rule (issue 11), lowered explicitly
+SMALL = MinData(customers=20, retained=5)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,9 @@ def trained(tmp_path_factory) -> tuple[Path, workflows.TrainReport]:
     with Store(db) as store:
         report = workflows.train(
             store,
-            workflows.TrainRequest(out=folder / "bg.retention", model="bgnbd", horizon_days=45),
+            workflows.TrainRequest(
+                out=folder / "bg.retention", model="bgnbd", horizon_days=45, min_data=SMALL
+            ),
         )
     return db, report
 
@@ -97,7 +104,9 @@ def test_the_cache_keeps_the_most_recently_used(trained, tmp_path) -> None:
     with Store(db) as store:
         other = workflows.train(
             store,
-            workflows.TrainRequest(out=tmp_path / "bg30.retention", model="bgnbd", horizon_days=30),
+            workflows.TrainRequest(
+                out=tmp_path / "bg30.retention", model="bgnbd", horizon_days=30, min_data=SMALL
+            ),
         )
     assert other.model_id != report.model_id
     cache = workflows.ModelCache(max_models=1)
@@ -152,7 +161,7 @@ def test_backtest_advances_one_task_step_per_model(trained) -> None:
     db, _ = trained
     recorder = _Recorder()
     request = workflows.BacktestRequest(
-        cutoff="2021-04-25", horizon_days=45, models="bgnbd,paretonbd"
+        cutoff="2021-04-25", horizon_days=45, models="bgnbd,paretonbd", min_data=SMALL
     )
     with Store(db, read_only=True) as store:
         workflows.backtest(store, request, progress=recorder)

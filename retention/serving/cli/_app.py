@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from retention._progress import RichProgress
 from retention._settings import get_settings
@@ -29,16 +31,50 @@ __all__ = [
     "resolve_db",
 ]
 
+
+def _escape_help(command: Any) -> None:
+    """Escape the help texts of ``command`` and its subcommands for Typer's Rich help.
+
+    Typer renders help as Rich markup, which eats ``[columns]`` ("TOML mapping file (, , )") and
+    fails on ``[/x]``: every help text is shown as written instead.
+    """
+    for attr in ("help", "short_help", "epilog"):
+        text = getattr(command, attr, None)
+        if isinstance(text, str):
+            setattr(command, attr, escape(text))
+    for param in getattr(command, "params", ()):
+        text = getattr(param, "help", None)
+        if isinstance(text, str):
+            param.help = escape(text)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_help(sub)
+
+
+class _Group(typer.core.TyperGroup):
+    """The root command group: help texts are shown as written, never read as Rich markup."""
+
+    _escaped = False
+
+    def main(self, args: Sequence[str] | None = None, *a: Any, **kw: Any) -> Any:
+        if not self._escaped:
+            _escape_help(self)
+            self._escaped = True
+        return super().main(args, *a, **kw)
+
+
 app = typer.Typer(
     name="retention",
     help="Customer retention for e-commerce: who comes back, what they are worth, why, what to do.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+#: stdout and stderr of every command. Markup and emoji codes are off: what is printed (ids,
+#: file names, messages) is shown as written; style with ``style=`` or ``rich.text.Text``.
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 #: ``--db PATH``, shared by every command that reads or writes the store
 DbOption = Annotated[

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from retention import workflows
-from retention.serving.cli._app import DbOption, app, console, open_store, progress
+from retention.exceptions import RetentionError
+from retention.serving.cli._app import DbOption, app, console, open_store, progress, resolve_db
 
 __all__ = ["info_tables", "ingest_table"]
 
@@ -53,8 +54,28 @@ def ingest_command(
     ] = None,
     ts_format: Annotated[
         str | None,
-        typer.Option("--ts-format", help="strptime format of the times, e.g. '%d/%m/%Y %H:%M'."),
+        typer.Option(
+            "--ts-format",
+            help="strptime format of the times, e.g. '%d/%m/%Y %H:%M', or epoch_s, epoch_ms, "
+            "epoch_us for numbers counting from 1970 (default: sniffed).",
+        ),
     ] = None,
+    min_ts: Annotated[
+        str | None,
+        typer.Option(
+            "--min-ts",
+            help="Quarantine times before this date as not real (default: $RETENTION_MIN_TS "
+            "or 1990-01-01; none keeps every time).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_all_quarantined: Annotated[
+        bool,
+        typer.Option(
+            "--allow-all-quarantined",
+            help="Exit 0 even when every row is quarantined (the quarantine keeps them).",
+        ),
+    ] = False,
 ) -> None:
     """Ingest a file into the store: validate, quarantine bad rows, skip duplicates."""
     base = workflows.Mapping.from_toml(mapping) if mapping is not None else workflows.Mapping()
@@ -67,15 +88,37 @@ def ingest_command(
                 delimiter=delimiter,
                 encoding=encoding,
                 ts_format=ts_format,
+                min_ts=min_ts,
             )
         ),
         table=table,
         strict=strict,
+        allow_all_quarantined=allow_all_quarantined,
     )
     request.check_path()  # before the store file is created
-    with open_store(db, read_only=False, create=True) as store:
-        report = workflows.ingest_file(store, request, progress=progress())
+    path = resolve_db(db)
+    new = not path.exists()
+    try:
+        with open_store(path, read_only=False, create=True) as store:
+            report = workflows.ingest_file(store, request, progress=progress())
+    except RetentionError:
+        if new:
+            _remove_if_unused(path)  # a failed first ingest leaves no store behind
+        raise
     console.print(ingest_table(report))
+
+
+def _remove_if_unused(path: Path) -> None:
+    """Delete a store this command created when no ingest was recorded in it (an ingest whose
+    rows were all quarantined keeps the store: its quarantine says why)."""
+    try:
+        with open_store(path, read_only=True) as store:
+            used = bool(workflows.info(store).ingests)
+    except RetentionError:
+        return  # not a store this command can judge: leave it
+    if not used:
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
 
 
 def ingest_table(report: Any) -> Group:
@@ -125,7 +168,7 @@ def info_tables(info: dict[str, Any]) -> list[Table]:
         if info["tables"].get(name):
             summary.add_row(f"{name} table rows", f"{info['tables'][name]:,}")
     tables = [summary]
-    quarantine = Table(title="Quarantine by reason", title_justify="left")
+    quarantine = Table(title="Quarantine by reason", title_justify="left", min_width=24)
     quarantine.add_column("reason")
     quarantine.add_column("rows", justify="right")
     for reason, n in info["quarantine_by_reason"].items():

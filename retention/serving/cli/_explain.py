@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from retention import workflows
 from retention.exceptions import ConfigError
@@ -29,10 +30,15 @@ __all__ = ["explain_command", "print_user_explanation"]
 
 def print_user_explanation(exp: workflows.UserExplanation) -> None:
     """Print a customer's score and reasons with Rich."""
+    days = "1 day" if int(exp.horizon_days) == 1 else f"{exp.horizon_days} days"
     console.print(
-        f"[bold]Customer {exp.user_id}[/]: P(retained) {exp.p_retained:.2f} within "
-        f"{exp.horizon_days} days of {exp.cutoff:%Y-%m-%d}, churn risk [bold]{exp.risk_band}[/] "
-        f"(model {exp.model_version}, reasons {exp.source})",
+        Text.assemble(
+            (f"Customer {exp.user_id}", "bold"),
+            f": P(retained) {exp.p_retained:.2f} within {days} of {exp.cutoff:%Y-%m-%d}, "
+            "churn risk ",
+            (str(exp.risk_band), "bold"),
+            f" (model {exp.model_version}, reasons {exp.source})",
+        ),
         highlight=False,
         soft_wrap=True,
     )
@@ -86,7 +92,7 @@ def explain_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the result as JSON.")
     ] = None,
-    horizon: Annotated[int, typer.Option("--horizon", help="Label window (--report).")] = 90,
+    horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window (--report).")] = 90,
     sensitive: Annotated[
         list[str] | None,
         typer.Option("--sensitive", help="A users-table column to check fairness by (repeat)."),
@@ -107,6 +113,11 @@ def explain_command(
     if report is not None and cutoff is None:
         raise ConfigError("--report needs the held-out test cutoff: pass --cutoff YYYY-MM-DD.")
     at = parse_cutoff_option(cutoff)
+    # output files are checked before the work, not after it
+    if report is not None:
+        workflows.check_output_path(report, "--report", "explain.html")
+    if json_out is not None:
+        workflows.check_output_path(json_out, "--json", "explain.json")
     # one store for the whole command, written only by --store-reasons
     with open_store(path, read_only=not store_reasons) as store:
         _explain(
@@ -189,7 +200,11 @@ def _explain(
             soft_wrap=True,
         )
         for line in result.fairness.warnings:
-            console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+            console.print(
+                Text.assemble(("warning:", "yellow"), " ", " ".join(str(line).split())),
+                highlight=False,
+                soft_wrap=True,
+            )
         written = render_explain_report(result, report)
         console.print(f"report: {written}", highlight=False, soft_wrap=True)
         if json_out is not None:

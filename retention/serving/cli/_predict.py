@@ -23,10 +23,20 @@ __all__ = ["backtest_command", "score_command", "train_command"]
 
 #: the default of ``--models``, a literal so that ``retention --help`` need not import the models
 #: (tests/serving/test_cli_predict.py checks it equals ``workflows.DEFAULT_BACKTEST_MODELS``)
-DEFAULT_MODELS = "bgnbd,paretonbd,gbdt,ensemble"
+DEFAULT_MODELS = "bgnbd,paretonbd,mbgnbd,gbdt,ensemble"
 
 HorizonOption = Annotated[
-    int, typer.Option("--horizon", help="Label window in days: a purchase in [cutoff, +DAYS).")
+    int,
+    typer.Option("--horizon", min=1, help="Label window in days: a purchase in [cutoff, +DAYS)."),
+]
+NTrainOption = Annotated[int, typer.Option("--n-train", min=1, help="Number of training cutoffs.")]
+#: ``--retained-by``: the activity that counts as coming back (label, population, BTYD)
+RetainedByOption = Annotated[
+    str,
+    typer.Option(
+        "--retained-by",
+        help="What counts as coming back: purchase, any, or event types (review,view).",
+    ),
 ]
 
 
@@ -52,16 +62,24 @@ def backtest_command(
         Path | None,
         typer.Option("--report", help="HTML report path (default: the --json path with .html)."),
     ] = None,
-    n_train: Annotated[int, typer.Option("--n-train", help="Number of training cutoffs.")] = 3,
+    n_train: NTrainOption = 3,
+    retained_by: RetainedByOption = "purchase",
 ) -> None:
     """Fit models on earlier cutoffs, measure them on CUTOFF, write JSON and an HTML report."""
     from retention.serving.report import render_backtest_report
+
+    html = report if report is not None else (json_out.with_suffix(".html") if json_out else None)
+    if json_out is not None:  # before the backtest, not after it
+        workflows.check_output_path(json_out, "--json", "metrics.json")
+    if html is not None:
+        workflows.check_output_path(html, "--report", "report.html")
 
     request = workflows.BacktestRequest(
         cutoff=workflows.to_cutoff(cutoff),
         horizon_days=horizon,
         models=tuple(m.strip() for m in models.split(",")),
         n_train=n_train,
+        retained_by=retained_by,
     )
     with open_store(db, read_only=True) as store:
         result = workflows.backtest(store, request, progress=progress())
@@ -70,7 +88,7 @@ def backtest_command(
     payload = result.to_json_dict()
     table = Table(
         title=(
-            f"Backtest at {payload['cutoff']}, horizon {payload['horizon_days']} days: "
+            f"Backtest at {payload['cutoff']}, horizon {_days(payload['horizon_days'])}: "
             f"{payload['n_users']:,} customers, base rate {payload['base_rate']:.3f}"
         )
     )
@@ -84,7 +102,6 @@ def backtest_command(
             f"{m['lift_at_10']:.2f}",
         )
     console.print(table)
-    html = report if report is not None else (json_out.with_suffix(".html") if json_out else None)
     if json_out is not None:
         console.print(f"metrics: {json_out}", highlight=False, soft_wrap=True)
     if html is not None:
@@ -106,15 +123,18 @@ def train_command(
         typer.Option("--cutoff", help="Cutoff to score at, YYYY-MM-DD (default: last purchase)."),
     ] = None,
     horizon: HorizonOption = 90,
-    n_train: Annotated[int, typer.Option("--n-train", help="Number of training cutoffs.")] = 3,
+    n_train: NTrainOption = 3,
+    retained_by: RetainedByOption = "purchase",
 ) -> None:
     """Train a model on the latest complete cutoffs and save a versioned artifact."""
+    workflows.check_output_path(out, "--out", "model.retention")  # before training, not after
     request = workflows.TrainRequest(
         out=out,
         model=model,
         cutoff=parse_cutoff_option(cutoff),
         horizon_days=horizon,
         n_train=n_train,
+        retained_by=retained_by,
     )
     with open_store(db, read_only=False) as store:
         rep = workflows.train(store, request, progress=progress())
@@ -122,7 +142,7 @@ def train_command(
     valid = meta.get("metrics", {}).get("valid", {})
     console.print(
         f"trained {meta.get('registry_name')} (id {meta.get('model_id')}) for cutoff "
-        f"{str(meta.get('cutoff'))[:10]}, horizon {meta.get('horizon_days')} days; "
+        f"{str(meta.get('cutoff'))[:10]}, horizon {_days(meta.get('horizon_days'))}; "
         f"valid ROC-AUC {valid.get('roc_auc', float('nan')):.3f} (optimistic: see backtest)",
         highlight=False,
         soft_wrap=True,
@@ -145,18 +165,30 @@ def score_command(
     ] = None,
     horizon: Annotated[
         int | None,
-        typer.Option("--horizon", help="Must match the model's horizon (default: the model's)."),
+        typer.Option(
+            "--horizon", min=1, help="Must match the model's horizon (default: the model's)."
+        ),
     ] = None,
     table: Annotated[str, typer.Option("--table", help="Store table to write.")] = "scores",
+    retained_by: Annotated[
+        str | None,
+        typer.Option(
+            "--retained-by",
+            help="Must match the model's (default: the activity the model was trained on).",
+        ),
+    ] = None,
 ) -> None:
     """Write each customer's P(retained), P(alive), expected purchases, CLV and risk band."""
     path = resolve_db(db)
+    if out is not None:  # before scoring, not after
+        workflows.check_output_path(out, "--out", "scores.csv")
     request = workflows.ScoreRequest(
         model_path=model,
         cutoff=parse_cutoff_option(cutoff),
         horizon_days=horizon,
         out=out,
         table=table,
+        retained_by=retained_by,
     )
     with open_store(path, read_only=False) as store:
         rep = workflows.score(store, request, progress=progress())
@@ -170,3 +202,8 @@ def score_command(
     console.print(f"table: {rep.table} in {path}", highlight=False, soft_wrap=True)
     if rep.out is not None:
         console.print(f"file: {rep.out}", highlight=False, soft_wrap=True)
+
+
+def _days(n: object) -> str:
+    """``"1 day"``, ``"90 days"``."""
+    return f"{n} day" if str(n) == "1" else f"{n} days"

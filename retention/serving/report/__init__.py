@@ -27,3 +27,19 @@ from retention.serving.report._explain import (
 )
 
 __all__ += ["explain_sections", "render_explain_report"]
+
+from retention.serving.report._experiment import (  # noqa: E402
+    experiment_sections,
+    render_experiment_report,
+)
+
+__all__ += ["experiment_sections", "render_experiment_report"]
+
+from retention.serving.report._promote import (  # noqa: E402
+    plan_sections,
+    render_plan_report,
+    render_uplift_report,
+    uplift_sections,
+)
+
+__all__ += ["plan_sections", "render_plan_report", "render_uplift_report", "uplift_sections"]

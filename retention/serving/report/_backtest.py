@@ -79,8 +79,23 @@ CAPTIONS = {
     ),
     "weights": (
         "How much the ensemble trusts each member: the coefficient of the member's log-odds in "
-        "the stacking regression learned on the validation cutoff. Larger means more say; near "
-        "zero means the member adds little beyond the others."
+        "the stacking regression, learned from the members' out-of-fold predictions on every "
+        "learning cutoff (each customer's from a fit that never saw that customer). Larger means "
+        "more say; near zero means the member adds little beyond the others."
+    ),
+    "fits": (
+        "How each buy-till-you-die model's fit on the test cutoff's history went. A degenerate "
+        "fit has parameters on the optimiser's bounds; when it collapses to the NBD (nobody seems "
+        "to drop out), P(alive) is about 1 for everyone and is left out (NULL), and models that "
+        "collapse alike are the same model under another name: only the first is listed above."
+    ),
+    "clv": (
+        "CLV is the expected spend over the {horizon} days after the cutoff, net of returns. "
+        "Customers are ranked by it and cut into ten equal groups; each point compares a "
+        "group's mean prediction (across) with the mean spend it realised in those {horizon} "
+        "days, net of returns (up). On the dashed diagonal the CLV can be taken at face value. "
+        "The dotted line is the textbook CLV (BG/NBD x Gamma-Gamma on repeat purchases, returns "
+        "ignored). {errors}"
     ),
 }
 
@@ -267,6 +282,7 @@ def _extra_sections(result: BacktestResult) -> list[ReportSection]:
                     wide=False,
                 )
             )
+    out += _quality_sections(result)
     weights = result.extra.get("ensemble_weights")
     if isinstance(weights, dict) and weights:
         table = pd.DataFrame(
@@ -274,6 +290,52 @@ def _extra_sections(result: BacktestResult) -> list[ReportSection]:
         )
         out.append(
             ReportSection("Ensemble weights", table=table, notes=CAPTIONS["weights"], wide=False)
+        )
+    return out
+
+
+def _quality_sections(result: BacktestResult) -> list[ReportSection]:
+    """The BTYD fit flags and the CLV against realised spend (skipped when absent)."""
+    out: list[ReportSection] = []
+    fits = result.extra.get("fits")
+    if isinstance(fits, dict):
+        rows = [
+            {
+                "model": str(name),
+                "fit": str(f.get("model", "")),
+                "degenerate": "yes" if f.get("degenerate") else "no",
+                "P(alive)": str(f.get("p_alive", "")),
+                "same as": str(f.get("same_as", "")),
+                "why": str(f.get("reason") or ""),
+            }
+            for name, f in fits.items()
+            if isinstance(f, dict) and "degenerate" in f
+        ]
+        if rows:
+            table = pd.DataFrame(rows)
+            out.append(ReportSection("BTYD fits", table=table, notes=CAPTIONS["fits"]))
+    clv = result.extra.get("clv")
+    if isinstance(clv, dict) and clv.get("deciles"):
+        base = clv.get("baseline") if isinstance(clv.get("baseline"), dict) else None
+        errors = f"Mean absolute error {clv['mae']:,.1f} per customer"
+        if base:
+            errors += f" (textbook CLV {base['mae']:,.1f})"
+        errors += (
+            f"; predicted total {clv['predicted_total']:,.0f} against "
+            f"{clv['realised_total']:,.0f} realised."
+        )
+        h = int(result.horizon_days)
+        out.append(
+            ReportSection(
+                f"CLV against realised spend ({h} days)",
+                figures=[
+                    figs.clv_calibration_figure(
+                        clv["deciles"], base.get("deciles") if base else None, horizon_days=h
+                    )
+                ],
+                notes=CAPTIONS["clv"].format(horizon=h, errors=errors),
+                wide=False,
+            )
         )
     return out
 
@@ -292,6 +354,10 @@ def _summary(result: BacktestResult, names: Sequence[str]) -> list[tuple[str, st
         facts.append(("Training cutoffs", ", ".join(f"{c:%Y-%m-%d}" for c in result.train_cutoffs)))
     if result.valid_cutoff is not None:
         facts.append(("Validation cutoff", f"{result.valid_cutoff:%Y-%m-%d}"))
+    if "p_alive_source" in result.extra:
+        source = result.extra["p_alive_source"]
+        text = str(source) if source else "unavailable (every BTYD fit degenerate)"
+        facts.append(("P(alive)", text))
     return facts
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "REPORT_TEMPLATE",
     "calibration_bins",
     "calibration_figure",
+    "clv_calibration_figure",
     "cohort_heatmap_figure",
     "decile_table",
     "gains_figure",
@@ -441,4 +442,58 @@ def importance_figure(importance: Mapping[str, float], model: str, top: int = 15
         xaxis={"title": {"text": "Share of total gain"}, "tickformat": ".0%"},
         yaxis={"type": "category"},
         margin={"t": 48},
+    )
+
+
+def clv_calibration_figure(
+    deciles: list[dict[str, float]],
+    baseline: list[dict[str, float]] | None = None,
+    *,
+    horizon_days: int,
+) -> go.Figure:
+    """Predicted against realised spend over the horizon, by decile of the prediction.
+
+    ``deciles`` (and ``baseline``, the textbook CLV) are rows ``{"decile", "n", "predicted",
+    "realised"}``: the mean CLV and the mean spend realised (net of returns) of each tenth of
+    the customers ranked by predicted CLV.
+    """
+    fig = go.Figure()
+    top = 0.0
+    for i, (name, rows) in enumerate(
+        [("CLV (net of returns)", deciles), ("textbook BG/NBD x Gamma-Gamma", baseline or [])]
+    ):
+        if not rows:
+            continue
+        x = [float(r["predicted"]) for r in rows]
+        y = [float(r["realised"]) for r in rows]
+        top = max(top, *x, *y)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=name,
+                customdata=[[int(r["decile"]), int(r["n"])] for r in rows],
+                line={"color": _color(i), "width": 2, "dash": "solid" if i == 0 else "dot"},
+                marker={"size": 7},
+                hovertemplate="decile %{customdata[0]} (%{customdata[1]} customers)<br>"
+                "predicted %{x:,.0f}, realised %{y:,.0f}<extra>" + name + "</extra>",
+            )
+        )
+    edge = max(top * 1.08, 1.0)
+    fig.add_trace(
+        go.Scatter(
+            x=[0, edge],
+            y=[0, edge],
+            mode="lines",
+            name="prediction = realised",
+            line={"dash": "dash", "color": REFERENCE_COLOR, "width": 1},
+            hoverinfo="skip",
+        )
+    )
+    return _layout(
+        fig,
+        xaxis={"title": {"text": f"Predicted spend over {horizon_days} days (mean of decile)"}},
+        yaxis={"title": {"text": f"Realised spend over {horizon_days} days, net of returns"}},
+        legend={"x": 0.02, "y": 0.98, "xanchor": "left", "yanchor": "top"},
     )
