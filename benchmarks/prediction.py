@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from retention import __version__, workflows
 from retention.data import Store, load_dataset
+from retention.models import paired_auc_bootstrap
 
 HERE = Path(__file__).parent
 #: what `retention backtest` runs by default: the demo and this benchmark run the same models
@@ -58,22 +58,9 @@ def bootstrap_gain(
     y: np.ndarray, ens: np.ndarray, best: np.ndarray, n: int = N_BOOTSTRAP, seed: int = 0
 ) -> dict[str, float]:
     """Paired bootstrap of ROC-AUC(ensemble) - ROC-AUC(best member): the same resampled
-    customers for both; the 2.5% and 97.5% quantiles and the share of resamples below 0."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[idx])) < 2:
-            continue
-        diffs.append(roc_auc_score(y[idx], ens[idx]) - roc_auc_score(y[idx], best[idx]))
-    d = np.asarray(diffs)
-    return {
-        "difference": float(roc_auc_score(y, ens) - roc_auc_score(y, best)),
-        "low": float(np.quantile(d, 0.025)),
-        "high": float(np.quantile(d, 0.975)),
-        "share_below_0": float((d < 0).mean()),
-        "resamples": len(d),
-    }
+    customers for both; the 2.5% and 97.5% quantiles and the share of resamples below 0
+    (:func:`retention.models.paired_auc_bootstrap`, which `retention promote` uses too)."""
+    return paired_auc_bootstrap(y, ens, best, n=n, seed=seed)
 
 
 def targets(name: str, payload: dict) -> list[tuple[str, bool]]:

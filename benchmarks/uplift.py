@@ -2,6 +2,7 @@
 targeting, on the same five random 50/50 splits, measured in one run.
 
     nice .venv/bin/python benchmarks/uplift.py [--splits 5] [--json benchmarks/results/uplift.json]
+    .venv/bin/python benchmarks/uplift.py --ceiling [--json benchmarks/results/uplift_ceiling.json]
 
 1. **Qini, Womens E-Mail vs No E-Mail** (the Mens rows dropped, as in scikit-uplift's tutorial):
    per split (stratified by arm and outcome, seeds 0..4), ``retention.strategies.evaluate_uplift``
@@ -14,10 +15,28 @@ targeting, on the same five random 50/50 splits, measured in one run.
    check below confirms). Target: our best model's Qini >= scikit-uplift's best learner's (mean
    over the splits), reported for our validation-chosen model (per split) and for our best
    single learner (scikit-uplift's best learner is picked on the held-out half, in its favour).
-2. **Policy at 30% treated**, three arms (Mens, Womens, No E-Mail) and the pair: the chosen model
-   treats 30% of the held-out half with its best e-mail; random targeting treats as many with the
-   same mix; both valued by IPW and doubly robust estimation on the held-out half with a paired
-   bootstrap. Target: at least 1.3x the incremental visits of random targeting.
+2. **Policy at 30% treated**, three arms (Mens, Womens, No E-Mail) and the pair: per split,
+   with three arms ``evaluate_uplift`` chooses the targeting rule by cross-fitting on the
+   training half only (every learner of ``UPLIFT_LEARNERS`` and their mean; raw or calibrated per
+   e-mail; each customer's difference between the e-mails shrunk by 0, half or all the way toward
+   the average difference; the rule of largest doubly robust value on the left-out folds); with
+   one e-mail its default is the validation-Qini model's ranking (the cross-fitted choice is run
+   and reported beside it). The rule treats 30% of the held-out half with its best e-mail,
+   ranked by that e-mail's uplift.
+   Valued by IPW and doubly robust estimation on the held-out half with a paired bootstrap,
+   against random targeting of as many customers defined three ways (``BASELINES``): with the
+   policy's own mix of e-mails (the definition of the first run, unchanged), with the best single
+   e-mail, with an e-mail drawn uniformly. Every rule tried is measured on the held-out half too
+   (for the record: none is chosen there), and so is the first run's policy (the model chosen by
+   validation Qini, raw scores). With three arms, the same search runs again with more
+   regularised learners (``REGULARISED``), and a last line chooses among both configurations'
+   rules by their cross-fitted value. Target: at least 1.3x the incremental visits of random
+   targeting.
+
+3. **Ceiling** (``--ceiling``, its own JSON, about a second): customers grouped by two or three
+   pre-treatment columns, each group's effect of each e-mail measured in-sample on all customers,
+   the best groups treated up to 30% with their best e-mail: an optimistic reference for how far
+   the three-arm ratios can go on Hillstrom, not a policy.
 
 scikit-uplift is a benchmark-only reference (in the ``bench`` extra). Its models and metrics
 need no matplotlib, so it can sit beside the project's environment without touching it::
@@ -42,12 +61,18 @@ import pandas as pd
 import retention.data
 from retention.exceptions import RetentionWarning
 from retention.strategies import (
+    POLICY_FOLDS,
+    UPLIFT_LEARNERS,
     FeatureEncoder,
     check_uplift_frame,
     choose_features,
+    design_propensity,
+    evaluate_policies,
     evaluate_uplift,
+    one_hot_policy,
     qini_auc_score,
     stratified_split,
+    target_policy,
     uplift_at_k,
 )
 
@@ -102,7 +127,8 @@ def qini_part(splits: int, n_boot: int) -> dict[str, object]:
     checked = False
     for seed in range(splits):
         t0 = time.perf_counter()
-        ev = evaluate_uplift(data, features, n_boot=n_boot, random_state=seed)
+        # the Qini figures need no targeting rule: no cross-fitting (policy_folds=0)
+        ev = evaluate_uplift(data, features, n_boot=n_boot, random_state=seed, policy_folds=0)
         ours = ev.metrics.xs("Womens E-Mail", level=1)
         row: dict[str, object] = {"split": seed, "chosen": ev.chosen, "seconds_ours": 0.0}
         for m, r in ours.iterrows():
@@ -169,42 +195,252 @@ def qini_part(splits: int, n_boot: int) -> dict[str, object]:
     return out
 
 
+#: random targeting at the same budget, three ways (they coincide with one treatment)
+BASELINES = {
+    "same_mix": "random customers, each given an e-mail drawn from the policy's own mix of "
+    "e-mails (the definition of the first run, kept unchanged; the policy's `ratio` column)",
+    "best_single": "random customers, each given the best single e-mail on average (chosen on "
+    "the training half)",
+    "uniform": "random customers, each given an e-mail drawn uniformly",
+}
+
+
+def _variant_row(
+    y: np.ndarray,
+    arm: np.ndarray,
+    e: np.ndarray,
+    mu: np.ndarray,
+    choice: np.ndarray,
+    best: int,
+    n_boot: int,
+    seed: int,
+) -> dict[str, float]:
+    """One policy on the held-out half against the three random baselines, IPW and DR, with
+    paired bootstrap intervals (the same resamples for every policy of the split)."""
+    n, k = e.shape
+    pi = one_hot_policy(choice, k)
+    mix = pi.mean(axis=0)
+    reach = 1 - mix[0]
+    single = np.zeros(k)
+    single[0], single[best] = 1 - reach, reach
+    policies = {
+        "p": pi,
+        "same_mix": np.tile(mix, (n, 1)),
+        "best_single": np.tile(single, (n, 1)),
+        "uniform": np.tile(np.r_[1 - reach, np.full(k - 1, reach / (k - 1))], (n, 1)),
+    }
+    t = evaluate_policies(
+        y,
+        arm,
+        e,
+        policies,
+        mu=mu,
+        reference="same_mix",
+        other_references=("best_single", "uniform"),
+        n_boot=n_boot,
+        random_state=seed,
+    ).table
+    row: dict[str, float] = {"treated_share": float(reach)}
+    for est in ("ipw", "dr"):
+        r = t.loc[("p", est)]
+        row[f"{est}_per_1000"] = float(r["per_1000"])
+        for base, col in (
+            ("same_mix", "ratio"),
+            ("best_single", "ratio_vs_best_single"),
+            ("uniform", "ratio_vs_uniform"),
+        ):
+            row[f"{est}_ratio_{base}"] = float(r[col])
+            row[f"{est}_ratio_{base}_low"] = float(r[f"{col}_low"])
+            row[f"{est}_ratio_{base}_high"] = float(r[f"{col}_high"])
+    row["e_mail_mix"] = [float(v) for v in mix[1:]]  # type: ignore[assignment]
+    return row
+
+
+def _summary(rows: list[dict[str, object]]) -> dict[str, object]:
+    keys = [k for k, v in rows[0].items() if isinstance(v, float)]
+    out: dict[str, object] = {k: float(np.mean([float(r[k]) for r in rows])) for k in keys}  # type: ignore[arg-type]
+    for base in BASELINES:
+        out[f"splits_ipw_{base}_low_above_1"] = int(
+            sum(float(r[f"ipw_ratio_{base}_low"]) > 1 for r in rows)  # type: ignore[arg-type]
+        )
+    return out
+
+
+#: a second configuration of every learner, more regularised (set before any run, not tuned):
+#: its rules join the search in the benchmark's "both configurations" line (three arms only)
+REGULARISED = {"num_leaves": 7, "min_child_samples": 400}
+
+
 def policy_part(splits: int, n_boot: int) -> dict[str, object]:
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"baselines": BASELINES, "regularised_params": REGULARISED}
     for label, pair in (("three_arms", False), ("womens_vs_none", True)):
         data = check_uplift_frame(
             hillstrom(pair), treatment="segment", control="No E-Mail", outcome="visit"
         )
         features, _ = choose_features(data, COVARIATES)
-        rows = []
+        e_all = design_propensity(data.codes, len(data.arms))
+        configs = {"": {}} if pair else {"": {}, "|regularised": REGULARISED}
+        per_split: dict[str, object] = {}
+        variants: dict[str, list[dict[str, object]]] = {}
+        headline: list[dict[str, object]] = []
+        cross: list[dict[str, object]] = []
+        both: list[dict[str, object]] = []
+        previous: list[dict[str, object]] = []
         for seed in range(splits):
-            ev = evaluate_uplift(data, features, share=0.3, n_boot=n_boot, random_state=seed)
-            t = ev.policy.table
-            chosen = f"model:{ev.chosen}"
-            row: dict[str, object] = {"split": seed, "chosen": ev.chosen}
-            for name in ev.selection:  # every model's policy, for reference
-                row[f"ipw_ratio:{name}"] = float(t.loc[(f"model:{name}", "ipw")]["ratio"])
-            for est in ("ipw", "dr"):
-                r = t.loc[(chosen, est)]
-                row[f"{est}_ratio"] = float(r["ratio"])
-                row[f"{est}_ratio_low"] = float(r["ratio_low"])
-                row[f"{est}_ratio_high"] = float(r["ratio_high"])
-                row[f"{est}_policy_per_1000"] = float(r["per_1000"])
-                row[f"{est}_random_per_1000"] = float(t.loc[("random", est)]["per_1000"])
-            rows.append(row)
-            print(f"{label} split {seed}: x{row['ipw_ratio']:.2f} (IPW)", flush=True)
-        table = pd.DataFrame(rows).set_index("split")
+            t0 = time.perf_counter()
+            # every configuration cross-fitted, for the record of every rule
+            evs = {
+                suffix: evaluate_uplift(
+                    data,
+                    features,
+                    policy_models=tuple(UPLIFT_LEARNERS),
+                    policy_folds=POLICY_FOLDS,
+                    model_params=params,
+                    share=0.3,
+                    n_boot=n_boot,
+                    random_state=seed,
+                )
+                for suffix, params in configs.items()
+            }
+            # the headline is the library's default: the cross-fitted rule with two e-mails to
+            # choose from, the validation-Qini model's own ranking with one (no cross-fitting)
+            ev = evs[""]
+            if pair:
+                ev = evaluate_uplift(
+                    data,
+                    features,
+                    policy_models=tuple(UPLIFT_LEARNERS),
+                    share=0.3,
+                    n_boot=n_boot,
+                    random_state=seed,
+                )
+            test = ev.held_out["test"]
+            # every policy valued with the same outcome model (the default run's) for DR
+            y, arm, e, mu = data.y[test], data.codes[test], e_all[test], ev.held_out["mu"]
+            best = data.treatments.index(ev.settings["best_single_treatment"]) + 1
+            rows: dict[str, dict[str, object]] = {}
+            values: dict[str, float] = {}
+            for suffix, run in evs.items():
+                for rule in run.rule_search:  # every rule tried, measured on the held-out half
+                    scores = rule.adjust(rule.scores(run.held_out["uplift"]))
+                    row: dict[str, object] = {
+                        **_variant_row(
+                            y, arm, e, mu, target_policy(scores, 0.3), best, n_boot, seed
+                        ),
+                        "cross_fitted_value_per_1000": 1000 * rule.value,
+                    }
+                    rows[rule.label + suffix] = row
+                    values[rule.label + suffix] = rule.value
+                    variants.setdefault(rule.label + suffix, []).append(row)
+            assert ev.rule is not None
+            if ev.rule.label not in rows:  # a rule outside the search (a learner not in it)
+                scores = ev.rule.adjust(ev.rule.scores(ev.held_out["uplift"]))
+                rows[ev.rule.label] = _variant_row(
+                    y, arm, e, mu, target_policy(scores, 0.3), best, n_boot, seed
+                )
+            chosen_rule = rows[ev.rule.label]
+            cross_fitted = evs[""].rule
+            assert cross_fitted is not None
+            # the policy row of evaluate_uplift is this same rule: the two must agree
+            lib = ev.policy.table.loc[("policy", "ipw")]
+            assert abs(float(lib["ratio"]) - float(chosen_rule["ipw_ratio_same_mix"])) < 1e-9
+            best_of_both = max(values, key=lambda k: values[k])
+            # the first run's headline: the model chosen by validation Qini, its raw scores
+            old = _variant_row(
+                y,
+                arm,
+                e,
+                mu,
+                target_policy(ev.held_out["uplift"][ev.chosen], 0.3),
+                best,
+                n_boot,
+                seed,
+            )
+            headline.append({**chosen_rule, "rule": ev.rule.label})
+            cross.append({**rows[cross_fitted.label], "rule": cross_fitted.label})
+            both.append({**rows[best_of_both], "rule": best_of_both})
+            previous.append({**old, "model": ev.chosen})
+            per_split[str(seed)] = {
+                "policy_rule": ev.rule.label,
+                "policy": chosen_rule,
+                "rule_chosen_by_cross_fitting": cross_fitted.label,
+                "rule_chosen_by_cross_fitting_policy": rows[cross_fitted.label],
+                "rule_chosen_among_both_configurations": best_of_both,
+                "qini_chosen_model": ev.chosen,
+                "qini_chosen_model_raw_policy": old,
+                "seconds": time.perf_counter() - t0,
+            }
+            print(
+                f"{label} split {seed}: policy {ev.rule.label}: "
+                f"x{chosen_rule['ipw_ratio_same_mix']:.3f} same mix, "
+                f"x{chosen_rule['ipw_ratio_best_single']:.3f} best single, "
+                f"x{chosen_rule['ipw_ratio_uniform']:.3f} uniform (IPW); "
+                f"{time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
+        summary = _summary(headline)
         out[label] = {
-            "per_split": json.loads(table.to_json(orient="index")),
-            "mean_ipw_ratio": float(table["ipw_ratio"].mean()),
-            "mean_dr_ratio": float(table["dr_ratio"].mean()),
-            "mean_ipw_ratio_by_model": {
-                c.removeprefix("ipw_ratio:"): float(table[c].mean())
-                for c in table.columns
-                if c.startswith("ipw_ratio:")
+            "policy (the library's default rule)": summary,
+            "rule chosen per split by cross-fitting on the training half": _summary(cross),
+            "previous policy (validation-Qini model, raw scores)": _summary(previous),
+            "policy_rules": [r["rule"] for r in headline],
+            "target_met (mean IPW ratio >= 1.3)": {
+                base: bool(float(summary[f"ipw_ratio_{base}"]) >= 1.3)  # type: ignore[arg-type]
+                for base in BASELINES
             },
-            "splits_with_ipw_ratio_low_above_1": int((table["ipw_ratio_low"] > 1).sum()),
-            "target_met (mean IPW ratio >= 1.3)": bool(table["ipw_ratio"].mean() >= 1.3),
+            "every_rule_tried (mean over splits, held-out half)": {
+                name: _summary(rows) for name, rows in variants.items()
+            },
+            "per_split": per_split,
+        }
+        if len(configs) > 1:
+            entry = out[label]
+            assert isinstance(entry, dict)
+            entry["policy, rule chosen among both configurations by cross-fitting"] = _summary(both)
+    return out
+
+
+def ceiling(share: float = 0.3) -> dict[str, object]:
+    """How much a perfect ranking by coarse segments could reach, in-sample (an optimistic
+    reference, not a policy: the segments' effects are measured on the very units they rank).
+
+    Customers are grouped by a few pre-treatment columns; each group's effect of each e-mail is
+    its difference in visit rates on all 64,000 customers; the groups of largest best-e-mail effect
+    are treated, with that e-mail, until ``share`` of customers (the last group in part).
+    """
+    df = hillstrom(pair=False)
+    df["history_quartile"] = pd.qcut(df["history"], 4, labels=False)
+    out: dict[str, object] = {
+        "note": "in-sample, all customers: an optimistic reference for the three-arm ratios"
+    }
+    ate = df.groupby("segment")["visit"].mean()
+    ate_m, ate_w = ate["Mens E-Mail"] - ate["No E-Mail"], ate["Womens E-Mail"] - ate["No E-Mail"]
+    for cols in (
+        ["mens", "womens"],
+        ["mens", "womens", "newbie"],
+        ["mens", "womens", "history_quartile"],
+    ):
+        g = df.groupby([*cols, "segment"])["visit"].agg(["mean", "size"]).unstack()
+        m, size = g["mean"], g["size"].sum(axis=1) / len(df)
+        um, uw = m["Mens E-Mail"] - m["No E-Mail"], m["Womens E-Mail"] - m["No E-Mail"]
+        best = np.maximum(um, uw).sort_values(ascending=False)
+        left, value, mens = share, 0.0, 0.0
+        for cell, effect in best.items():
+            take = min(left, float(size[cell]))
+            value += take * float(effect)
+            mens += take * float(um[cell] >= uw[cell])
+            left -= take
+            if left <= 1e-12:
+                break
+        per_treated = value / share
+        mix_m = mens / share
+        out[" x ".join(cols)] = {
+            "cells": len(best),
+            "visits_per_treated": per_treated,
+            "ratio_vs_best_single": per_treated / max(ate_m, ate_w),
+            "ratio_vs_same_mix": per_treated / (mix_m * ate_m + (1 - mix_m) * ate_w),
+            "ratio_vs_uniform": per_treated / ((ate_m + ate_w) / 2),
+            "mens_share_of_sends": mix_m,
         }
     return out
 
@@ -214,8 +450,19 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--n-boot", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="only the in-sample segment ceiling of the three-arm ratios (1 s; its own JSON)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", RetentionWarning)
+    if args.ceiling:
+        text = json.dumps(ceiling(), indent=2)
+        print(text)
+        if args.json is not None:
+            args.json.write_text(text + "\n")
+        return
     t0 = time.perf_counter()
     result = {
         "qini_vs_scikit_uplift": qini_part(args.splits, args.n_boot),

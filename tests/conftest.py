@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["RETENTION_PROGRESS"] = "0"
+# run tracking (MLflow) off: tests/workflows/test_tracking.py turns it on where it is tested
+os.environ["RETENTION_TRACKING"] = "0"
 
 
 # -- bundled datasets (owner: datasets) ------------------------------------------------------------
@@ -55,3 +57,33 @@ def cdnow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cdnow_master_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a store with the bundled CDNOW master (23,570 customers) loaded."""
     return _bundled_store(tmp_path_factory, "cdnow_master")
+
+
+# -- Spark (owner: scale-out, issue 17) ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def spark_local() -> Iterator[Any]:
+    """One local Spark session (2 cores, 2 shuffle partitions) for every test marked ``spark``:
+    starting one takes 10-20 s, so the files share it. Skipped without pyspark or Java."""
+    import shutil
+
+    pytest.importorskip("pyspark")
+    pytest.importorskip("ibis.backends.pyspark")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java")
+    from retention.features import spark_session
+
+    session = spark_session(
+        "local[2]",
+        app_name="retention-tests",
+        shuffle_partitions=2,
+        driver_memory="1g",
+        config={
+            "spark.ui.enabled": "false",
+            "spark.default.parallelism": "2",
+            # small data: adaptive planning costs more than it saves
+            "spark.sql.adaptive.enabled": "false",
+            "spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+        },
+    )
+    yield session
+    session.stop()

@@ -17,7 +17,14 @@ from retention.data._expr import MAP_FUNCTIONS, MAP_WINDOW_FUNCTIONS
 from retention.data._ingest import IngestReport, ingest, ingest_frame
 from retention.data._mapping import EPOCH_UNITS, FORMATS, Mapping
 from retention.data._readers import check_file
-from retention.data._store import SCHEMA_VERSION, TABLE_COLUMNS, ModelRecord, Store, store_info
+from retention.data._store import (
+    MODEL_STAGES,
+    SCHEMA_VERSION,
+    TABLE_COLUMNS,
+    ModelRecord,
+    Store,
+    store_info,
+)
 
 __all__ = [
     "EPOCH_UNITS",
@@ -25,6 +32,7 @@ __all__ = [
     "FORMATS",
     "MAP_FUNCTIONS",
     "MAP_WINDOW_FUNCTIONS",
+    "MODEL_STAGES",
     "SCHEMA_VERSION",
     "TABLES",
     "TABLE_COLUMNS",

@@ -795,6 +795,11 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, encoding: str) -> So
             f"{path} is not valid {encoding} ({exc.reason} at byte {exc.start}): "
             'set encoding = "latin-1" in the [reader] mapping or convert it to UTF-8.'
         ) from None
+    except UnicodeError as exc:  # e.g. UTF-16 without its byte-order mark
+        raise ReadError(
+            f"{path} is not valid {encoding} ({exc}): pass the file's real encoding "
+            "(--encoding utf-8 or latin-1) or convert it to UTF-8."
+        ) from None
     except (OSError, EOFError) as exc:
         raise ReadError(f"Cannot read {path} ({exc}): check that the file is complete.") from None
     keys: dict[str, None] = {}

@@ -21,6 +21,7 @@ from retention.exceptions import ConfigError, StoreError
 
 __all__ = [
     "MIGRATIONS",
+    "MODEL_STAGES",
     "SCHEMA_VERSION",
     "TABLE_COLUMNS",
     "ModelRecord",
@@ -252,9 +253,53 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             budget DOUBLE NOT NULL, spent DOUBLE, expected_value DOUBLE, method VARCHAR,
             gap DOUBLE, offers JSON, totals JSON, notes JSON)""",
     ),
+    (
+        # the model registry's stages (issue 16, `retention promote|rollback|models`): every
+        # stage change of a model of `models` (candidate, production, archived), in order, with
+        # its reason and evidence; a model's stage is that of its last row. Models registered
+        # before this version become candidates.
+        """CREATE TABLE IF NOT EXISTS model_stages (
+            seq BIGINT PRIMARY KEY, model_id VARCHAR NOT NULL, stage VARCHAR NOT NULL,
+            previous_stage VARCHAR, action VARCHAR NOT NULL, forced BOOLEAN NOT NULL,
+            reason VARCHAR, evidence JSON, changed_at TIMESTAMP NOT NULL)""",
+        """INSERT INTO model_stages
+            SELECT row_number() OVER (ORDER BY created_at, model_id), model_id, 'candidate',
+                NULL, 'register', false, 'registered before the registry had stages', NULL,
+                coalesce(created_at, current_timestamp::TIMESTAMP)
+            FROM models""",
+    ),
+    (
+        # monitoring (issue 16, `retention monitor`): one row per monitor run (drift of the
+        # features and the score between the model's training window and the latest one, the
+        # realised performance, the flags), each feature's PSI and KS, and the realised
+        # performance of every earlier scoring run whose label window had passed
+        """CREATE TABLE IF NOT EXISTS monitor_runs (
+            run_id VARCHAR PRIMARY KEY, model_id VARCHAR NOT NULL, registry_name VARCHAR,
+            stage VARCHAR, horizon_days INTEGER, retained_by VARCHAR,
+            reference_cutoffs TIMESTAMP[], current_cutoffs TIMESTAMP[], n_reference BIGINT,
+            n_current BIGINT, n_features INTEGER, n_drifted INTEGER, max_feature_psi DOUBLE,
+            score_psi DOUBLE, score_ks DOUBLE, score_ks_p_value DOUBLE,
+            realised_cutoff TIMESTAMP, realised_roc_auc DOUBLE, realised_brier DOUBLE,
+            realised_ece DOUBLE, baseline_roc_auc DOUBLE, decay DOUBLE, drift BOOLEAN NOT NULL,
+            flags VARCHAR[], thresholds JSON, created_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS monitor_features (
+            run_id VARCHAR NOT NULL, feature VARCHAR NOT NULL, family VARCHAR, psi DOUBLE,
+            ks DOUBLE, ks_p_value DOUBLE, reference_mean DOUBLE, current_mean DOUBLE,
+            reference_missing DOUBLE, current_missing DOUBLE, drifted BOOLEAN, ignored BOOLEAN,
+            PRIMARY KEY (run_id, feature))""",
+        """CREATE TABLE IF NOT EXISTS monitor_performance (
+            run_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, cutoff TIMESTAMP NOT NULL,
+            horizon_days INTEGER, n_users BIGINT, base_rate DOUBLE, mean_p DOUBLE,
+            roc_auc DOUBLE, brier DOUBLE, ece DOUBLE, baseline_roc_auc DOUBLE, decay DOUBLE,
+            monitored BOOLEAN)""",
+    ),
 )
 #: the schema version this code writes
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: the stages of a registered model (``model_stages``): trained models are candidates, the one
+#: ``retention promote`` chose scores by default, replaced or rolled-back ones are archived
+MODEL_STAGES: tuple[str, ...] = ("candidate", "production", "archived")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EVENT_COLUMNS = (
@@ -793,9 +838,95 @@ class Store:
                 "metadata": [json.dumps(record.metadata, default=str, allow_nan=False)],
             }
         )
-        self.replace_rows("models", row, {"model_id": record.model_id})
+        with self.transaction():
+            self.replace_rows("models", row, {"model_id": record.model_id})
+            if self.model_stage(record.model_id) is None:  # a new model is a candidate
+                self.record_model_stage(
+                    record.model_id, "candidate", action="register", reason="trained"
+                )
+
+    def record_model_stage(
+        self,
+        model_id: str,
+        stage: str,
+        *,
+        action: str,
+        reason: str | None = None,
+        evidence: MappingABC[str, Any] | None = None,
+        forced: bool = False,
+    ) -> int:
+        """Append one stage change of a registered model to ``model_stages``; returns its
+        ``seq``. The model's stage before it is recorded as ``previous_stage``.
+
+        Raises
+        ------
+        ConfigError
+            ``stage`` is not one of :data:`MODEL_STAGES`, or no model ``model_id`` is
+            registered.
+        """
+        self.check_writable("change a model's stage")
+        if stage not in MODEL_STAGES:
+            raise ConfigError(f"stage must be one of {', '.join(MODEL_STAGES)}; got {stage!r}.")
+        mid = str(model_id)
+        if not self.con.execute("SELECT 1 FROM models WHERE model_id = ?", [mid]).fetchall():
+            raise ConfigError(
+                f"No model {mid!r} in the registry of store {self.path}: pass the id of a "
+                "registered model (`retention models`)."
+            )
+        with self.transaction():
+            ((last,),) = self.con.execute("SELECT max(seq) FROM model_stages").fetchall()
+            seq = 1 if last is None else int(last) + 1
+            self.con.execute(
+                "INSERT INTO model_stages VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                "current_timestamp::TIMESTAMP)",
+                [
+                    seq,
+                    mid,
+                    stage,
+                    self.model_stage(mid),
+                    str(action),
+                    bool(forced),
+                    reason,
+                    None
+                    if evidence is None
+                    else json.dumps(dict(evidence), default=str, allow_nan=False),
+                ],
+            )
+        return seq
 
     # ------------------------------------------------------------------ reading
+    def model_stage(self, model_id: str) -> str | None:
+        """The current stage of model ``model_id`` (its last ``model_stages`` row), or None."""
+        rows = self.con.execute(
+            "SELECT stage FROM model_stages WHERE model_id = ? ORDER BY seq DESC LIMIT 1",
+            [str(model_id)],
+        ).fetchall()
+        return None if not rows else str(rows[0][0])
+
+    def production_model_id(self) -> str | None:
+        """The model whose stage is ``production`` (the latest to become so, should a file
+        hold several), or None before the first promotion."""
+        if not self.has_table("model_stages"):  # an empty read-only file
+            return None
+        rows = self.con.execute(
+            "SELECT model_id FROM (SELECT model_id, arg_max(stage, seq) AS stage, max(seq) AS "
+            "last FROM model_stages GROUP BY model_id) WHERE stage = 'production' "
+            "ORDER BY last DESC LIMIT 1"
+        ).fetchall()
+        return None if not rows else str(rows[0][0])
+
+    def model_stage_history(self, model_id: str | None = None) -> pd.DataFrame:
+        """Rows of ``model_stages`` (of one model, or all), oldest first; ``evidence`` as text."""
+        where, params = _conditions(model_id=model_id)
+        return _ns(
+            self.con.execute(
+                "SELECT seq, model_id, stage, previous_stage, action, forced, reason, "
+                f"CAST(evidence AS VARCHAR) AS evidence, changed_at FROM model_stages{where} "
+                "ORDER BY seq",
+                params,
+            ).df()
+        )
+
     def model_record(self, model_id: str) -> ModelRecord | None:
         """The registered artifact ``model_id``, or None."""
         df = self.con.execute(

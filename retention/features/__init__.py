@@ -9,12 +9,15 @@ from retention.features._frame import CutoffFrame
 from retention.features._sequences import (
     CONTEXT_COLUMNS,
     N_GAP_BUCKETS,
+    ORDER_NUMERIC_COLUMNS,
+    TOKEN_UNITS,
     EventSequences,
     event_sequences,
 )
 
 __all__ = ["FAMILIES", "CutoffFrame", "cohort_retention", "feature_family"]
 __all__ += ["CONTEXT_COLUMNS", "N_GAP_BUCKETS", "EventSequences", "event_sequences"]
+__all__ += ["ORDER_NUMERIC_COLUMNS", "TOKEN_UNITS"]
 
 # Text features: imported on first use (they pull in scikit-learn, and torch when encoding).
 _LAZY_EXPORTS = {
@@ -23,6 +26,7 @@ _LAZY_EXPORTS = {
     "TextEncoder": "retention.features._encoder",
     "mean_pool": "retention.features._encoder",
     "text_hash": "retention.features._encoder",
+    "history_text": "retention.features._history_text",
     "TextFeaturizer": "retention.features._text",
     "item_embeddings": "retention.features._text",
     "item_texts": "retention.features._text",
@@ -53,6 +57,15 @@ _LAZY_EXPORTS.update(
         "check_min_data": "retention.features._min_data",
         "make_frame": "retention.features._builder",
         "training_frames": "retention.features._builder",
+        # engines (issue 17): the definitions on DuckDB or Spark over a Parquet log
+        "ENGINES": "retention.features._spark",
+        "SPARK_INSTALL_HINT": "retention.features._spark",
+        "events_backend": "retention.features._spark",
+        "feature_table": "retention.features._spark",
+        "model_history": "retention.features._spark",
+        "spark_session": "retention.features._spark",
+        "to_engine": "retention.features._spark",
+        "write_feature_table": "retention.features._spark",
     }
 )
 __all__ += list(_LAZY_EXPORTS)
@@ -73,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
         mean_pool,
         text_hash,
     )
+    from retention.features._history_text import history_text  # noqa: F401
     from retention.features._labels import build_labels, population  # noqa: F401
     from retention.features._min_data import (  # noqa: F401
         MIN_CUSTOMERS,
@@ -81,6 +95,16 @@ if TYPE_CHECKING:  # pragma: no cover
         DataSufficiency,
         MinData,
         check_min_data,
+    )
+    from retention.features._spark import (  # noqa: F401
+        ENGINES,
+        SPARK_INSTALL_HINT,
+        events_backend,
+        feature_table,
+        model_history,
+        spark_session,
+        to_engine,
+        write_feature_table,
     )
     from retention.features._tables import (  # noqa: F401
         RETAINED_BY_DEFAULT,

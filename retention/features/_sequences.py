@@ -1,8 +1,10 @@
-"""Each customer's last events as padded token arrays, for the sequence transformer.
+"""Each customer's last events or orders as padded token arrays, for the sequence transformer.
 
 One row per customer, one column per token. Column 0 is a summary token (``CLS``) every row has, so
 a customer without events still has something to attend to; the customer's last ``max_events``
-events follow in time order, then padding. Every token carries:
+tokens follow in time order, then padding. A token is one event (``per="event"``: one line of an
+order is one token) or one order (``per="order"``: the lines of an ``order_id``, or of a day when
+the order id is missing, summed into one token; see :func:`event_sequences`). Every token carries:
 
 - an event-type id (0 padding, 1 ``CLS``, 2 an event type not in the vocabulary, 3... the
   vocabulary),
@@ -10,7 +12,9 @@ events follow in time order, then padding. Every token carries:
   given, the item's row in that vocabulary (0 for none or unknown),
 - ``log1p(amount)`` (0 when missing),
 - the time gap to the cutoff and to the customer's previous event, as log-scaled day buckets,
-- a recency position (1 the most recent event, 2 the one before...; 0 for ``CLS`` and padding).
+- a recency position (1 the most recent event, 2 the one before...; 0 for ``CLS`` and padding),
+- per order only: the ``items_per_order`` largest lines' items (a third axis of the item arrays)
+  and ``numeric`` summaries (``ORDER_NUMERIC_COLUMNS``: log lines, log units, share of returns).
 
 Padding sits at the end of a row and real tokens never depend on how much of it there is, so a
 model that masks it scores a customer the same whatever the batch. Everything is vectorised (no
@@ -32,7 +36,9 @@ __all__ = [
     "CLS_TOKEN",
     "CONTEXT_COLUMNS",
     "N_GAP_BUCKETS",
+    "ORDER_NUMERIC_COLUMNS",
     "PAD_TOKEN",
+    "TOKEN_UNITS",
     "UNKNOWN_TOKEN",
     "EventSequences",
     "event_sequences",
@@ -56,6 +62,10 @@ CONTEXT_COLUMNS = (
     "share_returns",
 )
 _REQUIRED = ("user_id", "ts", "event_type")
+#: what one token stands for (``event_sequences(per=...)``)
+TOKEN_UNITS = ("event", "order")
+#: per-token summaries of :attr:`EventSequences.numeric` when a token is an order
+ORDER_NUMERIC_COLUMNS = ("log_n_lines", "log_units", "share_returns")
 
 
 def gap_bucket(days: np.ndarray) -> np.ndarray:
@@ -93,16 +103,23 @@ class EventSequences:
     ----------
     users : pd.Index
         The customers, in row order.
-    event_type, item_bucket, item_index, gap_cutoff, gap_prev, position : np.ndarray
+    event_type, gap_cutoff, gap_prev, position : np.ndarray
         ``int64`` arrays of shape ``(n_users, length)``; 0 is padding.
+    item_bucket, item_index : np.ndarray
+        ``int64``, shape ``(n_users, length)`` per event, ``(n_users, length, items_per_order)``
+        per order (the order's largest lines first; 0 for no item).
     amount : np.ndarray
-        ``float32`` ``log1p(amount)``, shape ``(n_users, length)``.
+        ``float32`` ``log1p(amount)`` (of the order's lines summed, per order), shape
+        ``(n_users, length)``.
     mask : np.ndarray
         ``bool``, True where a token is real (``CLS`` included), shape ``(n_users, length)``.
     context : np.ndarray
         ``float32`` per-customer summaries over *all* events before the cutoff (not only the last
         ones), shape ``(n_users, len(CONTEXT_COLUMNS))``: log counts of events and orders, log total
         amount, log days since the first and the last event, share of returns.
+    numeric : np.ndarray or None
+        Per order, ``float32`` summaries of shape ``(n_users, length, len(ORDER_NUMERIC_COLUMNS))``
+        (0 for ``CLS`` and padding); None per event.
     """
 
     users: pd.Index
@@ -115,6 +132,7 @@ class EventSequences:
     position: np.ndarray
     mask: np.ndarray
     context: np.ndarray
+    numeric: np.ndarray | None = None
 
     _TOKEN_FIELDS: ClassVar[tuple[str, ...]] = (
         "event_type",
@@ -129,6 +147,11 @@ class EventSequences:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    @property
+    def token_fields(self) -> tuple[str, ...]:
+        """Names of the per-token arrays this instance holds (``numeric`` only per order)."""
+        return (*self._TOKEN_FIELDS, "numeric") if self.numeric is not None else self._TOKEN_FIELDS
 
     @property
     def length(self) -> int:
@@ -148,14 +171,15 @@ class EventSequences:
                 "pass a length at least as large as the current one."
             )
         extra = length - self.length
-        arrays = {
-            name: np.pad(getattr(self, name), ((0, 0), (0, extra))) for name in self._TOKEN_FIELDS
-        }
+        arrays = {}
+        for name in self.token_fields:
+            a = getattr(self, name)
+            arrays[name] = np.pad(a, ((0, 0), (0, extra), *[(0, 0)] * (a.ndim - 2)))
         return EventSequences(users=self.users, context=self.context, **arrays)
 
     def take(self, rows: np.ndarray | slice, trim: bool = True) -> EventSequences:
         """A subset of rows; with ``trim`` drop the padding columns no selected row needs."""
-        arrays = {name: getattr(self, name)[rows] for name in self._TOKEN_FIELDS}
+        arrays = {name: getattr(self, name)[rows] for name in self.token_fields}
         if trim and len(arrays["mask"]):
             width = max(1, int(arrays["mask"].sum(axis=1).max()))
             arrays = {name: a[:, :width] for name, a in arrays.items()}
@@ -172,6 +196,80 @@ def _check_events(events: pd.DataFrame) -> None:
         )
 
 
+def _rank_in_group(group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per group and each row's 0-based rank inside its group (rows sorted by group)."""
+    counts = np.bincount(group, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return counts, np.arange(len(group)) - starts[group]
+
+
+def _orders(
+    codes: np.ndarray,
+    ts: np.ndarray,
+    order_ids: np.ndarray | None,
+    type_ids: np.ndarray,
+    amount: np.ndarray,
+    quantity: np.ndarray,
+    is_return: np.ndarray,
+    items: np.ndarray | None,
+    items_per_order: int,
+) -> dict[str, np.ndarray]:
+    """Sum the lines (sorted by customer, time) into one token per order, in the same order.
+
+    An order is a customer's lines with one ``order_id``; lines without one are grouped by
+    calendar day. The token's time is its first line's, its event type the most frequent among its
+    lines (the lowest id on a tie), its items the ``items_per_order`` lines of largest amount.
+    """
+    no_order = (
+        np.ones(len(codes), dtype=bool)
+        if order_ids is None
+        else pd.isna(pd.Series(order_ids, dtype=object)).to_numpy()
+    )
+    key = np.empty(len(codes), dtype=object)
+    if order_ids is not None:
+        key[~no_order] = pd.Series(order_ids[~no_order], dtype=object).astype(str).to_numpy()
+    if no_order.any():  # "\x00day<n>" never equals an order id read from a file
+        day = ts[no_order].astype("datetime64[D]").astype(np.int64)
+        key[no_order] = np.char.add("\x00day", day.astype(str)).astype(object)
+    # groups numbered by first appearance: the lines are sorted by (customer, time), so the
+    # orders come out sorted by (customer, first time)
+    group = (
+        pd.DataFrame({"u": codes, "k": key})
+        .groupby(["u", "k"], sort=False)
+        .ngroup()
+        .to_numpy(dtype=np.int64)
+    )
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    # the lines of a group may be apart (another order at the same second): sort by group, stably
+    by_group = np.argsort(group, kind="stable")
+    group = group[by_group]
+    n_lines, first = _rank_in_group(group, n_groups)
+    first_row = by_group[first == 0]
+    n_types = int(type_ids.max()) + 1 if len(type_ids) else 1
+    type_counts = np.bincount(
+        group * n_types + type_ids[by_group], minlength=n_groups * n_types
+    ).reshape(n_groups, n_types)
+    out = {
+        "codes": codes[first_row],
+        "ts": ts[first_row],
+        "type_ids": type_counts.argmax(axis=1).astype(np.int64),
+        "amount": np.bincount(group, weights=amount[by_group], minlength=n_groups),
+        "n_lines": n_lines.astype(np.float64),
+        "units": np.bincount(group, weights=quantity[by_group], minlength=n_groups),
+        "returns": np.bincount(group, weights=is_return[by_group], minlength=n_groups) / n_lines,
+    }
+    if items is not None:
+        # each order's largest lines first (ties: time order), the first items_per_order kept
+        rank_order = np.lexsort((np.arange(len(group)), -amount[by_group], group))
+        ranked = by_group[rank_order]
+        _, rank = _rank_in_group(group[rank_order], n_groups)
+        keep = rank < items_per_order
+        top = np.full((n_groups, items_per_order), None, dtype=object)
+        top[group[rank_order][keep], rank[keep]] = items[ranked[keep]]
+        out["items"] = top
+    return out
+
+
 def event_sequences(
     events: pd.DataFrame,
     users: Sequence[str] | pd.Index,
@@ -180,6 +278,9 @@ def event_sequences(
     event_types: Sequence[str] = ("purchase", "return"),
     item_vocabulary: pd.Index | None = None,
     n_item_buckets: int = 4096,
+    *,
+    per: str = "event",
+    items_per_order: int = 4,
 ) -> EventSequences:
     """Turn the events before ``cutoff`` into padded token arrays, one row per user of ``users``.
 
@@ -187,13 +288,14 @@ def event_sequences(
     ----------
     events : pd.DataFrame
         The event contract's columns (``user_id``, ``ts``, ``event_type`` required; ``item_id``,
-        ``order_id``, ``amount`` used when present). Events of other users are ignored.
+        ``order_id``, ``amount``, ``quantity`` used when present). Events of other users are
+        ignored.
     users : sequence of str or pd.Index
         The population, in the row order wanted.
     cutoff : pd.Timestamp or str
         Every event must be strictly before it; gaps to the cutoff are measured from it.
     max_events : int
-        Keep each customer's last ``max_events`` events.
+        Keep each customer's last ``max_events`` tokens (events, or orders with ``per="order"``).
     event_types : sequence of str
         The event-type vocabulary (ids 3, 4, ...); other types get ``UNKNOWN_TOKEN``.
     item_vocabulary : pd.Index, optional
@@ -201,11 +303,19 @@ def event_sequences(
         0 when the item is missing or not in it. Without it ``item_index`` is all 0.
     n_item_buckets : int
         Number of hash buckets of ``item_bucket``.
+    per : {"event", "order"}
+        What a token is: one event (one line of an order), or one order: the customer's lines
+        with the same ``order_id`` (lines without one: the same calendar day) summed into one
+        token, at its first line's time, with the summed amount, the most frequent event type,
+        the ``items_per_order`` largest lines' items and :data:`ORDER_NUMERIC_COLUMNS`. An
+        invoice of 20 lines is then one token instead of 20.
+    items_per_order : int
+        Items kept per order token (its lines of largest amount); only with ``per="order"``.
 
     Returns
     -------
     EventSequences
-        Arrays of ``1 + max(events per user, capped at max_events)`` columns.
+        Arrays of ``1 + max(tokens per user, capped at max_events)`` columns.
 
     Raises
     ------
@@ -232,6 +342,16 @@ def event_sequences(
         raise ConfigError(f"max_events must be a positive integer, received {max_events!r}.")
     if n_item_buckets < 1:
         raise ConfigError(f"n_item_buckets must be positive, received {n_item_buckets!r}.")
+    if per not in TOKEN_UNITS:
+        raise ConfigError(f"per must be one of {TOKEN_UNITS}, received {per!r}.")
+    if (
+        not isinstance(items_per_order, int | np.integer)
+        or isinstance(items_per_order, bool)
+        or items_per_order < 1
+    ):
+        raise ConfigError(
+            f"items_per_order must be a positive integer, received {items_per_order!r}."
+        )
     _check_events(events)
     cutoff = pd.Timestamp(cutoff)
     users = pd.Index(users)
@@ -268,21 +388,19 @@ def event_sequences(
     )
     item = ev["item_id"].to_numpy(dtype=object)[order] if "item_id" in ev.columns else None
     order_ids = ev["order_id"].to_numpy(dtype=object)[order] if "order_id" in ev.columns else None
+    safe_amount = np.nan_to_num(np.clip(amount, 0.0, None), nan=0.0)
+    is_return = etype == "return"
+    vocab = {t: i + 3 for i, t in enumerate(event_types)}
+    type_ids = (
+        pd.Series(etype, dtype=object).map(vocab).fillna(UNKNOWN_TOKEN).to_numpy(dtype=np.int64)
+    )
 
+    # per-customer context over all events
     n = len(codes)
     counts = np.bincount(codes, minlength=n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank_in_user = np.arange(n) - starts[codes]  # 0 = first event
-    from_end = counts[codes] - 1 - rank_in_user  # 0 = most recent event
-
     day_ns = np.float64(86_400e9)
     days_to_cutoff = (cut_ns - ts).astype(np.float64) / day_ns
-    prev_gap = np.full(n, np.nan)
-    if n > 1:
-        same = codes[1:] == codes[:-1]
-        prev_gap[1:] = np.where(same, (ts[1:] - ts[:-1]).astype(np.float64) / day_ns, np.nan)
-
-    # per-customer context over all events
     ctx = np.zeros((n_users, len(CONTEXT_COLUMNS)), dtype=np.float32)
     ctx[:, 0] = np.log1p(counts)
     if order_ids is not None and n:
@@ -291,15 +409,48 @@ def event_sequences(
         ctx[n_orders.index.to_numpy(), 1] = np.log1p(n_orders.to_numpy())
     else:
         ctx[:, 1] = ctx[:, 0]
-    safe_amount = np.nan_to_num(np.clip(amount, 0.0, None), nan=0.0)
     ctx[:, 2] = np.log1p(np.bincount(codes, weights=safe_amount, minlength=n_users))
     has = counts > 0
     first_idx = starts[has]
     last_idx = starts[has] + counts[has] - 1
     ctx[has, 3] = np.log1p(days_to_cutoff[first_idx])
     ctx[has, 4] = np.log1p(days_to_cutoff[last_idx])
-    is_return = etype == "return"
     ctx[has, 5] = np.bincount(codes, weights=is_return, minlength=n_users)[has] / counts[has]
+
+    numeric = None
+    if per == "order":
+        quantity = (
+            np.abs(pd.to_numeric(ev["quantity"], errors="coerce").to_numpy(dtype=np.float64))[order]
+            if "quantity" in ev.columns
+            else np.ones(n)
+        )
+        grouped = _orders(
+            codes,
+            ts,
+            order_ids,
+            type_ids,
+            safe_amount,
+            np.nan_to_num(quantity, nan=1.0),
+            is_return.astype(np.float64),
+            item,
+            int(items_per_order),
+        )
+        codes, ts, type_ids = grouped["codes"], grouped["ts"], grouped["type_ids"]
+        safe_amount = grouped["amount"]
+        item = grouped.get("items")
+        numeric = np.stack(
+            [np.log1p(grouped["n_lines"]), np.log1p(grouped["units"]), grouped["returns"]], axis=1
+        ).astype(np.float32)
+        days_to_cutoff = (cut_ns - ts).astype(np.float64) / day_ns
+        n = len(codes)
+
+    # tokens (events or orders), sorted by (customer, time)
+    counts, rank_in_user = _rank_in_group(codes, n_users)
+    from_end = counts[codes] - 1 - rank_in_user  # 0 = most recent token
+    prev_gap = np.full(n, np.nan)
+    if n > 1:
+        same = codes[1:] == codes[:-1]
+        prev_gap[1:] = np.where(same, (ts[1:] - ts[:-1]).astype(np.float64) / day_ns, np.nan)
 
     # keep the last max_events of each customer; column 1.. in time order, CLS at column 0
     last = from_end < max_events
@@ -308,23 +459,24 @@ def event_sequences(
     rows = codes[last]
     cols = 1 + (kept[rows] - 1 - from_end[last])
 
-    vocab = {t: i + 3 for i, t in enumerate(event_types)}
-    type_ids = pd.Series(etype[last], dtype=object).map(vocab).fillna(UNKNOWN_TOKEN)
-
-    def grid(dtype: type, fill: float | int = 0) -> np.ndarray:
-        return np.full((n_users, width), fill, dtype=dtype)
+    def grid(dtype: type, fill: float | int = 0, depth: int = 0) -> np.ndarray:
+        shape = (n_users, width, depth) if depth else (n_users, width)
+        return np.full(shape, fill, dtype=dtype)
 
     out_type = grid(np.int64)
     out_type[:, 0] = CLS_TOKEN
-    out_type[rows, cols] = type_ids.to_numpy(dtype=np.int64)
-    out_bucket = grid(np.int64)
-    out_index = grid(np.int64)
+    out_type[rows, cols] = type_ids[last]
+    depth = int(items_per_order) if per == "order" else 0
+    out_bucket = grid(np.int64, depth=depth)
+    out_index = grid(np.int64, depth=depth)
     if item is not None:
         kept_items = item[last]
-        out_bucket[rows, cols] = item_hash_bucket(kept_items, n_item_buckets)
+        flat = kept_items.reshape(-1)
+        buckets = item_hash_bucket(flat, n_item_buckets).reshape(kept_items.shape)
+        out_bucket[rows, cols] = buckets
         if item_vocabulary is not None and len(item_vocabulary):
-            pos = pd.Index(item_vocabulary).get_indexer(pd.Index(kept_items, dtype=object))
-            out_index[rows, cols] = np.where(pos >= 0, pos + 1, 0)
+            pos = pd.Index(item_vocabulary).get_indexer(pd.Index(flat, dtype=object))
+            out_index[rows, cols] = np.where(pos >= 0, pos + 1, 0).reshape(kept_items.shape)
     out_amount = grid(np.float32)
     out_amount[rows, cols] = np.log1p(safe_amount[last]).astype(np.float32)
     out_gap_cut = grid(np.int64)
@@ -337,6 +489,10 @@ def event_sequences(
     out_mask = grid(bool, False)
     out_mask[:, 0] = True
     out_mask[rows, cols] = True
+    out_numeric = None
+    if numeric is not None:
+        out_numeric = grid(np.float32, depth=numeric.shape[1])
+        out_numeric[rows, cols] = numeric[last]
     return EventSequences(
         users=users,
         event_type=out_type,
@@ -348,4 +504,5 @@ def event_sequences(
         position=out_pos,
         mask=out_mask,
         context=ctx,
+        numeric=out_numeric,
     )

@@ -14,7 +14,12 @@ from retention.models._calibration import Calibrator
 from retention.models._drift import DriftReport, data_drift, warn_if_drifted
 from retention.models._ensemble import DEFAULT_MEMBERS, EnsembleModel
 from retention.models._gbdt import GBDTModel
-from retention.models._metrics import BacktestResult, classification_metrics, lift_at
+from retention.models._metrics import (
+    BacktestResult,
+    classification_metrics,
+    lift_at,
+    paired_auc_bootstrap,
+)
 from retention.models._oof import N_FOLDS, customer_folds, out_of_fold_proba, subset_frame
 from retention.models._persist import load_model, read_metadata, save_model
 from retention.models._registry import MODEL_NAMES, get_model
@@ -46,6 +51,7 @@ __all__ = [
     "load_model",
     "net_value_per_purchase",
     "out_of_fold_proba",
+    "paired_auc_bootstrap",
     "read_metadata",
     "rfm_summary",
     "save_model",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -414,7 +414,13 @@ class GBDTModel(RetentionModel):
             "feature_pre_filter": False,
         }
 
-    def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> GBDTModel:
+    def fit(
+        self,
+        train: Sequence[CutoffFrame],
+        valid: CutoffFrame | None = None,
+        *,
+        callbacks: Sequence[Callable[[Any], None]] | None = None,
+    ) -> GBDTModel:
         """Train on every learning cutoff; early stopping and calibration out of fold.
 
         The rows of ``train`` and ``valid`` (one per customer and cutoff) are stacked. Unless
@@ -425,6 +431,12 @@ class GBDTModel(RetentionModel):
         from a booster that never saw that customer), and the final booster is trained on every
         row for that number of rounds. ``valid`` is simply the latest learning cutoff. With
         ``cv_folds=None`` the booster trains ``n_estimators`` rounds and is not calibrated.
+
+        ``callbacks`` (like LightGBM's own ``callbacks``) are called after every round of the
+        cross-validation with LightGBM's ``CallbackEnv`` (``evaluation_result_list`` holds the
+        mean held-out log loss): what a hyper-parameter search uses to prune a trial, by raising
+        from the callback (``retention.experiments`` tuning). They are not called with
+        ``cv_folds=None``.
         """
         import lightgbm as lgb
 
@@ -468,7 +480,9 @@ class GBDTModel(RetentionModel):
                 best = int(self.n_estimators)
             else:
                 users = np.concatenate([f.users.to_numpy(dtype=str) for f in learning])
-                best, oof_raw = self._cross_validate(params, dtrain, X, y, users, offset, _tick)
+                best, oof_raw = self._cross_validate(
+                    params, dtrain, X, y, users, offset, [_tick, *(callbacks or ())]
+                )
             bar.update(task, description="training gradient boosting (all folds)")
             booster = lgb.train(params, dtrain, num_boost_round=best)
         self.booster_ = booster
@@ -504,7 +518,7 @@ class GBDTModel(RetentionModel):
         y: np.ndarray,
         users: np.ndarray,
         offset: np.ndarray | None,
-        tick: Any,
+        callbacks: Sequence[Any],
     ) -> tuple[int, np.ndarray]:
         """Customer-grouped cross-validation: the best number of rounds and the out-of-fold
         raw probabilities' log-odds (offset included) at that number."""
@@ -526,7 +540,7 @@ class GBDTModel(RetentionModel):
             num_boost_round=self.n_estimators,
             folds=folds,
             stratified=False,
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), tick],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), *callbacks],
             return_cvbooster=True,
         )
         curve = np.asarray(next(v for k, v in result.items() if k.endswith("logloss-mean")))

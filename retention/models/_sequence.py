@@ -1,14 +1,23 @@
-"""A transformer over each customer's last events (PyTorch), predicting retention at the horizon.
+"""A transformer over each customer's last orders (PyTorch), predicting retention at the horizon.
 
 Each customer is a sequence of tokens (:func:`retention.features.event_sequences`): a summary token,
-then the last ``max_events`` events, each the sum of embeddings of its event type, its item (a
-hashed learned embedding, plus a projection of the item's text embedding when one is known), its
-``log1p(amount)``, its time-gap buckets (to the cutoff and to the previous event) and its recency
-position. A pre-norm transformer encoder with a key-padding mask reads them; a masked mean pool,
-joined with a small dense branch on per-customer summaries (counts, spend, tenure, recency), feeds a
-sigmoid head. Training stacks the training cutoffs, uses AdamW with weight decay and dropout, and
-stops early on the validation cutoff's ROC-AUC. Everything is seeded; scores do not depend on the
-batch a customer is scored in.
+then the last ``max_events`` orders (``tokens="order"``, the default: the lines of an invoice
+summed into one token) or events (``tokens="event"``: one token per line), each the sum of
+embeddings of its event type, its items (hashed learned embeddings, averaged over the order's
+largest lines, plus a projection of the items' text embeddings when asked for), its
+``log1p(amount)`` (and, per order, its lines, units and share of returns), its time-gap buckets (to
+the cutoff and to the previous token) and its recency position. A pre-norm transformer encoder with
+a key-padding mask reads them; a masked mean pool, joined with a small dense branch on per-customer
+summaries (counts, spend, tenure, recency), feeds a sigmoid head. Training stacks the training
+cutoffs in batches of similar length, uses AdamW with weight decay and dropout, and stops early on
+the validation cutoff's ROC-AUC over customers it never trained on (whole folds of
+``customer_folds``, the grouping of ``models/_oof.py``). Everything is seeded; scores do not depend
+on the batch a customer is scored in.
+
+Where the time went (``benchmarks/sequence_speed.py``): one token per invoice line made sequences
+of 38 tokens on average (capped at 64) for customers with a median of 2 invoices, so attention and
+the feed-forward layers ran on 7x more tokens than orders, and encoding every item's text with the
+pretrained encoder took about as long as the training itself.
 
 torch is imported by this module only; ``import retention.models`` does not import it.
 """
@@ -17,7 +26,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,11 +42,14 @@ from retention.exceptions import ConfigError, ModelError
 from retention.features import (
     CONTEXT_COLUMNS,
     N_GAP_BUCKETS,
+    ORDER_NUMERIC_COLUMNS,
+    TOKEN_UNITS,
     CutoffFrame,
     EventSequences,
     event_sequences,
 )
 from retention.models._base import RetentionModel, check_is_fitted
+from retention.models._oof import N_FOLDS, customer_folds
 
 __all__ = ["SequenceTransformerModel"]
 
@@ -90,6 +103,7 @@ class _SequenceNet(nn.Module):
         n_context: int,
         text_dim: int,
         n_text_items: int,
+        n_numeric: int = 0,
     ) -> None:
         super().__init__()
         self.type_emb = nn.Embedding(n_event_types, d_model, padding_idx=0)
@@ -98,7 +112,8 @@ class _SequenceNet(nn.Module):
         if text_dim:
             self.register_buffer("text_table", torch.zeros(n_text_items + 1, text_dim))
             self.text_proj = nn.Linear(text_dim, d_model, bias=False)
-        self.amount_proj = nn.Linear(2, d_model)
+        self.n_numeric = n_numeric
+        self.amount_proj = nn.Linear(2 + n_numeric, d_model)
         self.gap_cut_emb = nn.Embedding(N_GAP_BUCKETS + 1, d_model, padding_idx=0)
         self.gap_prev_emb = nn.Embedding(N_GAP_BUCKETS + 1, d_model, padding_idx=0)
         self.pos_emb = nn.Embedding(max_events + 1, d_model)
@@ -122,19 +137,40 @@ class _SequenceNet(nn.Module):
                     with torch.no_grad():
                         module.weight[module.padding_idx].zero_()
 
+    def _items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The token's item embedding: one item per event, the mean over an order's items."""
+        buckets = batch["item_bucket"]
+        if buckets.dim() == 2:  # one item per token
+            x = self.item_emb(buckets)
+            if self.text_dim:
+                x = x + self.text_proj(self.text_table[batch["item_index"]])
+            return x
+        known = (buckets != 0).to(torch.float32)
+        share = (known / known.sum(dim=-1, keepdim=True).clamp(min=1.0)).unsqueeze(-1)
+        x = (self.item_emb(buckets) * share).sum(dim=2)
+        if self.text_dim:
+            # project the table once (rows << tokens x items), then pick the rows
+            projected = self.text_proj(self.text_table)
+            index = batch["item_index"]
+            found = (index != 0).to(torch.float32)
+            weight = (found / found.sum(dim=-1, keepdim=True).clamp(min=1.0)).unsqueeze(-1)
+            x = x + (projected[index] * weight).sum(dim=2)
+        return x
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["mask"]
         amount = batch["amount"].unsqueeze(-1)
+        numbers = [amount, (amount != 0).to(amount.dtype)]
+        if self.n_numeric:
+            numbers.append(batch["numeric"])
         x = (
             self.type_emb(batch["event_type"])
-            + self.item_emb(batch["item_bucket"])
-            + self.amount_proj(torch.cat([amount, (amount != 0).to(amount.dtype)], dim=-1))
+            + self._items(batch)
+            + self.amount_proj(torch.cat(numbers, dim=-1))
             + self.gap_cut_emb(batch["gap_cutoff"])
             + self.gap_prev_emb(batch["gap_prev"])
             + self.pos_emb(batch["position"])
         )
-        if self.text_dim:
-            x = x + self.text_proj(self.text_table[batch["item_index"]])
         x = self.emb_drop(self.emb_norm(x))
         attend = mask[:, None, None, :]  # (batch, 1, 1, keys): True where a key is real
         for block in self.blocks:
@@ -152,6 +188,8 @@ def _as_tensors(seq: EventSequences, context_mean: np.ndarray, context_std: np.n
     batch = {name: torch.from_numpy(np.ascontiguousarray(getattr(seq, name))) for name in ints}
     batch["amount"] = torch.from_numpy(np.ascontiguousarray(seq.amount, dtype=np.float32) / 5.0)
     batch["mask"] = torch.from_numpy(np.ascontiguousarray(seq.mask))
+    if seq.numeric is not None:
+        batch["numeric"] = torch.from_numpy(np.ascontiguousarray(seq.numeric, dtype=np.float32))
     ctx = (seq.context - context_mean) / context_std
     batch["context"] = torch.from_numpy(np.ascontiguousarray(ctx, dtype=np.float32))
     return batch
@@ -162,7 +200,7 @@ def _concat(parts: list[EventSequences]) -> EventSequences:
     parts = [p.padded(width) for p in parts]
     fields = {
         name: np.concatenate([getattr(p, name) for p in parts])
-        for name in (*EventSequences._TOKEN_FIELDS, "context")
+        for name in (*parts[0].token_fields, "context")
     }
     users = pd.Index(np.concatenate([p.users.to_numpy(dtype=object) for p in parts]))
     return EventSequences(users=users, **fields)
@@ -193,12 +231,38 @@ def _item_table(frames: Sequence[CutoffFrame], enabled: bool) -> tuple[pd.Index,
     return pd.Index(table.index.astype(str)), table.to_numpy(dtype=np.float32)
 
 
-def _held_out(users: pd.Index, share: float) -> np.ndarray:
-    """True for the customers kept out of training: a stable hash of the id, about ``share``."""
+def _held_out_folds(users: pd.Index, share: float) -> np.ndarray:
+    """The folds of ``customer_folds`` kept out of training for early stopping.
+
+    ``round(share * N_FOLDS)`` folds (at least one when ``share > 0``), the lowest-numbered folds
+    among ``users``: inside ``out_of_fold_proba`` a fold is missing from the learning frames, and
+    the next one is held out instead.
+    """
     if share <= 0:
+        return np.empty(0, dtype=np.int64)
+    n_held = max(1, round(share * N_FOLDS))
+    present = np.unique(customer_folds(users))
+    return present[:n_held] if len(present) > n_held else np.empty(0, dtype=np.int64)
+
+
+def _held_out(users: pd.Index, folds: np.ndarray) -> np.ndarray:
+    """True for the customers of ``users`` in one of ``folds`` (the same at every cutoff)."""
+    if not len(folds):
         return np.zeros(len(users), dtype=bool)
-    hashed = pd.util.hash_array(users.astype(str).to_numpy(dtype=object))
-    return np.asarray(hashed % np.uint64(10_000) < np.uint64(round(share * 10_000)))
+    return np.isin(customer_folds(users), folds)
+
+
+@contextmanager
+def _torch_threads(n_threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n_threads`` inside the block (None: unchanged)."""
+    before = torch.get_num_threads()
+    if n_threads is not None and n_threads != before:
+        torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _length_batches(
@@ -221,12 +285,13 @@ def _length_batches(
 
 
 class SequenceTransformerModel(RetentionModel):
-    """Transformer encoder over each customer's last events, predicting P(retained).
+    """Transformer encoder over each customer's last orders, predicting P(retained).
 
     Parameters
     ----------
     max_events : int
-        Events per customer the model reads (the most recent ones).
+        Tokens (orders, or events with ``tokens="event"``) per customer the model reads (the most
+        recent ones).
     d_model, n_heads, n_layers : int
         Width, attention heads and layers of the encoder (``d_model % n_heads == 0``).
     dropout : float
@@ -236,22 +301,38 @@ class SequenceTransformerModel(RetentionModel):
     epochs : int
         Most passes over the stacked training cutoffs.
     batch_size : int
-        Customers per training step.
+        Customers per training step (of similar length: batches are cut from length-sorted pools).
+        An order sequence is several times shorter than the line sequence it replaces, so a batch
+        of 256 holds fewer tokens than one of 128 per line did.
     patience : int
         Epochs without a better validation ROC-AUC before stopping (needs ``valid``).
     item_embeddings : bool
         Add a projection of the item's text embedding (``frame.extra["item_embeddings"]`` or the
         text stage) to the hashed item embedding. Items without text keep the hashed one only.
+        Without a precomputed table this encodes every item's text with the pretrained encoder
+        first (on Online Retail about as long as the training itself), hence off by default.
     random_state : int
         Seed of the initial weights, the batch order and dropout.
     valid_customer_share : float
-        Share of customers (a stable hash of ``user_id``) kept out of training and used, at the
-        validation cutoff, for early stopping. The training cutoffs' label windows overlap the
-        validation cutoff's, so on customers it trained on the network can look better at the
-        validation cutoff by remembering them; held-out customers give an honest stopping signal.
-        0 uses every customer for both.
+        Share of customers kept out of training and used, at the validation cutoff, for early
+        stopping: ``round(share * N_FOLDS)`` whole folds of ``customer_folds`` (the customer
+        grouping of every model's out-of-fold validation; 0.2 is one fold of five), the same
+        customers at every cutoff. The training cutoffs' label windows overlap the validation
+        cutoff's, so on customers it trained on the network can look better at the validation
+        cutoff by remembering them; held-out customers give an honest stopping signal. 0 uses
+        every customer for both.
     n_item_buckets : int
         Hash buckets of the learned item-id embedding.
+    tokens : {"order", "event"}
+        What one token is: an order (its lines summed: amount, lines, units, share of returns,
+        its largest items; lines without an order id grouped by day) or one event (one line).
+    items_per_token : int
+        Items of an order token the model reads (its lines of largest amount); ``tokens="order"``.
+    n_threads : int or None
+        torch intra-op threads while fitting and predicting (restored afterwards); None keeps
+        torch's setting. The matrices are small (64 wide, a few tokens per customer), so a second
+        thread adds little, and on a busy machine its synchronisation at every operation costs
+        more than it gains.
 
     Attributes
     ----------
@@ -279,7 +360,7 @@ class SequenceTransformerModel(RetentionModel):
 
     def __init__(
         self,
-        max_events: int = 64,
+        max_events: int = 50,
         d_model: int = 64,
         n_heads: int = 4,
         n_layers: int = 2,
@@ -287,12 +368,15 @@ class SequenceTransformerModel(RetentionModel):
         weight_decay: float = 0.01,
         learning_rate: float = 1e-3,
         epochs: int = 30,
-        batch_size: int = 128,
+        batch_size: int = 256,
         patience: int = 4,
-        item_embeddings: bool = True,
+        item_embeddings: bool = False,
         random_state: int = 0,
         n_item_buckets: int = 4096,
         valid_customer_share: float = 0.2,
+        tokens: str = "order",
+        items_per_token: int = 4,
+        n_threads: int | None = 1,
     ) -> None:
         self.max_events = max_events
         self.d_model = d_model
@@ -308,11 +392,27 @@ class SequenceTransformerModel(RetentionModel):
         self.random_state = random_state
         self.n_item_buckets = n_item_buckets
         self.valid_customer_share = valid_customer_share
+        self.tokens = tokens
+        self.items_per_token = items_per_token
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
         positive = ("max_events", "d_model", "n_heads", "n_layers", "epochs", "batch_size")
-        for name in (*positive, "n_item_buckets"):
+        if self.tokens not in TOKEN_UNITS:
+            raise ConfigError(
+                f"tokens must be one of {TOKEN_UNITS} (what one token is), received "
+                f"{self.tokens!r}."
+            )
+        threads = self.n_threads
+        if threads is not None and (
+            not isinstance(threads, int | np.integer) or isinstance(threads, bool) or threads < 1
+        ):
+            raise ConfigError(
+                f"n_threads must be a positive integer or None (torch's setting), received "
+                f"{threads!r}."
+            )
+        for name in (*positive, "n_item_buckets", "items_per_token"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, received {value!r}.")
@@ -363,6 +463,8 @@ class SequenceTransformerModel(RetentionModel):
             event_types=self.event_types_,
             item_vocabulary=self.item_vocabulary_,
             n_item_buckets=int(self.n_item_buckets),
+            per=str(getattr(self, "tokens", "event")),
+            items_per_order=int(getattr(self, "items_per_token", 4)),
         )
         # Later cutoffs have older events than any training cutoff had: gaps beyond the largest
         # bucket seen in training fall into it ("at least that old"), not into an untrained one.
@@ -383,6 +485,12 @@ class SequenceTransformerModel(RetentionModel):
         Without ``valid`` the model trains for ``epochs`` epochs and keeps the last weights.
         """
         self._validate_params()
+        with _torch_threads(self.n_threads):
+            return self._fit(train, valid)
+
+    def _fit(
+        self, train: Sequence[CutoffFrame], valid: CutoffFrame | None
+    ) -> SequenceTransformerModel:
         if isinstance(train, CutoffFrame):
             train = [train]
         if not train:
@@ -407,10 +515,12 @@ class SequenceTransformerModel(RetentionModel):
 
         self.max_gap_bucket_ = None
         share = float(self.valid_customer_share)
-        held = [_held_out(f.users, share) for f in train]
         held_valid = None
         if valid is not None and share > 0:
-            held_valid = _held_out(valid.users, share)
+            # whole customer folds, the same customers at every cutoff
+            held_folds = _held_out_folds(valid.users, share)
+            held = [_held_out(f.users, held_folds) for f in train]
+            held_valid = _held_out(valid.users, held_folds)
             y_valid = y_valid[held_valid] if y_valid is not None else None
             if y_valid is None or len(np.unique(y_valid)) < 2 or all(h.all() for h in held):
                 raise ModelError(
@@ -446,6 +556,7 @@ class SequenceTransformerModel(RetentionModel):
             "n_context": len(CONTEXT_COLUMNS),
             "text_dim": int(table[1].shape[1]) if table is not None else 0,
             "n_text_items": int(table[1].shape[0]) if table is not None else 0,
+            "n_numeric": len(ORDER_NUMERIC_COLUMNS) if self.tokens == "order" else 0,
         }
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
@@ -472,8 +583,12 @@ class SequenceTransformerModel(RetentionModel):
         valid_seq: EventSequences | None,
         y_valid: np.ndarray | None,
     ) -> None:
+        # fused: one kernel per step for every parameter, instead of a dozen small ops each
         optimizer = torch.optim.AdamW(
-            net.parameters(), lr=float(self.learning_rate), weight_decay=float(self.weight_decay)
+            net.parameters(),
+            lr=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            fused=True,
         )
         loss_fn = nn.BCEWithLogitsLoss()
         generator = torch.Generator().manual_seed(int(self.random_state))
@@ -492,7 +607,7 @@ class SequenceTransformerModel(RetentionModel):
                     loss = loss_fn(net(batch), y_t[rows])
                     optimizer.zero_grad()
                     loss.backward()
-                    nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                    nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
                     optimizer.step()
                     total += loss.item() * len(rows)
                 record = {"epoch": float(epoch), "train_loss": total / n}
@@ -545,7 +660,8 @@ class SequenceTransformerModel(RetentionModel):
         check_is_fitted(self, "net_")
         if len(frame) == 0:
             return np.empty(0, dtype=np.float64)
-        return self._score(self.net_, self._sequences(frame))
+        with _torch_threads(getattr(self, "n_threads", None)):
+            return self._score(self.net_, self._sequences(frame))
 
     # ------------------------------------------------------------------ save/load as data
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -583,6 +699,9 @@ class SequenceTransformerModel(RetentionModel):
         from safetensors.torch import load
 
         config = dict(state["net_config_"])
+        if "n_numeric" not in config:
+            # saved before order tokens existed: a per-line model, whatever today's default
+            self.tokens = "event"
         net = _SequenceNet(**config)
         net.load_state_dict(load(parts["net.safetensors"]))  # strict: every weight, no other
         net.eval()

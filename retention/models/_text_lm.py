@@ -1,25 +1,36 @@
 """A pretrained text encoder fine-tuned on customer histories written as text (full or LoRA).
 
-Each customer's events before the cutoff become one line of text
-(:func:`retention.features.serialise_history`: ``"as of 2011-06-12: 4 orders, last 23 days ago,
-... 2011-05-19 bought 2 x CERAMIC CAKE STAND for 19.90; ..."``, most recent first, cut to the
-model's length). The pretrained encoder (``transformers.AutoModel``) reads it, its token vectors
-are mean-pooled and a linear head gives the logit of "buys again within the horizon".
+Each customer's events before the cutoff become one short line of text
+(:func:`retention.features.history_text`: ``"4 orders in 210 days, last 23 days ago, every 62
+days, spent 812. 23 days ago bought 5 items for 99: red oven glove, ..."``, newest first, so
+that truncation drops the oldest orders). The pretrained encoder (``transformers.AutoModel``)
+reads it, its token vectors are mean-pooled and a linear head gives the logit of "comes back
+within the horizon".
 
-``method="full"`` trains every weight; ``method="lora"`` freezes the encoder and trains low-rank
-adapters on the attention query and value projections (``peft``) plus the head: about 74k
-trainable parameters instead of 22.7M for MiniLM.
+What makes it affordable on a CPU: only the top ``trainable_layers`` layers of the encoder learn
+(LoRA adapters on their attention query and value projections for ``method="lora"``, every
+weight of those layers for ``method="full"``); the frozen layers below run **once** per history
+and their hidden states are kept (float16) for every epoch and every fold. Training then costs a
+forward and backward pass through one or two layers instead of six. ``trainable_layers=None``
+trains all layers (adapters everywhere for LoRA, and for ``full`` every weight including the
+embeddings, which reads the tokens at every step: the slow, classic fine-tuning).
 
-On a CPU this is slow (about 9 examples/s full, 12/s LoRA at 128 tokens on 2 cores), so training
-uses a label-stratified, seeded subsample of the stacked training cutoffs (``max_train_examples``)
-and few epochs; the validation cutoff picks the best checkpoint (log loss) and stops early.
+Validation never leaks customers (see :mod:`retention.models._oof`): the rows of every learning
+cutoff (``train`` and ``valid``) are split into ``cv_folds`` folds of customers; one network per
+fold trains on the other folds for up to ``epochs`` epochs in length-bucketed batches, its
+held-out fold scored after every epoch; the epoch where the mean held-out log loss is lowest is
+kept for every fold, the held-out predictions at that epoch are the out-of-fold predictions
+``oof_`` an ensemble stacks on, and the model predicts the mean of the fold networks. With
+``cv_folds=None`` one network trains on ``train`` and ``valid`` picks its epoch.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -32,43 +43,32 @@ from retention.exceptions import ConfigError, DataError, ModelError
 from retention.features import (
     CutoffFrame,
     TextEncoder,
+    history_text,
     mean_pool,
     resolve_encoder,
     serialise_history,
 )
 from retention.models._base import RetentionModel, check_is_fitted
+from retention.models._oof import check_n_folds, customer_folds
 
 __all__ = ["TextLMModel"]
 
+#: attention projections LoRA adapts, by model type (encoders whose layers we can split)
 _LORA_TARGETS: dict[str, list[str]] = {
     "bert": ["query", "value"],
     "roberta": ["query", "value"],
     "xlm-roberta": ["query", "value"],
-    "mpnet": ["q", "v"],
-    "distilbert": ["q_lin", "v_lin"],
 }
+_HISTORIES = ("orders", "events")
+_POOLINGS = ("cls", "mean")
 
-
-def _build_classifier(backbone: Any, hidden: int, dropout: float) -> Any:
-    import torch
-    from torch import nn
-
-    class _Classifier(nn.Module):
-        """Encoder -> masked mean pooling -> dropout -> linear logit."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = backbone
-            self.dropout = nn.Dropout(dropout)
-            self.head = nn.Linear(hidden, 1)
-
-        def forward(self, **tokens: torch.Tensor) -> torch.Tensor:
-            out = self.backbone(**tokens).last_hidden_state
-            pooled = mean_pool(out, tokens["attention_mask"])
-            logit: torch.Tensor = self.head(self.dropout(pooled)).squeeze(-1)
-            return logit
-
-    return _Classifier()
+#: what the frozen layers made of a history, shared by every model of the process (the frozen
+#: part is the pretrained encoder's, so text_lm and text_lm_lora, their folds, and a later
+#: prediction on the same histories reuse it): key (encoder folder, frozen layers, max_length,
+#: text) -> float16 hidden states or token ids; least recently used first out
+_LOWER_CACHE: OrderedDict[tuple[str, int, int, bool, str], Any] = OrderedDict()
+#: rows the cache keeps (about 50 kB each for MiniLM at 64 tokens)
+LOWER_CACHE_ROWS = 30_000
 
 
 @contextmanager
@@ -100,34 +100,112 @@ def _stratified_subsample(y: np.ndarray, n: int, rng: np.random.RandomState) -> 
     return np.sort(np.concatenate(picked))
 
 
+def _cls_layer(layer: Any, h: Any, mask: Any) -> Any:
+    """A BERT layer's output for the first ([CLS]) token alone: its query attends over every
+    token's key and value; the feed-forward part runs for that one token."""
+    import torch
+
+    sa = layer.attention.self
+    b, t, _ = h.shape
+    heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
+    q = sa.query(h[:, :1]).view(b, 1, heads, size).transpose(1, 2)
+    k = sa.key(h).view(b, t, heads, size).transpose(1, 2)
+    v = sa.value(h).view(b, t, heads, size).transpose(1, 2)
+    ctx = torch.nn.functional.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=mask[:, None, None, :].bool(),
+        dropout_p=float(sa.dropout.p) if layer.training else 0.0,
+    )
+    ctx = ctx.transpose(1, 2).reshape(b, 1, heads * size)
+    a = layer.attention.output(ctx, h[:, :1])
+    return layer.output(layer.intermediate(a), a)[:, 0]
+
+
+def _build_upper(
+    layers: Any, embeddings: Any, config: Any, hidden: int, dropout: float, pooling: str
+) -> Any:
+    """The trained part: (embeddings ->) top layers -> pooling -> dropout -> logit."""
+    import torch
+    from torch import nn
+    from transformers.masking_utils import create_bidirectional_mask
+
+    class _Upper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embeddings = embeddings
+            self.layers = layers
+            self.dropout = nn.Dropout(dropout)
+            self.head = nn.Linear(hidden, 1)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            h = self.embeddings(input_ids=x) if self.embeddings is not None else x
+            cls = pooling == "cls"
+            full = list(self.layers)[:-1] if cls else list(self.layers)
+            if full:
+                ext = create_bidirectional_mask(config=config, inputs_embeds=h, attention_mask=mask)
+                for layer in full:
+                    out = layer(h, ext)
+                    h = out[0] if isinstance(out, tuple) else out
+            if not cls:
+                pooled = mean_pool(h, mask)
+            elif len(self.layers):
+                pooled = _cls_layer(self.layers[-1], h, mask)
+            else:
+                pooled = h[:, 0]
+            logit: torch.Tensor = self.head(self.dropout(pooled)).squeeze(-1)
+            return logit
+
+    return _Upper()
+
+
 class TextLMModel(RetentionModel):
     """Fine-tuned pretrained encoder over histories written as text (``text_lm``, ``text_lm_lora``).
 
     Parameters
     ----------
     method : {"full", "lora"}
-        Train every weight, or LoRA adapters on the attention projections (base frozen).
+        Train every weight of the trained layers, or LoRA adapters on their attention query and
+        value projections (the pretrained weights stay frozen).
     encoder : TextEncoder or str, optional
-        The pretrained encoder or its name (default: the setting ``RETENTION_ENCODER``); it must
-        be a transformers encoder (``multilingual-e5-small`` gives embeddings only).
+        The pretrained encoder or its name (default: the setting ``RETENTION_ENCODER``); a
+        BERT-type transformers encoder (``all-MiniLM-L6-v2``).
+    trainable_layers : int or None
+        Top encoder layers that learn; the frozen layers below run once per history and their
+        output is cached. 0: the head alone on the frozen encoder. None: every layer (for
+        ``full`` also the embeddings, reading tokens at every step: slow).
+    pooling : {"cls", "mean"}
+        What the head reads: the top layer's output for the first ([CLS]) token, computed for
+        that token alone (its query attends over every token: about 6 times less work in that
+        layer), or the mean of every token's output (the pretrained sentence embedding).
+    history : {"orders", "events"}
+        The text: one clause per order with a summary first
+        (:func:`retention.features.history_text`), or one clause per event line
+        (:func:`retention.features.serialise_history`).
     max_length : int
-        Tokens read per customer.
+        Tokens read per customer (the newest part of the history).
     epochs : int
-        Passes over the training subsample.
+        Most passes over the training rows; the best epoch on held-out customers is kept.
     batch_size : int
-        Examples per step.
+        Examples per step (batches hold histories of similar length).
     learning_rate : float, optional
-        Default 5e-5 for ``full`` and 1e-3 for ``lora``.
+        Default 5e-5 for ``full`` over every layer, 2e-4 for ``full`` over the top layers and
+        1e-3 for ``lora``.
     lora_r, lora_alpha, lora_dropout
         LoRA rank, scaling and dropout.
-    max_train_examples : int
-        Training examples drawn (stratified by label, seeded) from the stacked training cutoffs.
-    max_valid_examples : int
-        Validation examples scored at each evaluation (stratified, seeded).
+    cv_folds : int or None
+        Folds of customers for early stopping and the out-of-fold predictions (one network per
+        fold; the model predicts their mean). None: one network on ``train``, ``valid`` picks
+        the epoch (its customers are the training ones: it over-trusts memorisation).
+    max_train_examples : int, optional
+        Learning rows drawn (stratified by label, seeded); None: all of them.
+    max_valid_examples : int, optional
+        With ``cv_folds=None``: ``valid`` rows scored at each evaluation (None: all).
     evals_per_epoch : int
-        Evaluations on the validation cutoff per epoch; the best checkpoint is kept.
+        Held-out evaluations per epoch (each a candidate checkpoint).
     patience : int
-        Evaluations without improvement before training stops.
+        Evaluations without a better held-out log loss before a network stops (0: never).
     dropout : float
         Dropout before the head.
     weight_decay : float
@@ -135,51 +213,64 @@ class TextLMModel(RetentionModel):
     max_chars : int, optional
         Characters of history written per customer (default ``6 * max_length``).
     n_jobs : int, optional
-        Torch threads while fitting and scoring (default: torch's own setting). On a machine
-        shared with other busy processes, 1 is often fastest.
+        Torch threads while fitting and scoring (default: torch's own setting).
     random_state : int
-        Seed of the subsample, the head, the adapters, dropout and the shuffling.
+        Seed of the subsample, the heads, the adapters, dropout and the batch order.
 
     Attributes
     ----------
     trainable_parameters_ : int
-        Parameters updated by training.
+        Parameters updated by training (of one fold network).
     total_parameters_ : int
-        All parameters of the network.
-    fit_seconds_ : float
-        Wall time of ``fit``.
+        All parameters of the encoder and head.
+    fit_seconds_, fit_cpu_seconds_ : float
+        Wall and CPU (all threads) time of ``fit``.
+    cache_seconds_ : float
+        Wall time of the frozen layers' pass over the learning histories.
     train_examples_per_second_ : float
-        Training throughput (forward + backward), evaluations excluded.
+        Training throughput (forward + backward over the trained layers), evaluations excluded.
     n_train_examples_ : int
-        Examples in the training subsample.
+        Learning rows (customer x cutoff) trained on.
     history_ : list of dict
-        Per evaluation: ``step``, ``train_loss``, ``valid_log_loss``, ``valid_roc_auc``.
-    best_step_ : int
-        Step of the kept checkpoint (the last step when there is no validation cutoff).
+        Per evaluation and fold: ``fold``, ``epoch``, ``train_loss``, ``valid_log_loss``,
+        ``valid_roc_auc``.
+    best_epoch_ : float
+        Epoch of the kept checkpoint (fractional with several evaluations per epoch).
+    oof_ : pd.DataFrame or None
+        ``cutoff``, ``user_id``, ``p``: each learning row's prediction by the fold network that
+        never saw that customer (None with ``cv_folds=None``).
 
     Examples
     --------
-    >>> model = TextLMModel(method="lora", max_train_examples=500)  # doctest: +SKIP
+    >>> model = TextLMModel(method="lora", trainable_layers=1)  # doctest: +SKIP
     >>> model.fit(train, valid).trainable_parameters_  # doctest: +SKIP
-    74113
+    12673
     """
 
     name: ClassVar[str] = "text_lm"
+    #: the fold networks (None until built from ``_weights`` after loading)
+    _uppers: Any
+    #: trained weights as safetensors bytes, between loading and first use
+    _weights: Any
 
     def __init__(
         self,
         method: str = "full",
         encoder: TextEncoder | str | None = None,
-        max_length: int = 128,
-        epochs: int = 1,
-        batch_size: int = 16,
+        trainable_layers: int | None = 1,
+        history: str = "orders",
+        pooling: str = "cls",
+        max_length: int = 64,
+        epochs: int = 5,
+        batch_size: int = 32,
         learning_rate: float | None = None,
         lora_r: int = 8,
         lora_alpha: int = 16,
         lora_dropout: float = 0.1,
-        max_train_examples: int = 2000,
-        max_valid_examples: int = 500,
-        evals_per_epoch: int = 2,
+        cv_folds: int | None = 3,
+        max_train_examples: int | None = None,
+        max_valid_examples: int | None = None,
+        evals_per_epoch: int = 1,
         patience: int = 2,
         dropout: float = 0.1,
         weight_decay: float = 0.01,
@@ -189,6 +280,9 @@ class TextLMModel(RetentionModel):
     ) -> None:
         self.method = method
         self.encoder = encoder
+        self.trainable_layers = trainable_layers
+        self.history = history
+        self.pooling = pooling
         self.max_length = max_length
         self.epochs = epochs
         self.batch_size = batch_size
@@ -196,6 +290,7 @@ class TextLMModel(RetentionModel):
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
+        self.cv_folds = cv_folds
         self.max_train_examples = max_train_examples
         self.max_valid_examples = max_valid_examples
         self.evals_per_epoch = evals_per_epoch
@@ -212,14 +307,31 @@ class TextLMModel(RetentionModel):
     def _validate(self) -> None:
         if self.method not in {"full", "lora"}:
             raise ConfigError(f"method must be 'full' or 'lora', got {self.method!r}.")
-        for name in ("max_length", "epochs", "batch_size", "max_train_examples", "lora_r"):
+        if self.pooling not in _POOLINGS:
+            raise ConfigError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}.")
+        if self.history not in _HISTORIES:
+            raise ConfigError(f"history must be 'orders' or 'events', got {self.history!r}.")
+        for name in ("max_length", "epochs", "batch_size", "lora_r", "evals_per_epoch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("max_valid_examples", "evals_per_epoch", "patience"):
+        for name in ("max_train_examples", "max_valid_examples"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}.")
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}.")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ConfigError(f"patience must be a non-negative integer, got {self.patience!r}.")
+        layers = self.trainable_layers
+        if layers is not None and (
+            not isinstance(layers, int) or isinstance(layers, bool) or layers < 0
+        ):
+            raise ConfigError(
+                f"trainable_layers must be a whole number >= 0 or None (all), got {layers!r}."
+            )
+        if self.cv_folds is not None:
+            check_n_folds(self.cv_folds)
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}.")
         for name in ("dropout", "lora_dropout"):
@@ -235,77 +347,240 @@ class TextLMModel(RetentionModel):
     def _lr(self) -> float:
         if self.learning_rate is not None:
             return float(self.learning_rate)
-        return 5e-5 if self.method == "full" else 1e-3
+        if self.method == "lora":
+            return 1e-3
+        return 5e-5 if self.trainable_layers is None else 2e-4
 
     @property
     def _chars(self) -> int:
         return int(self.max_chars) if self.max_chars is not None else 6 * int(self.max_length)
 
-    def _build(self, encoder: TextEncoder) -> None:
-        """Load the pretrained weights, wrap them (LoRA), add the head; sets _net/_tokenizer."""
-        tokenizer, backbone = encoder.load_transformer()
-        if self.method == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            model_type = str(getattr(backbone.config, "model_type", ""))
-            config = LoraConfig(
-                r=self.lora_r,
-                lora_alpha=self.lora_alpha,
-                lora_dropout=self.lora_dropout,
-                target_modules=_LORA_TARGETS.get(model_type),
-                bias="none",
-            )
-            with warnings.catch_warnings():
-                # peft reads a transformers attribute deprecated in transformers 5
-                warnings.simplefilter("ignore", FutureWarning)
-                backbone = get_peft_model(backbone, config)
-        hidden = int(backbone.config.hidden_size)
-        self._net = _build_classifier(backbone, hidden, self.dropout)
-        self._tokenizer = tokenizer
-
-    def _tokens(self, texts: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = dict(
-            self._tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        )
-        return out
-
     def _examples(self, frame: CutoffFrame) -> pd.Series:
-        return serialise_history(
+        if self.history == "events":
+            return serialise_history(
+                frame.events, frame.items, frame.cutoff, max_chars=self._chars, users=frame.users
+            )
+        return history_text(
             frame.events, frame.items, frame.cutoff, max_chars=self._chars, users=frame.users
         )
 
-    def _trainable_state(self) -> dict[str, Any]:
-        """The weights training changes (all for full; adapters + head for LoRA)."""
-        names = {n for n, p in self._net.named_parameters() if p.requires_grad}
-        state = self._net.state_dict()
-        if self.method == "full":
-            return {k: v.detach().clone() for k, v in state.items()}
-        return {k: v.detach().clone() for k, v in state.items() if k in names}
+    def _load(self, encoder: TextEncoder) -> None:
+        """The pretrained encoder split in a frozen lower part and the layers that learn."""
+        tokenizer, backbone = encoder.load_transformer()
+        model_type = str(getattr(backbone.config, "model_type", ""))
+        layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+        if model_type not in _LORA_TARGETS or layers is None:
+            raise ConfigError(
+                f"The encoder {encoder.name!r} is a {model_type or 'unknown'} model, whose layers "
+                "text_lm cannot split; use a BERT-type encoder such as 'all-MiniLM-L6-v2'."
+            )
+        n = len(layers)
+        k = n if self.trainable_layers is None else int(self.trainable_layers)
+        if k > n:
+            raise ConfigError(
+                f"trainable_layers is {k} but the encoder {encoder.name!r} has {n} layers; pass "
+                f"at most {n} (or None for all)."
+            )
+        backbone.eval()
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        self._tokenizer = tokenizer
+        self._backbone = backbone
+        self._n_frozen = n - k
+        self._reads_tokens = self.method == "full" and self.trainable_layers is None
+        self.total_parameters_ = int(sum(p.numel() for p in backbone.parameters())) + (
+            int(backbone.config.hidden_size) + 1
+        )
+
+    def _new_upper(self, seed: int, base_rate: float) -> Any:
+        """A fresh trained part (copies of the top layers, adapters, head) seeded by ``seed``."""
+        import torch
+        from torch import nn
+
+        backbone = self._backbone
+        config = backbone.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layers = nn.ModuleList(
+                copy.deepcopy(layer) for layer in backbone.encoder.layer[self._n_frozen :]
+            )
+            embeddings = copy.deepcopy(backbone.embeddings) if self._reads_tokens else None
+            upper = _build_upper(
+                layers,
+                embeddings,
+                config,
+                int(config.hidden_size),
+                float(self.dropout),
+                str(self.pooling),
+            )
+            for p in upper.parameters():
+                p.requires_grad_(self.method == "full")
+            if self.method == "lora" and len(layers):
+                from peft import LoraConfig, inject_adapter_in_model
+
+                lora = LoraConfig(
+                    r=self.lora_r,
+                    lora_alpha=self.lora_alpha,
+                    lora_dropout=self.lora_dropout,
+                    target_modules=_LORA_TARGETS[str(config.model_type)],
+                    bias="none",
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    upper.layers = inject_adapter_in_model(lora, upper.layers)
+                for name, p in upper.layers.named_parameters():
+                    p.requires_grad_("lora_" in name)
+            for p in upper.head.parameters():
+                p.requires_grad_(True)
+            with torch.no_grad():
+                upper.head.bias.fill_(math.log(base_rate / (1 - base_rate)))
+        return upper
+
+    # ------------------------------------------------------------------------------------------
+    # the frozen part, once per history
+    # ------------------------------------------------------------------------------------------
+    def _lower(self, texts: list[str], description: str | None = None) -> list[Any]:
+        """Per text, what the trained part reads: the frozen layers' hidden states (float16,
+        one row per real token) or, when every weight learns, the token ids."""
+
+        out: list[Any] = [None] * len(texts)
+        where = (
+            str(self.encoder_.folder),
+            self._n_frozen,
+            int(self.max_length),
+            self._reads_tokens,
+        )
+        todo: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            hit = _LOWER_CACHE.get((*where, text))
+            if hit is not None:
+                _LOWER_CACHE.move_to_end((*where, text))
+                out[i] = hit
+            else:
+                todo.setdefault(text, []).append(i)
+        unique = list(todo)
+        computed = self._run_lower(unique, description)
+        for text, value in zip(unique, computed, strict=True):
+            for i in todo[text]:
+                out[i] = value
+            _LOWER_CACHE[(*where, text)] = value
+        while len(_LOWER_CACHE) > LOWER_CACHE_ROWS:
+            _LOWER_CACHE.popitem(last=False)
+        return out
+
+    def _run_lower(self, texts: list[str], description: str | None) -> list[Any]:
+        import torch
+
+        out: list[Any] = [None] * len(texts)
+        if not texts:
+            return out
+        order = np.argsort([-len(t) for t in texts], kind="mergesort")
+        batch = 64
+        backbone = self._backbone
+        with (
+            torch.inference_mode(),
+            progress_bar(transient=True) as bar,
+        ):
+            task = bar.add_task(description or "reading histories", total=len(texts))
+            for start in range(0, len(texts), batch):
+                idx = order[start : start + batch]
+                tokens = self._tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                mask = tokens["attention_mask"]
+                lengths = mask.sum(dim=1).tolist()
+                if self._reads_tokens:
+                    for j, i in enumerate(idx):
+                        out[i] = tokens["input_ids"][j, : lengths[j]].clone()
+                else:
+                    from transformers.masking_utils import create_bidirectional_mask
+
+                    h = backbone.embeddings(input_ids=tokens["input_ids"])
+                    if self._n_frozen:
+                        ext = create_bidirectional_mask(
+                            config=backbone.config, inputs_embeds=h, attention_mask=mask
+                        )
+                        for layer in backbone.encoder.layer[: self._n_frozen]:
+                            res = layer(h, ext)
+                            h = res[0] if isinstance(res, tuple) else res
+                    h = h.to(torch.float16)
+                    for j, i in enumerate(idx):
+                        out[i] = h[j, : lengths[j]].clone()
+                bar.update(task, advance=len(idx))
+        return out
+
+    @staticmethod
+    def _collate(items: list[Any]) -> tuple[Any, Any]:
+        """Pad a batch of cached rows; returns (inputs, attention mask)."""
+        import torch
+
+        lengths = [int(x.shape[0]) for x in items]
+        longest = max(lengths)
+        mask = torch.zeros(len(items), longest, dtype=torch.long)
+        for j, n in enumerate(lengths):
+            mask[j, :n] = 1
+        if items[0].dim() == 1:  # token ids
+            x = torch.zeros(len(items), longest, dtype=torch.long)
+            for j, item in enumerate(items):
+                x[j, : lengths[j]] = item
+        else:
+            x = torch.zeros(len(items), longest, items[0].shape[1], dtype=torch.float32)
+            for j, item in enumerate(items):
+                x[j, : lengths[j]] = item.to(torch.float32)
+        return x, mask
+
+    def _batches(self, idx: np.ndarray, cached: list[Any], rng: np.random.RandomState) -> list:
+        """Length-bucketed batches of ``idx`` in a random order (similar lengths together)."""
+        lengths = np.array([cached[i].shape[0] for i in idx], dtype=float)
+        jitter = rng.uniform(0, 1, size=len(idx))
+        order = idx[np.lexsort((jitter, lengths))]
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        perm = rng.permutation(len(batches))
+        return [batches[i] for i in perm]
+
+    @staticmethod
+    def _score(upper: Any, cached: list[Any], idx: np.ndarray, batch: int = 128) -> np.ndarray:
+        import torch
+
+        upper.eval()
+        out = np.zeros(len(idx), dtype=np.float64)
+        if not len(idx):
+            return out
+        lengths = np.array([cached[i].shape[0] for i in idx])
+        order = np.argsort(-lengths, kind="mergesort")
+        with torch.inference_mode():
+            for s in range(0, len(order), batch):
+                pos = order[s : s + batch]
+                x, mask = TextLMModel._collate([cached[idx[p]] for p in pos])
+                out[pos] = torch.sigmoid(upper(x, mask).double()).numpy()
+        return out
+
+    @staticmethod
+    def _trained_state(upper: Any) -> dict[str, Any]:
+        return {n: p.detach().clone() for n, p in upper.named_parameters() if p.requires_grad}
 
     # ------------------------------------------------------------------------------------------
     # fit / predict
     # ------------------------------------------------------------------------------------------
     def fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None) -> TextLMModel:
-        """Fine-tune on the histories of the stacked ``train`` cutoffs; ``valid`` picks the best
-        checkpoint and stops early."""
+        """Fine-tune on the histories of the learning cutoffs (``train`` and ``valid``), early
+        stopping on held-out customers (see the module docstring)."""
         self._validate()
         with _torch_threads(self.n_jobs):
             return self._fit(train, valid)
 
     def _fit(self, train: Sequence[CutoffFrame], valid: CutoffFrame | None) -> TextLMModel:
-        import torch
 
         if isinstance(train, CutoffFrame):
             train = [train]
+        train = list(train)
         if not train:
             raise ConfigError("TextLMModel.fit needs at least one training CutoffFrame.")
-        for frame in train:
+        for frame in [*train, *([valid] if valid is not None else [])]:
             if frame.label is None:
                 raise DataError(
                     f"The training frame at cutoff {frame.cutoff:%Y-%m-%d} has no label. Build "
@@ -314,12 +589,16 @@ class TextLMModel(RetentionModel):
         encoder = resolve_encoder(self.encoder)
         if not encoder.fine_tunable:
             encoder.load_transformer()  # raises the ConfigError that says why
-        started = time.perf_counter()
-
-        texts = pd.concat([self._examples(f) for f in train], ignore_index=True)
-        labels = np.concatenate(
-            [f.label.reindex(f.users).to_numpy(dtype=float) for f in train]  # type: ignore[union-attr]
-        )
+        started, cpu_started = time.perf_counter(), time.process_time()
+        learning = [*train, *([valid] if valid is not None else [])]
+        cv = self.cv_folds is not None
+        frames = learning if cv else train
+        texts: list[str] = []
+        for f in frames:
+            texts += self._examples(f).tolist()
+        labels = np.concatenate([f.label.reindex(f.users).to_numpy(dtype=float) for f in frames])  # type: ignore[union-attr]
+        users = np.concatenate([f.users.to_numpy(dtype=str) for f in frames])
+        cutoffs = np.concatenate([np.repeat(np.datetime64(f.cutoff, "ns"), len(f)) for f in frames])
         if np.isnan(labels).any():
             raise DataError(
                 "Some training labels are missing. Pass frames whose label covers every user."
@@ -330,50 +609,108 @@ class TextLMModel(RetentionModel):
                 "cutoffs or a longer horizon so that both outcomes occur."
             )
         rng = np.random.RandomState(self.random_state)
-        keep = _stratified_subsample(labels.astype(int), self.max_train_examples, rng)
-        x_train = texts.iloc[keep].tolist()
-        y_train = labels[keep].astype(np.float32)
+        keep = np.arange(len(labels))
+        if self.max_train_examples is not None:
+            keep = _stratified_subsample(labels.astype(int), self.max_train_examples, rng)
+        y = labels[keep].astype(np.float32)
 
-        x_valid: list[str] = []
+        # evaluation rows: held-out folds of customers, or the valid cutoff
+        valid_texts: list[str] = []
         y_valid = np.zeros(0, dtype=np.float32)
-        if valid is not None and valid.label is not None and self.max_valid_examples > 0:
+        if not cv and valid is not None:
             vt = self._examples(valid)
-            vy = valid.label.reindex(valid.users).to_numpy(dtype=float)
+            vy = valid.label.reindex(valid.users).to_numpy(dtype=float)  # type: ignore[union-attr]
             ok = ~np.isnan(vy)
             vt, vy = vt[ok], vy[ok]
             if len(np.unique(vy)) == 2:
-                vkeep = _stratified_subsample(vy.astype(int), self.max_valid_examples, rng)
-                x_valid, y_valid = vt.iloc[vkeep].tolist(), vy[vkeep].astype(np.float32)
+                vkeep = np.arange(len(vy))
+                if self.max_valid_examples is not None:
+                    vkeep = _stratified_subsample(vy.astype(int), self.max_valid_examples, rng)
+                valid_texts, y_valid = vt.iloc[vkeep].tolist(), vy[vkeep].astype(np.float32)
 
         self.encoder_ = encoder
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self._build(encoder)
-            net = self._net
-            base_rate = float(np.clip(y_train.mean(), 1e-3, 1 - 1e-3))
-            with torch.no_grad():
-                net.head.bias.fill_(math.log(base_rate / (1 - base_rate)))
-            self.trainable_parameters_ = int(
-                sum(p.numel() for p in net.parameters() if p.requires_grad)
-            )
-            self.total_parameters_ = int(sum(p.numel() for p in net.parameters()))
-            self._train_loop(x_train, y_train, x_valid, y_valid)
-        self.n_train_examples_ = len(x_train)
-        self.n_valid_examples_ = len(x_valid)
+        self._load(encoder)
+        tick = time.perf_counter()
+        cached = self._lower([texts[i] for i in keep] + valid_texts, "frozen layers (once)")
+        self.cache_seconds_ = time.perf_counter() - tick
+        n = len(keep)
+        rows = np.arange(n)
+        valid_rows = np.arange(n, n + len(valid_texts))
+        base_rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+
+        if cv:
+            n_folds = int(self.cv_folds)  # type: ignore[arg-type]
+            folds = customer_folds(users[keep], n_folds)
+            plan = [(rows[folds != k], rows[folds == k], y[folds == k]) for k in range(n_folds)]
+        else:
+            plan = [(rows, valid_rows, y_valid)]
+        y_all = np.concatenate([y, y_valid])
+        self.history_: list[dict[str, float]] = []
+        runs = []
+        seen, train_seconds = 0, 0.0
+        for k, (fit_idx, eval_idx, _) in enumerate(plan):
+            if len(fit_idx) == 0 or len(np.unique(y_all[fit_idx])) < 2:
+                raise ModelError(
+                    f"Fold {k} leaves too few customers of both outcomes to learn from. Use more "
+                    "customers or fewer cv_folds."
+                )
+            upper = self._new_upper(self.random_state + 1000 * k, base_rate)
+            run = self._train_one(k, upper, cached, y_all, fit_idx, eval_idx, rng)
+            seen += run["seen"]
+            train_seconds += run["seconds"]
+            runs.append((upper, run))
+
+        # one checkpoint for every network: the lowest mean held-out log loss
+        evaluated = [run["losses"] for _, run in runs if run["losses"]]
+        best = -1
+        if evaluated:
+            common = min(len(v) for v in evaluated)
+            mean = np.mean([v[:common] for v in evaluated], axis=0)
+            best = int(np.argmin(mean))
+        self.best_epoch_ = (
+            float((best + 1) / self.evals_per_epoch) if best >= 0 else float(runs[0][1]["epochs"])
+        )
+        self._uppers = []
+        for upper, run in runs:
+            if 0 <= best < len(run["states"]):
+                upper.load_state_dict(run["states"][best], strict=False)
+            upper.eval()
+            self._uppers.append(upper)
+        self.oof_: pd.DataFrame | None = None
+        if cv and best >= 0:
+            p = np.full(n, np.nan)
+            for (_, eval_idx, _), (upper, run) in zip(plan, runs, strict=True):
+                # a fold that could not be evaluated (one outcome) keeps its last weights
+                has = best < len(run["preds"])
+                p[eval_idx] = run["preds"][best] if has else self._score(upper, cached, eval_idx)
+            self.oof_ = pd.DataFrame({"cutoff": cutoffs[keep], "user_id": users[keep], "p": p})
+        self.n_folds_ = len(self._uppers)
+        self.trainable_parameters_ = int(
+            sum(p.numel() for p in self._uppers[0].parameters() if p.requires_grad)
+        )
+        self.n_train_examples_ = int(n)
+        self.train_examples_per_second_ = seen / train_seconds if train_seconds > 0 else math.nan
         self.fit_seconds_ = time.perf_counter() - started
+        self.fit_cpu_seconds_ = time.process_time() - cpu_started
         return self
 
-    def _train_loop(
-        self, x_train: list[str], y_train: np.ndarray, x_valid: list[str], y_valid: np.ndarray
-    ) -> None:
+    def _train_one(
+        self,
+        fold: int,
+        upper: Any,
+        cached: list[Any],
+        y: np.ndarray,
+        fit_idx: np.ndarray,
+        eval_idx: np.ndarray,
+        rng: np.random.RandomState,
+    ) -> dict[str, Any]:
+        """Train one network; score ``eval_idx`` at every evaluation (state and predictions)."""
         import torch
         from sklearn.metrics import log_loss, roc_auc_score
 
-        net = self._net
-        params = [p for p in net.parameters() if p.requires_grad]
+        params = [p for p in upper.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self._lr, weight_decay=self.weight_decay)
-        n = len(x_train)
-        steps_per_epoch = max(1, math.ceil(n / self.batch_size))
+        steps_per_epoch = max(1, math.ceil(len(fit_idx) / self.batch_size))
         total_steps = steps_per_epoch * self.epochs
         warmup = max(1, total_steps // 10)
 
@@ -384,126 +721,106 @@ class TextLMModel(RetentionModel):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        gen = torch.Generator().manual_seed(self.random_state)
-        eval_at: set[int] = set()
-        if len(x_valid) and self.evals_per_epoch > 0:
-            for e in range(self.epochs):
-                for k in range(1, self.evals_per_epoch + 1):
-                    eval_at.add(
-                        e * steps_per_epoch + math.ceil(k * steps_per_epoch / self.evals_per_epoch)
-                    )
-
-        self.history_: list[dict[str, float]] = []
-        self.train_losses_: list[float] = []
-        best_loss = math.inf
-        best_state: dict[str, Any] | None = None
-        self.best_step_ = total_steps
-        bad = 0
-        train_seconds = 0.0
-        seen = 0
-        running = math.nan
-
-        def evaluate(step: int) -> bool:
-            nonlocal best_loss, best_state, bad
-            p = self._predict_texts(x_valid)
-            vloss = float(log_loss(y_valid, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
-            auc = float(roc_auc_score(y_valid, p))
-            self.history_.append(
-                {"step": step, "train_loss": running, "valid_log_loss": vloss, "valid_roc_auc": auc}
-            )
-            if vloss < best_loss - 1e-6:
-                best_loss, best_state, bad = vloss, self._trainable_state(), 0
-                self.best_step_ = step
-            else:
-                bad += 1
-            return self.patience > 0 and bad >= self.patience
-
-        step = 0
-        stop = False
-        with progress_bar() as bar:
-            task = bar.add_task(f"fine-tuning ({self.method})", total=total_steps)
-            for _ in range(self.epochs):
-                order = torch.randperm(n, generator=gen).numpy()
-                for start in range(0, n, self.batch_size):
-                    idx = order[start : start + self.batch_size]
+        y_eval = y[eval_idx]
+        can_eval = len(eval_idx) > 0 and len(np.unique(y_eval)) == 2
+        eval_at = {
+            math.ceil(j * steps_per_epoch / self.evals_per_epoch)
+            for j in range(1, self.evals_per_epoch + 1)
+        }
+        run: dict[str, Any] = {"losses": [], "preds": [], "states": [], "seen": 0, "seconds": 0.0}
+        best_loss, bad, running, epoch = math.inf, 0, math.nan, 0
+        y_t = torch.from_numpy(y.astype(np.float32))
+        with torch.random.fork_rng(devices=[]), progress_bar() as bar:
+            torch.manual_seed(self.random_state + 1000 * fold + 1)
+            label = f"fine-tuning {self.method}" + (f" fold {fold + 1}" if self.cv_folds else "")
+            task = bar.add_task(label, total=total_steps)
+            stop = False
+            for epoch in range(1, self.epochs + 1):
+                for step, batch in enumerate(self._batches(fit_idx, cached, rng), start=1):
                     tick = time.perf_counter()
-                    net.train()
-                    tokens = self._tokens([x_train[i] for i in idx])
-                    target = torch.from_numpy(y_train[idx])
-                    loss = loss_fn(net(**tokens), target)
+                    upper.train()
+                    x, mask = self._collate([cached[i] for i in batch])
+                    loss = loss_fn(upper(x, mask), y_t[batch])
                     optimizer.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
                     optimizer.step()
                     scheduler.step()
-                    train_seconds += time.perf_counter() - tick
-                    seen += len(idx)
-                    step += 1
+                    run["seconds"] += time.perf_counter() - tick
+                    run["seen"] += len(batch)
                     value = float(loss.detach())
-                    self.train_losses_.append(value)
-                    running = value if math.isnan(running) else 0.9 * running + 0.1 * value
+                    running = value if math.isnan(running) else 0.95 * running + 0.05 * value
                     bar.update(task, advance=1, info=f"loss {running:.4f}")
-                    if step in eval_at:
-                        stop = evaluate(step)
-                        last = self.history_[-1]
-                        bar.update(
-                            task,
-                            info=f"loss {running:.4f} valid {last['valid_log_loss']:.4f} "
-                            f"auc {last['valid_roc_auc']:.3f}",
+                    if can_eval and step in eval_at:
+                        p = self._score(upper, cached, eval_idx)
+                        vloss = float(log_loss(y_eval, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
+                        auc = float(roc_auc_score(y_eval, p))
+                        at = epoch - 1 + step / steps_per_epoch
+                        self.history_.append(
+                            {
+                                "fold": fold,
+                                "epoch": round(at, 3),
+                                "train_loss": running,
+                                "valid_log_loss": vloss,
+                                "valid_roc_auc": auc,
+                            }
                         )
-                        if stop:
+                        run["losses"].append(vloss)
+                        run["preds"].append(p)
+                        run["states"].append(self._trained_state(upper))
+                        bar.update(
+                            task, info=f"loss {running:.4f} held-out {vloss:.4f} auc {auc:.3f}"
+                        )
+                        if vloss < best_loss - 1e-6:
+                            best_loss, bad = vloss, 0
+                        else:
+                            bad += 1
+                        if self.patience > 0 and bad >= self.patience:
+                            stop = True
                             break
                 if stop:
                     break
-        if best_state is not None and self.best_step_ != step:
-            net.load_state_dict(best_state, strict=False)
-        net.eval()
-        self.n_steps_ = step
-        self.train_examples_per_second_ = seen / train_seconds if train_seconds > 0 else math.nan
+        run["epochs"] = epoch
+        upper.eval()
+        return run
 
     def _ensure_net(self) -> None:
-        if getattr(self, "_net", None) is not None:
+        if getattr(self, "_uppers", None) is not None:
             return
         weights: bytes | None = getattr(self, "_weights", None)
         if weights is None:
-            check_is_fitted(self, "_net")
+            check_is_fitted(self, "_uppers")
             return
-        import torch
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self._build(self.encoder_)
         from safetensors.torch import load
 
+        self._load(self.encoder_)
         state = load(weights)  # safetensors: tensors only, never a pickle
-        result = self._net.load_state_dict(state, strict=self.method == "full")
-        trained = {n for n, p in self._net.named_parameters() if p.requires_grad}
-        lacking = trained & set(result.missing_keys)
-        if self.method == "lora" and (result.unexpected_keys or lacking):
-            raise ModelError(
-                "The saved LoRA weights do not fit the encoder "
-                f"{self.encoder_.name!r} ({len(result.unexpected_keys)} unexpected, "
-                f"{len(lacking)} missing). Train again."
-            )
-        self._net.eval()
-        self._weights: bytes | None = None
+        uppers = []
+        for k in range(int(self.n_folds_)):
+            upper = self._new_upper(self.random_state + 1000 * k, 0.5)
+            prefix = f"{k}."
+            own = {key[len(prefix) :]: v for key, v in state.items() if key.startswith(prefix)}
+            trained = {n for n, p in upper.named_parameters() if p.requires_grad}
+            if set(own) != trained:
+                raise ModelError(
+                    f"The saved weights of fold {k} do not fit the encoder "
+                    f"{self.encoder_.name!r} ({len(set(own) - trained)} unexpected, "
+                    f"{len(trained - set(own))} missing). Train again."
+                )
+            upper.load_state_dict(own, strict=False)
+            upper.eval()
+            uppers.append(upper)
+        self._uppers = uppers
+        self._weights = None
 
-    def _predict_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        import torch
-
-        net = self._net
-        net.eval()
-        out = np.zeros(len(texts), dtype=np.float64)
-        order = np.argsort([-len(t) for t in texts], kind="mergesort")
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
-                logits = net(**self._tokens([texts[i] for i in idx]))
-                out[idx] = torch.sigmoid(logits.double()).numpy()
-        return out
+    def _predict_texts(self, texts: list[str]) -> np.ndarray:
+        cached = self._lower(texts, "frozen layers")
+        idx = np.arange(len(texts))
+        return np.mean([self._score(u, cached, idx) for u in self._uppers], axis=0)
 
     def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
-        """P(retained) for every customer of ``frame``, in the order of ``frame.users``."""
+        """P(retained) for every customer of ``frame``, in the order of ``frame.users``: the
+        mean over the fold networks."""
         check_is_fitted(self, "trainable_parameters_")
         with _torch_threads(self.n_jobs):
             self._ensure_net()
@@ -518,11 +835,16 @@ class TextLMModel(RetentionModel):
     # ------------------------------------------------------------------------------------------
     def _weight_bytes(self) -> bytes | None:
         """The weights training changed, as safetensors (None before ``fit``)."""
-        if getattr(self, "_net", None) is None:
+        if getattr(self, "_uppers", None) is None:
             return getattr(self, "_weights", None)
         from safetensors.torch import save
 
-        return save({k: v.contiguous() for k, v in self._trainable_state().items()})
+        tensors = {
+            f"{k}.{name}": v.contiguous()
+            for k, upper in enumerate(self._uppers)
+            for name, v in self._trained_state(upper).items()
+        }
+        return save(tensors)
 
     #: learned attributes saved as JSON (the weights go to ``weights.safetensors``)
     _SAVED: ClassVar[tuple[str, ...]] = (
@@ -530,19 +852,19 @@ class TextLMModel(RetentionModel):
         "trainable_parameters_",
         "total_parameters_",
         "history_",
-        "train_losses_",
-        "best_step_",
-        "n_steps_",
+        "best_epoch_",
+        "n_folds_",
         "train_examples_per_second_",
         "n_train_examples_",
-        "n_valid_examples_",
         "fit_seconds_",
+        "fit_cpu_seconds_",
+        "cache_seconds_",
     )
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """What :meth:`fit` learned, as data (see ``retention.models.save_model``): the trained
-        weights as safetensors (every weight for ``full``, the adapters and the head for
-        ``lora``) and the encoder by name; the base weights stay in the encoder's package."""
+        weights of every fold network as safetensors (the trained layers or their adapters and
+        the head) and the encoder by name; the base weights stay in the encoder's package."""
         check_is_fitted(self, "trainable_parameters_")
         weights = self._weight_bytes()
         if weights is None:
@@ -561,18 +883,20 @@ class TextLMModel(RetentionModel):
         for key in self._SAVED:
             if key in state:
                 setattr(self, key, state[key])
+        self.oof_ = None  # only needed while an ensemble is stacked on the same frames
         self._weights = weights
-        self._net = None
-        self._tokenizer = None
+        self._uppers = None
+
+    _UNPICKLED: ClassVar[tuple[str, ...]] = ("_uppers", "_tokenizer", "_backbone")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_net", None)
-        state.pop("_tokenizer", None)
+        for key in self._UNPICKLED:
+            state.pop(key, None)
         state["_weights"] = self._weight_bytes()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._net = None
-        self._tokenizer = None
+        for key in self._UNPICKLED:
+            self.__dict__[key] = None

@@ -43,13 +43,15 @@ _PROMOTE_EXPORTS = {
     name: f"retention.strategies.{module}"
     for module, names in {
         "_uplift": "UPLIFT_LEARNERS SLearner TLearner TransformedOutcome UpliftLearner XLearner "
-        "get_uplift_learner uplift_learner_from_state",
+        "get_uplift_learner uplift_learner_from_state DEFAULT_UPLIFT_MODELS DRLearner "
+        "SCategoricalLearner MultiClassTransformation",
         "_uplift_data": "BALANCE_ALPHA FeatureEncoder UpliftData balance_pvalues "
         "check_uplift_frame choose_features design_propensity estimate_propensity",
         "_uplift_metrics": "perfect_score qini_area qini_auc_score qini_curve uplift_area "
         "uplift_at_k uplift_auc_score uplift_curve",
         "_uplift_eval": "UpliftEvaluation difference_in_means evaluate_uplift stratified_split "
-        "target_policy",
+        "target_policy POLICY_FOLDS POLICY_SHRINKAGE PolicyRule choose_policy_rule "
+        "dr_pseudo_outcomes",
         "_policy": "PolicyComparison dr_contributions evaluate_policies ipw_contributions "
         "one_hot_policy",
         "_budget": "EXACT_MAX_VARS Allocation lagrangian_bound lp_bound optimise_budget "
@@ -140,7 +142,11 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from retention.strategies._sasrec import SASRecRecommender  # noqa: F401
     from retention.strategies._uplift import (  # noqa: F401
+        DEFAULT_UPLIFT_MODELS,
         UPLIFT_LEARNERS,
+        DRLearner,
+        MultiClassTransformation,
+        SCategoricalLearner,
         SLearner,
         TLearner,
         TransformedOutcome,
@@ -160,8 +166,13 @@ if TYPE_CHECKING:  # pragma: no cover
         estimate_propensity,
     )
     from retention.strategies._uplift_eval import (  # noqa: F401
+        POLICY_FOLDS,
+        POLICY_SHRINKAGE,
+        PolicyRule,
         UpliftEvaluation,
+        choose_policy_rule,
         difference_in_means,
+        dr_pseudo_outcomes,
         evaluate_uplift,
         stratified_split,
         target_policy,

@@ -17,7 +17,7 @@ units for every policy, so that differences and ratios between policies get inte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,21 +140,28 @@ class PolicyComparison:
 def _bootstrap_sums(
     values: Mapping[str, np.ndarray], n_boot: int, random_state: int
 ) -> dict[str, np.ndarray]:
-    """Sums of each array over the same ``n_boot`` resamples of its units (in chunks, so that
-    memory stays at about 50 resamples' worth)."""
+    """Sums of each array over the same ``n_boot`` resamples of its units.
+
+    The resamples are drawn 50 at a time as unit indices, turned into counts per unit, and every
+    array is summed at once as one product (counts x arrays): memory stays at about 50
+    resamples' worth, and many policies cost about as much as one.
+    """
     if n_boot <= 0 or not values:
         return {}
-    n = len(next(iter(values.values())))
+    names = list(values)
+    matrix = np.column_stack([np.asarray(values[name], dtype=float) for name in names])
+    n = matrix.shape[0]
     rng = np.random.default_rng(random_state)
-    out: dict[str, list[np.ndarray]] = {name: [] for name in values}
+    parts: list[np.ndarray] = []
     done = 0
     while done < n_boot:
         size = min(50, n_boot - done)
         idx = rng.integers(0, n, size=(size, n))
-        for name, v in values.items():
-            out[name].append(v[idx].sum(axis=1))
+        counts = np.stack([np.bincount(row, minlength=n) for row in idx]).astype(float)
+        parts.append(counts @ matrix)
         done += size
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    sums = np.concatenate(parts, axis=0)
+    return {name: sums[:, j] for j, name in enumerate(names)}
 
 
 def evaluate_policies(
@@ -165,6 +172,7 @@ def evaluate_policies(
     *,
     mu: npt.ArrayLike | None = None,
     reference: str | None = None,
+    other_references: Sequence[str] = (),
     n_boot: int = 500,
     level: float = 0.95,
     random_state: int = 0,
@@ -182,6 +190,9 @@ def evaluate_policies(
     reference : str, optional
         A policy in ``policies`` whose incremental outcome the others are divided by (the ratio
         "policy / random targeting").
+    other_references : sequence of str
+        More policies in ``policies`` to divide by: each adds the columns ``ratio_vs_NAME`` with
+        ``ratio_vs_NAME_low`` / ``ratio_vs_NAME_high`` (e.g. random targeting defined two ways).
     n_boot : int
         Bootstrap resamples of the units.
     level : float
@@ -193,6 +204,9 @@ def evaluate_policies(
         raise ConfigError("Pass at least one policy to evaluate.")
     if reference is not None and reference not in policies:
         raise ConfigError(f"reference {reference!r} is not one of the policies.")
+    missing = [r for r in other_references if r not in policies]
+    if missing:
+        raise ConfigError(f"reference(s) {', '.join(map(repr, missing))} not among the policies.")
     if not 0 < level < 1:
         raise ConfigError(f"level must be in (0, 1); got {level!r}.")
     yv = np.asarray(y, dtype=float)
@@ -226,17 +240,20 @@ def evaluate_policies(
                 "incremental_high": float(np.quantile(boot[name], hi_q)) if boot else np.nan,
                 "per_1000": 1000 * total / n,
             }
-            if reference is not None:
-                ref_total = float(gains[reference].sum())
-                row["ratio"] = total / ref_total if ref_total != 0 else np.nan
+            refs = ([] if reference is None else [("ratio", reference)]) + [
+                (f"ratio_vs_{r}", r) for r in other_references
+            ]
+            for column, ref in refs:
+                ref_total = float(gains[ref].sum())
+                row[column] = total / ref_total if ref_total != 0 else np.nan
+                low = high = np.nan
                 if boot:
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        r = boot[name] / boot[reference]
+                        r = boot[name] / boot[ref]
                     r = r[np.isfinite(r)]
-                    row["ratio_low"] = float(np.quantile(r, lo_q)) if len(r) else np.nan
-                    row["ratio_high"] = float(np.quantile(r, hi_q)) if len(r) else np.nan
-                else:
-                    row["ratio_low"] = row["ratio_high"] = np.nan
+                    if len(r):
+                        low, high = float(np.quantile(r, lo_q)), float(np.quantile(r, hi_q))
+                row[f"{column}_low"], row[f"{column}_high"] = low, high
             rows.append(row)
     table = pd.DataFrame(rows).set_index(["policy", "estimator"])
     return PolicyComparison(table, n, int(n_boot), float(level), reference)

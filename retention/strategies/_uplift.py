@@ -7,11 +7,22 @@ continuous ones by least squares.
 
 * :class:`SLearner`: one model of the outcome with the arm as a feature; uplift is the difference
   of its predictions with the arm switched on and off.
+* :class:`SCategoricalLearner`: the S-learner with the arm as one categorical feature, so that a
+  split may send several treatments one way (``any e-mail`` against none): the treatments share
+  strength. With two arms it is the S-learner.
 * :class:`TLearner`: one outcome model per arm; uplift is the difference of two of them.
 * :class:`XLearner` (Kuenzel et al. 2019): T-learner outcome models impute each unit's effect,
   which two more models learn, blended by the propensity.
 * :class:`TransformedOutcome` (Athey & Imbens 2015): a direct method; ``y (w - e) / (e (1 - e))``
   has the effect as its expectation, so one regression learns the effect itself.
+* :class:`MultiClassTransformation`: one multi-class model of the pair (arm, outcome) for a
+  binary outcome, ``P(A=k, Y=1 | x) / e_k = P(Y=1 | A=k, x)`` under randomisation: a single
+  model for all treatments at once (the class transformation of Jaskowski & Jaroszewicz 2012,
+  with one class per arm and outcome).
+* :class:`DRLearner` (Kennedy 2023): cross-fitted outcome models give each unit a doubly robust
+  pseudo-outcome per treatment, ``mu_k - mu_0 + 1[A=k] (y - mu_k) / e_k - 1[A=0] (y - mu_0) /
+  e_0``, whose regression on the covariates is the effect; every unit (of every arm) enters the
+  model of every treatment.
 
 (DESIGN.md names causalml for these. causalml 0.18 installs here, but its fitted learners can only
 be saved by pickling, which a model artifact must not be (it holds no code: LightGBM text and JSON
@@ -35,7 +46,11 @@ from retention.exceptions import ConfigError, DataError, ModelError
 from retention.models import check_is_fitted
 
 __all__ = [
+    "DEFAULT_UPLIFT_MODELS",
     "UPLIFT_LEARNERS",
+    "DRLearner",
+    "MultiClassTransformation",
+    "SCategoricalLearner",
     "SLearner",
     "TLearner",
     "TransformedOutcome",
@@ -169,11 +184,18 @@ class UpliftLearner(BaseEstimator):
             "feature_pre_filter": False,
         }
 
-    def _train(self, X: pd.DataFrame, y: np.ndarray, objective: str, salt: int) -> Any:
+    def _train(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        objective: str,
+        salt: int,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
         """One booster; early stopping on a seeded inner split when there are rows enough."""
         import lightgbm as lgb
 
-        params = self._lgb_params(objective)
+        params = {**self._lgb_params(objective), **(extra or {})}
         frac = float(self.validation_fraction)
         n = len(y)
         if objective == "binary" and len(np.unique(y)) < 2:
@@ -305,6 +327,18 @@ class SLearner(UpliftLearner):
         return mu[:, 1:] - mu[:, :1]
 
 
+class SCategoricalLearner(SLearner):
+    """The S-learner with the arm as one categorical feature (LightGBM's categorical splits): one
+    split can group treatments together against the control, so that they share strength."""
+
+    name = "s_learner_categorical"
+
+    def _with_arm(self, X: pd.DataFrame, k: int | np.ndarray) -> pd.DataFrame:
+        codes = np.broadcast_to(np.asarray(k), (len(X),))
+        arm = pd.Categorical(codes, categories=list(range(self.n_arms_)))
+        return pd.concat([X.reset_index(drop=True), pd.DataFrame({"arm": arm})], axis=1)
+
+
 class TLearner(UpliftLearner):
     """One outcome model per arm."""
 
@@ -376,15 +410,118 @@ class TransformedOutcome(UpliftLearner):
         )
 
 
+class MultiClassTransformation(UpliftLearner):
+    """One multi-class model of (arm, outcome) for a binary outcome: class ``2 k + y``.
+
+    Under randomisation ``P(A=k, Y=1 | x) = e_k P(Y=1 | A=k, x)``, so each arm's outcome
+    probability is the class probability over the arm's share (the arms' shares in the training
+    units; with per-unit propensities their mean stands in). The trees are shared by all arms.
+    """
+
+    name = "multiclass_transformation"
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray, codes: np.ndarray, e: np.ndarray) -> None:
+        if not self.binary_:
+            raise ConfigError(
+                "multiclass_transformation models a binary outcome (0/1) only; choose another "
+                "learner for a continuous outcome."
+            )
+        self.arm_share_ = [float(v) for v in e.mean(axis=0)]
+        label = (codes * 2 + (y > 0)).astype(float)
+        extra = {"num_class": 2 * self.n_arms_}
+        self.boosters_["classes"] = self._train(X, label, "multiclass", 600, extra)
+
+    def predict_outcomes(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "boosters_")
+        proba = self._predict_booster(self.boosters_["classes"], X).reshape(len(X), -1)
+        return np.column_stack(
+            [proba[:, 2 * k + 1] / self.arm_share_[k] for k in range(self.n_arms_)]
+        )
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        mu = self.predict_outcomes(X)
+        return mu[:, 1:] - mu[:, :1]
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "arm_share": list(self.arm_share_)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self.arm_share_ = [float(v) for v in state["arm_share"]]
+
+
+class DRLearner(UpliftLearner):
+    """Per treatment, a least-squares model of the doubly robust pseudo-outcome over all units.
+
+    The outcome models behind the pseudo-outcomes are T-learners cross-fitted on two halves of
+    the training units (each unit's pseudo-outcome uses the models fitted on the other half), so
+    that no unit's own outcome leaks into its pseudo-outcome's model part.
+    """
+
+    name = "dr_learner"
+
+    #: halves of the training units the outcome models are cross-fitted on
+    folds: ClassVar[int] = 2
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray, codes: np.ndarray, e: np.ndarray) -> None:
+        n, arms = len(y), self.n_arms_
+        rng = np.random.default_rng([int(self.random_state), 500])
+        fold = np.zeros(n, dtype=np.int64)
+        for k in range(arms):  # every arm in every fold
+            idx = np.flatnonzero(codes == k)
+            fold[rng.permutation(idx)] = np.arange(len(idx)) % self.folds
+        mu = np.zeros((n, arms))
+        for f in range(self.folds):
+            fit, out = fold != f, fold == f
+            if len(np.unique(codes[fit])) < arms:  # an arm too small to split: no cross-fit
+                fit = np.ones(n, dtype=bool)
+            outcome = TLearner(**self.get_params()).fit(
+                X.loc[fit].reset_index(drop=True), y[fit], codes[fit], propensity=e[fit]
+            )
+            mu[out] = outcome.predict_outcomes(X.loc[out].reset_index(drop=True))
+        control = codes == 0
+        for k in range(1, arms):
+            treated = codes == k
+            phi = (
+                mu[:, k]
+                - mu[:, 0]
+                + treated * (y - mu[:, k]) / e[:, k]
+                - control * (y - mu[:, 0]) / e[:, 0]
+            )
+            self.boosters_[f"tau_{k}"] = self._train(X, phi, "regression", 400 + k)
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.column_stack(
+            [self._predict_booster(self.boosters_[f"tau_{k}"], X) for k in range(1, self.n_arms_)]
+        )
+
+
 #: the learners by name (``--models``)
 UPLIFT_LEARNERS: dict[str, type[UpliftLearner]] = {
-    cls.name: cls for cls in (SLearner, TLearner, XLearner, TransformedOutcome)
+    cls.name: cls
+    for cls in (
+        SLearner,
+        TLearner,
+        XLearner,
+        TransformedOutcome,
+        SCategoricalLearner,
+        DRLearner,
+        MultiClassTransformation,
+    )
 }
+#: the learners :func:`~retention.strategies.evaluate_uplift` fits unless told otherwise
+DEFAULT_UPLIFT_MODELS: tuple[str, ...] = (
+    "s_learner",
+    "t_learner",
+    "x_learner",
+    "transformed_outcome",
+)
 
 
 def get_uplift_learner(name: str, **params: Any) -> UpliftLearner:
-    """A new learner by name: ``s_learner``, ``t_learner``, ``x_learner``,
-    ``transformed_outcome``."""
+    """A new learner by name (a key of :data:`UPLIFT_LEARNERS`: ``s_learner``, ``t_learner``,
+    ``x_learner``, ``transformed_outcome``, ``s_learner_categorical``, ``dr_learner``,
+    ``multiclass_transformation``)."""
     try:
         cls = UPLIFT_LEARNERS[name]
     except KeyError:

@@ -8,11 +8,24 @@ random split leaks no future into the past), and then:
    coefficient on the other 30% (the held-out half plays no part in the choice);
 2. refits every learner on the whole training half and measures each on the held-out half per
    treatment: Qini coefficient, uplift AUUC, both raw areas, uplift at 30%;
-3. targets the held-out units with the chosen model: at most ``share`` of them get the treatment
-   with the largest expected net gain (uplift x value per outcome - cost per send), when positive;
-4. values that policy by IPW and doubly robust estimation, in the same run as random targeting of
-   as many units with the same mix of treatments, "everyone gets the best single treatment" and
-   "nobody", with paired bootstrap intervals (ratios against random targeting included).
+3. with two treatments or more, chooses the targeting rule by cross-fitting on the training half
+   only (:func:`choose_policy_rule`): every learner is fitted on all folds but one and scores the
+   one left out; each learner, and the mean of them all, is tried raw and with its uplift calibrated
+   per treatment (a straight line from the score to the doubly robust pseudo-outcome), and, with
+   several treatments, with each customer's differences between treatments shrunk toward the average
+   difference (0, half, all the way: the noisy choice of treatment falls back on the better one on
+   average); the rule whose policy has the largest doubly robust value on the left-out folds is kept
+   (with one treatment the ranking is all there is to choose: the chosen model's, by validation
+   Qini);
+4. targets the held-out units with that rule (``policy``) and with each learner's raw scores
+   (``model:NAME``): at most ``share`` of them get the treatment with the largest expected net
+   gain (uplift x value per outcome - cost per send), when positive, ranked by that gain;
+5. values those policies by IPW and doubly robust estimation, in the same run as random targeting
+   of as many units, "everyone gets the best single treatment" and "nobody", with paired
+   bootstrap intervals. Random targeting is defined three ways, which coincide with one
+   treatment: ``random`` gives random units the policy's own mix of treatments (the ``ratio``
+   column), ``random_best_single`` gives them the treatment with the best average net gain on the
+   training half, ``random_uniform`` a treatment drawn uniformly (``ratio_vs_...`` columns).
 
 The difference of each treatment's mean outcome from the control's (Welch interval and p-value)
 is measured on all units.
@@ -21,7 +34,7 @@ is measured on all units.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,8 +43,18 @@ import pandas as pd
 from retention._progress import progress_bar
 from retention.exceptions import ConfigError
 from retention.strategies._budget import optimise_budget
-from retention.strategies._policy import PolicyComparison, evaluate_policies, one_hot_policy
-from retention.strategies._uplift import UPLIFT_LEARNERS, TLearner, UpliftLearner
+from retention.strategies._policy import (
+    PolicyComparison,
+    dr_contributions,
+    evaluate_policies,
+    one_hot_policy,
+)
+from retention.strategies._uplift import (
+    DEFAULT_UPLIFT_MODELS,
+    UPLIFT_LEARNERS,
+    TLearner,
+    UpliftLearner,
+)
 from retention.strategies._uplift_data import (
     FeatureEncoder,
     UpliftData,
@@ -48,8 +71,13 @@ from retention.strategies._uplift_metrics import (
 )
 
 __all__ = [
+    "POLICY_FOLDS",
+    "POLICY_SHRINKAGE",
+    "PolicyRule",
     "UpliftEvaluation",
+    "choose_policy_rule",
     "difference_in_means",
+    "dr_pseudo_outcomes",
     "evaluate_uplift",
     "stratified_split",
     "target_policy",
@@ -59,6 +87,13 @@ __all__ = [
 UPLIFT_AT = 0.3
 #: points kept per curve for the report
 CURVE_POINTS = 200
+#: folds of the training half the targeting rule is cross-fitted on
+POLICY_FOLDS = 3
+#: shrinkage of each unit's differences between treatments toward the average difference, tried
+#: by the cross-fitted choice of the targeting rule (with two treatments or more)
+POLICY_SHRINKAGE = (0.0, 0.5, 1.0)
+#: the name of the mean of all learners' uplift among the candidate rules
+ENSEMBLE = "ensemble"
 
 
 def stratified_split(
@@ -130,6 +165,203 @@ def _thin(
     return x[keep].tolist(), q[keep].tolist()
 
 
+def dr_pseudo_outcomes(
+    y: np.ndarray, codes: np.ndarray, propensity: np.ndarray, mu: np.ndarray
+) -> np.ndarray:
+    """Each unit's doubly robust estimate of each treatment's effect, shape ``(n, K - 1)``:
+    ``mu_k - mu_0 + 1[A=k] (y - mu_k) / e_k - 1[A=0] (y - mu_0) / e_0`` (``mu`` fitted on other
+    units); their mean over a group estimates the group's effect without bias."""
+    yv, a, e, m = (np.asarray(v, dtype=float) for v in (y, codes, propensity, mu))
+    control = a == 0
+    return np.column_stack(
+        [
+            m[:, k]
+            - m[:, 0]
+            + (a == k) * (yv - m[:, k]) / e[:, k]
+            - control * (yv - m[:, 0]) / e[:, 0]
+            for k in range(1, e.shape[1])
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """How uplift scores become a targeting policy; chosen on the training half by
+    :func:`choose_policy_rule`.
+
+    Attributes
+    ----------
+    model : str
+        The learner whose scores the rule reads, or ``ensemble`` (the mean of ``members``).
+    members : tuple of str
+        The learners averaged (one for a single learner).
+    calibrated : bool
+        Whether each treatment's score is mapped by ``intercept + slope * score``.
+    intercept, slope : tuple of float
+        Per treatment: the straight line from the score to the doubly robust pseudo-outcome,
+        fitted on the cross-fitted scores of the training half (slope at least 0).
+    shrinkage : float
+        Share (0..1) by which each unit's differences between a treatment and the anchor are
+        pulled toward the average difference.
+    anchor : int
+        The treatment (0-based column) with the best average net gain on the training half.
+    arm_effect : tuple of float
+        Each treatment's average effect on the training half (mean pseudo-outcome).
+    value : float
+        The rule's policy value on the training half: net gain per unit by doubly robust
+        estimation on the cross-fitted scores (NaN when the rule was not cross-fitted).
+    """
+
+    model: str
+    members: tuple[str, ...]
+    calibrated: bool = False
+    intercept: tuple[float, ...] = ()
+    slope: tuple[float, ...] = ()
+    shrinkage: float = 0.0
+    anchor: int = 0
+    arm_effect: tuple[float, ...] = ()
+    value: float = float("nan")
+
+    @property
+    def label(self) -> str:
+        """``model|shrink0.5|calibrated``: how the benchmark and the JSON name the rule."""
+        return f"{self.model}|shrink{self.shrinkage:g}|{'calibrated' if self.calibrated else 'raw'}"
+
+    def scores(self, uplift: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The rule's raw input: the member's uplift, or the mean of the members'."""
+        return np.mean([np.asarray(uplift[m], dtype=float) for m in self.members], axis=0)
+
+    def adjust(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated and shrunk uplift per treatment, shape as ``scores`` ``(n, K - 1)``."""
+        u = np.asarray(scores, dtype=float)
+        if self.calibrated:
+            u = np.asarray(self.intercept)[None, :] + np.asarray(self.slope)[None, :] * u
+        if self.shrinkage > 0 and u.shape[1] > 1:
+            lam, b = float(self.shrinkage), int(self.anchor)
+            mean_diff = np.asarray(self.arm_effect) - self.arm_effect[b]
+            u = u[:, [b]] + (1 - lam) * (u - u[:, [b]]) + lam * mean_diff[None, :]
+        return u
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.label,
+            "model": self.model,
+            "members": list(self.members),
+            "calibrated": self.calibrated,
+            "intercept": list(self.intercept),
+            "slope": list(self.slope),
+            "shrinkage": self.shrinkage,
+            "anchor": self.anchor,
+            "arm_effect": list(self.arm_effect),
+            "cross_fitted_value": self.value,
+        }
+
+
+def choose_policy_rule(
+    oof: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    codes: np.ndarray,
+    propensity: np.ndarray,
+    mu: np.ndarray,
+    share: float,
+    *,
+    value_per_outcome: float = 1.0,
+    send_cost: Sequence[float] | None = None,
+    shrinkage: Sequence[float] = POLICY_SHRINKAGE,
+) -> tuple[PolicyRule, list[PolicyRule]]:
+    """Choose the targeting rule by its policy's doubly robust value on cross-fitted scores.
+
+    Parameters
+    ----------
+    oof : mapping of learner name to array (n, K - 1)
+        Each learner's uplift for the units of the training half, every unit scored by a model
+        fitted without it (cross-fitting).
+    y, codes, propensity : the training half's outcome, arm codes and ``(n, K)`` propensities.
+    mu : array (n, K)
+        Cross-fitted outcome predictions per arm (for the pseudo-outcomes).
+    share, value_per_outcome, send_cost : as for :func:`target_policy`.
+    shrinkage : sequence of float
+        Shrinkages tried (with two treatments or more).
+
+    Returns
+    -------
+    rule : PolicyRule
+        The best rule (the first of equals, in the order tried: learners as given, then the
+        ensemble; raw before calibrated; less shrinkage first).
+    tried : list of PolicyRule
+        Every rule tried, in that order, each with its cross-fitted ``value`` (net gain per unit).
+    """
+    if not oof:
+        raise ConfigError("Pass the cross-fitted scores of at least one learner.")
+    names = list(oof)
+    n = len(y)
+    costs = (
+        np.zeros(next(iter(oof.values())).shape[1])
+        if send_cost is None
+        else np.asarray(send_cost, dtype=float)
+    )
+    phi = dr_pseudo_outcomes(y, codes, propensity, mu)
+    arm_effect = phi.mean(axis=0)
+    anchor = int(np.argmax(arm_effect * float(value_per_outcome) - costs))
+    candidates: list[tuple[str, tuple[str, ...]]] = [(m, (m,)) for m in names]
+    if len(names) > 1:
+        candidates.append((ENSEMBLE, tuple(names)))
+    levels = sorted({float(v) for v in shrinkage} | {0.0}) if phi.shape[1] > 1 else [0.0]
+    nobody = dr_contributions(
+        y, codes, propensity, one_hot_policy(np.zeros(n, int), phi.shape[1] + 1), mu
+    )
+    tried: list[PolicyRule] = []
+    for model, members in candidates:
+        raw = np.mean([np.asarray(oof[m], dtype=float) for m in members], axis=0)
+        for calibrated in (False, True):
+            intercept, slope = [], []
+            if calibrated:
+                for j in range(raw.shape[1]):
+                    x, t = raw[:, j], phi[:, j]
+                    var = float(np.var(x))
+                    b = max(float(np.cov(x, t, bias=True)[0, 1]) / var, 0.0) if var > 0 else 0.0
+                    intercept.append(float(t.mean() - b * x.mean()))
+                    slope.append(b)
+            for lam in levels:
+                rule = PolicyRule(
+                    model=model,
+                    members=members,
+                    calibrated=calibrated,
+                    intercept=tuple(intercept),
+                    slope=tuple(slope),
+                    shrinkage=lam,
+                    anchor=anchor,
+                    arm_effect=tuple(float(v) for v in arm_effect),
+                )
+                arm = target_policy(
+                    rule.adjust(raw),
+                    share,
+                    value_per_outcome=value_per_outcome,
+                    send_cost=costs.tolist(),
+                )
+                pi = one_hot_policy(arm, phi.shape[1] + 1)
+                gain = dr_contributions(y, codes, propensity, pi, mu) - nobody
+                spent = np.r_[0.0, costs][arm]
+                value = float(np.mean(gain * float(value_per_outcome) - spent))
+                tried.append(replace(rule, value=value))
+    best = tried[0]
+    for rule in tried[1:]:
+        if rule.value > best.value:
+            best = rule
+    return best, tried
+
+
+def _folds(codes: np.ndarray, y: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    """Fold number per unit, every (arm, outcome non-zero) stratum dealt evenly over ``k``."""
+    rng = np.random.default_rng([int(random_state), 7919])
+    fold = np.zeros(len(codes), dtype=np.int64)
+    strata = codes * 2 + (np.asarray(y) != 0)
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        fold[rng.permutation(idx)] = np.arange(len(idx)) % k
+    return fold
+
+
 @dataclass(frozen=True)
 class UpliftEvaluation:
     """What :func:`evaluate_uplift` measured.
@@ -168,6 +400,13 @@ class UpliftEvaluation:
         Value of one unit of outcome for the policy.
     settings : dict
         Seed, test size, bootstrap resamples, model names.
+    rule : PolicyRule
+        The targeting rule of the ``policy`` row, chosen by cross-fitting on the training half.
+    rule_search : list of PolicyRule
+        Every rule tried, each with its cross-fitted value (empty without cross-fitting).
+    held_out : dict
+        For reuse (benchmarks): ``test`` (mask of the held-out units), ``uplift`` (each
+        learner's scores on them), ``mu`` (the outcome model of the DR estimates).
     """
 
     data: UpliftData
@@ -186,6 +425,9 @@ class UpliftEvaluation:
     costs: dict[str, float] = field(default_factory=dict)
     value_per_outcome: float = 1.0
     settings: dict[str, Any] = field(default_factory=dict)
+    rule: PolicyRule | None = None
+    rule_search: list[PolicyRule] = field(default_factory=list)
+    held_out: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: per treatment the ``difference`` and, per model, ``qini`` and
@@ -223,6 +465,8 @@ class UpliftEvaluation:
                 "share": self.share,
                 "costs": self.costs,
                 "value_per_outcome": self.value_per_outcome,
+                "rule": None if self.rule is None else self.rule.to_dict(),
+                "rules_tried": {r.label: r.value for r in self.rule_search},
                 **self.policy.to_dict(),
             },
             "features": self.features,
@@ -253,11 +497,50 @@ def _mean_qini(y: np.ndarray, codes: np.ndarray, uplift: np.ndarray) -> float:
     return float(np.nanmean(scores))
 
 
+def _cross_fitted_rule(
+    names: Sequence[str],
+    params: Mapping[str, Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    codes: np.ndarray,
+    e: np.ndarray,
+    folds: int,
+    random_state: int,
+    share: float,
+    value_per_outcome: float,
+    send: Sequence[float],
+) -> tuple[PolicyRule, list[PolicyRule]]:
+    """Cross-fit every learner (and a T-learner for the pseudo-outcomes) on ``folds`` folds of
+    the training half, then :func:`choose_policy_rule` on the scores of the left-out folds."""
+    fold = _folds(codes, y, folds, random_state)
+    n_arms = e.shape[1]
+    oof = {name: np.zeros((len(y), n_arms - 1)) for name in names}
+    mu = np.zeros((len(y), n_arms))
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("cross-fitting the targeting rule", total=folds * (len(names) + 1))
+        for f in range(folds):
+            fit, out = fold != f, fold == f
+            X_fit, X_out = X.loc[fit].reset_index(drop=True), X.loc[out].reset_index(drop=True)
+            for name in names:
+                oof[name][out] = _fit_predict(
+                    name, params, X_fit, y[fit], codes[fit], e[fit], X_out
+                )[1]
+                bar.advance(task)
+            outcome = TLearner(**params).fit(X_fit, y[fit], codes[fit], propensity=e[fit])
+            mu[out] = outcome.predict_outcomes(X_out)
+            bar.advance(task)
+    return choose_policy_rule(
+        oof, y, codes, e, mu, share, value_per_outcome=value_per_outcome, send_cost=send
+    )
+
+
 def evaluate_uplift(
     data: UpliftData,
     features: Sequence[str],
     *,
-    models: Sequence[str] = tuple(UPLIFT_LEARNERS),
+    models: Sequence[str] = DEFAULT_UPLIFT_MODELS,
+    policy_models: Sequence[str] | None = None,
+    policy_folds: int | None = None,
     share: float = 0.3,
     test_size: float = 0.5,
     propensity: str | np.ndarray | None = None,
@@ -277,7 +560,16 @@ def evaluate_uplift(
     features : sequence of str
         Covariates (from :func:`choose_features`).
     models : sequence of str
-        Learner names (:data:`UPLIFT_LEARNERS`).
+        Learner names (:data:`UPLIFT_LEARNERS`), measured on the held-out half and chosen from by
+        validation Qini.
+    policy_models : sequence of str, optional
+        The learners the targeting rule is chosen from (default: ``models``); those not in
+        ``models`` are fitted for the policy only.
+    policy_folds : int, optional
+        Folds of the training half the rule is cross-fitted on; 0: no cross-fitting, the policy
+        is the chosen model's raw scores (as ``model:NAME``). Default: :data:`POLICY_FOLDS` when
+        there are two treatments or more (a treatment to choose per unit), 0 with one (the
+        ranking is then all there is to choose, and the validation Qini measures exactly that).
     share : float
         Most share of the held-out units the policy treats (and random targeting treats).
     test_size : float
@@ -298,14 +590,21 @@ def evaluate_uplift(
         Columns left out by :func:`choose_features`, reported as given.
     """
     names = list(models)
-    unknown = [m for m in names if m not in UPLIFT_LEARNERS]
-    if unknown or not names:
+    pnames = list(dict.fromkeys(names if policy_models is None else policy_models))
+    unknown = [m for m in names + pnames if m not in UPLIFT_LEARNERS]
+    if unknown or not names or not pnames:
         raise ConfigError(
             f"Unknown uplift model(s) {', '.join(unknown) or '(none given)'}; choose from "
             f"{', '.join(UPLIFT_LEARNERS)}."
         )
     if not 0 < float(share) < 1:
         raise ConfigError(f"share must be in (0, 1); got {share!r}.")
+    if policy_folds is not None and (
+        isinstance(policy_folds, bool) or not isinstance(policy_folds, int) or policy_folds < 0
+    ):
+        raise ConfigError(f"policy_folds must be None, 0 or an integer >= 2; got {policy_folds!r}.")
+    if policy_folds == 1:
+        raise ConfigError("policy_folds must be 0 (no cross-fitting) or at least 2; got 1.")
     if not 0.1 <= float(test_size) <= 0.9:
         raise ConfigError(f"test_size must be in [0.1, 0.9]; got {test_size!r}.")
     cost_map = {t: float((costs or {}).get(t, 0.0)) for t in data.treatments}
@@ -389,10 +688,37 @@ def evaluate_uplift(
             uplift_test[name], share, value_per_outcome=value_per_outcome, send_cost=send
         )
         policies[f"model:{name}"] = one_hot_policy(arm, n_arms)
-    chosen_arm = policies[f"model:{chosen}"]
-    mix = chosen_arm.mean(axis=0)
+    if policy_folds is None:  # a treatment to choose per unit: cross-fit; one treatment: not
+        policy_folds = POLICY_FOLDS if n_arms > 2 else 0
+    if policy_folds >= 2:
+        for name in [m for m in pnames if m not in uplift_test]:  # learners for the policy only
+            uplift_test[name] = _fit_predict(name, params, X_tr, y_tr, a_tr, e_tr, X_te)[1]
+        rule, search = _cross_fitted_rule(
+            pnames,
+            params,
+            X_tr,
+            y_tr,
+            a_tr,
+            e_tr,
+            policy_folds,
+            random_state,
+            share,
+            value_per_outcome,
+            send,
+        )
+    else:
+        rule = PolicyRule(model=chosen, members=(chosen,))
+        search = []
+    policy_arm = target_policy(
+        rule.adjust(rule.scores(uplift_test)),
+        share,
+        value_per_outcome=value_per_outcome,
+        send_cost=send,
+    )
+    policies["policy"] = one_hot_policy(policy_arm, n_arms)
+    mix = policies["policy"].mean(axis=0)
     treated = 1 - mix[0]
-    if treated <= 0:  # the chosen model treats nobody: random targeting of the same share
+    if treated <= 0:  # the policy treats nobody: random targeting of the same share
         mix = np.r_[1 - share, np.full(n_arms - 1, share / (n_arms - 1))]
     policies["random"] = np.tile(mix, (len(y_te), 1))
     ate_train = [
@@ -400,6 +726,13 @@ def evaluate_uplift(
         for k in range(1, n_arms)
     ]
     best = int(np.argmax(ate_train)) + 1
+    reach = float(treated) if treated > 0 else float(share)  # as many units as the policy
+    single = np.zeros(n_arms)
+    single[0], single[best] = 1 - reach, reach
+    policies["random_best_single"] = np.tile(single, (len(y_te), 1))
+    policies["random_uniform"] = np.tile(
+        np.r_[1 - reach, np.full(n_arms - 1, reach / (n_arms - 1))], (len(y_te), 1)
+    )
     policies["everyone_best_single"] = one_hot_policy(np.full(len(y_te), best), n_arms)
     policies["nobody"] = one_hot_policy(np.zeros(len(y_te), dtype=np.int64), n_arms)
     outcome_model = fitted[chosen].predict_outcomes(X_te)
@@ -414,6 +747,7 @@ def evaluate_uplift(
         policies,
         mu=outcome_model,
         reference="random",
+        other_references=("random_best_single", "random_uniform"),
         n_boot=n_boot,
         random_state=random_state,
     )
@@ -444,6 +778,11 @@ def evaluate_uplift(
             "test_size": float(test_size),
             "n_boot": int(n_boot),
             "models": names,
+            "policy_models": pnames,
+            "policy_folds": int(policy_folds),
             "best_single_treatment": data.treatments[best - 1],
         },
+        rule=rule,
+        rule_search=search,
+        held_out={"test": test, "uplift": uplift_test, "mu": outcome_model},
     )

@@ -152,6 +152,57 @@ _EXPORTS: dict[str, str] = {
     "plan": "retention.workflows._plan",
     "read_offers": "retention.workflows._plan",
     "write_plan_json": "retention.workflows._plan",
+    # _registry: model versions and stages, promote, rollback (issue 16)
+    "DEFAULT_PROMOTE_MARGIN": "retention.workflows._registry",
+    "ModelChoice": "retention.workflows._registry",
+    "ModelVersion": "retention.workflows._registry",
+    "PromoteReport": "retention.workflows._registry",
+    "PromoteRequest": "retention.workflows._registry",
+    "RegistryListing": "retention.workflows._registry",
+    "RollbackReport": "retention.workflows._registry",
+    "RollbackRequest": "retention.workflows._registry",
+    "choose_model": "retention.workflows._registry",
+    "list_models": "retention.workflows._registry",
+    "production_model_id": "retention.workflows._registry",
+    "promote": "retention.workflows._registry",
+    "rollback": "retention.workflows._registry",
+    "write_registry_json": "retention.workflows._registry",
+    # _monitor: drift and decay monitoring, retraining (issue 16)
+    "MONITOR_TABLES": "retention.workflows._monitor",
+    "MonitorReport": "retention.workflows._monitor",
+    "MonitorRequest": "retention.workflows._monitor",
+    "MonitorThresholds": "retention.experiments",
+    "RetrainReport": "retention.workflows._monitor",
+    "RetrainRequest": "retention.workflows._monitor",
+    "dashboard_monitor": "retention.workflows._monitor",
+    "monitor": "retention.workflows._monitor",
+    "monitor_history": "retention.workflows._monitor",
+    "retrain": "retention.workflows._monitor",
+    "write_monitor_json": "retention.workflows._monitor",
+    "write_retrain_json": "retention.workflows._monitor",
+    # _tracking: run tracking with MLflow (issue 16)
+    "TrackedRun": "retention.workflows._tracking",
+    "TrackedRuns": "retention.workflows._tracking",
+    "data_fingerprint": "retention.workflows._tracking",
+    "list_runs": "retention.workflows._tracking",
+    "track_artifact": "retention.workflows._tracking",
+    "tracking_location": "retention.workflows._tracking",
+    # _tune: hyper-parameter search (issue 16)
+    "TuneReport": "retention.workflows._tune",
+    "TuneRequest": "retention.workflows._tune",
+    "default_study_storage": "retention.workflows._tune",
+    "model_params_from": "retention.workflows._tune",
+    "read_model_params": "retention.workflows._tune",
+    "tune": "retention.workflows._tune",
+    "tuned_params": "retention.workflows._tune",
+    "write_tune_json": "retention.workflows._tune",
+    # _scale: feature tables on DuckDB or Spark, scoring on Spark (issue 17)
+    "FeaturesReport": "retention.workflows._scale",
+    "FeaturesRequest": "retention.workflows._scale",
+    "SparkScoreReport": "retention.workflows._scale",
+    "SparkScoreRequest": "retention.workflows._scale",
+    "feature_file": "retention.workflows._scale",
+    "spark_score": "retention.workflows._scale",
     # what serving needs from the lower stages, re-exported (serving imports workflows only)
     "Mapping": "retention.data",
     "Store": "retention.data",
@@ -169,6 +220,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from retention.data import Mapping, Store  # noqa: F401
+    from retention.experiments import MonitorThresholds  # noqa: F401
     from retention.features import (  # noqa: F401
         MinData,
         cohort_retention,
@@ -283,6 +335,19 @@ if TYPE_CHECKING:  # pragma: no cover
         loyalty_run,
         write_loyalty_json,
     )
+    from retention.workflows._monitor import (  # noqa: F401
+        MONITOR_TABLES,
+        MonitorReport,
+        MonitorRequest,
+        RetrainReport,
+        RetrainRequest,
+        dashboard_monitor,
+        monitor,
+        monitor_history,
+        retrain,
+        write_monitor_json,
+        write_retrain_json,
+    )
     from retention.workflows._plan import (  # noqa: F401
         PlanReport,
         PlanRequest,
@@ -324,6 +389,48 @@ if TYPE_CHECKING:  # pragma: no cover
         RecommendRequest,
         recommend,
         stored_recommendations,
+    )
+    from retention.workflows._registry import (  # noqa: F401
+        DEFAULT_PROMOTE_MARGIN,
+        ModelChoice,
+        ModelVersion,
+        PromoteReport,
+        PromoteRequest,
+        RegistryListing,
+        RollbackReport,
+        RollbackRequest,
+        choose_model,
+        list_models,
+        production_model_id,
+        promote,
+        rollback,
+        write_registry_json,
+    )
+    from retention.workflows._scale import (  # noqa: F401
+        FeaturesReport,
+        FeaturesRequest,
+        SparkScoreReport,
+        SparkScoreRequest,
+        feature_file,
+        spark_score,
+    )
+    from retention.workflows._tracking import (  # noqa: F401
+        TrackedRun,
+        TrackedRuns,
+        data_fingerprint,
+        list_runs,
+        track_artifact,
+        tracking_location,
+    )
+    from retention.workflows._tune import (  # noqa: F401
+        TuneReport,
+        TuneRequest,
+        default_study_storage,
+        model_params_from,
+        read_model_params,
+        tune,
+        tuned_params,
+        write_tune_json,
     )
 
 

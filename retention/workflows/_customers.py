@@ -266,7 +266,11 @@ class CustomerView:
 
 
 def _default_version(store: Store) -> str | None:
-    """The model that scored last at the newest cutoff of the ``scores`` table."""
+    """The production model of the registry when it scored anyone, else the model that scored
+    last at the newest cutoff of the ``scores`` table."""
+    prod = store.production_model_id()
+    if prod is not None and store.count_rows("scores", where={"model_version": prod}):
+        return prod
     df = store.read_rows("scores", order_by=["cutoff", "scored_at"], descending=True, limit=1)
     return None if df.empty else str(df["model_version"].iloc[0])
 
@@ -499,6 +503,8 @@ def customer_view(
         )
     notes: dict[str, str] = {}
     reasons: dict[str, list[dict[str, Any]]] | None = {"churn": [], "retention": []}
+    if scores is not None:  # the registry stage of the model that scored (issue 16)
+        scores = {**scores, "model_stage": store.model_stage(str(scores["model_version"]))}
     if scores is None:
         notes["scores"] = (
             "not scored yet: run `retention score` (or POST /jobs/score) after training a model"

@@ -266,6 +266,7 @@ def dashboard_models(store: Store) -> DashboardPart:
             {
                 "model_id": rec["model_id"],
                 "name": rec.get("registry_name"),
+                "stage": store.model_stage(str(rec["model_id"])) or "candidate",
                 "cutoff": rec.get("cutoff"),
                 "horizon_days": rec.get("horizon_days"),
                 "created_at": rec.get("created_at"),
@@ -280,8 +281,8 @@ def dashboard_models(store: Store) -> DashboardPart:
     return DashboardPart(
         "models",
         {"models": rows},
-        note="drift and realised performance arrive with the monitoring stage "
-        "(`retention monitor`); the metrics shown are on each model's validation cutoff",
+        note="the metrics shown are on each model's validation cutoff; drift and realised "
+        "performance are in the latest monitor run (`retention monitor`, /stats/monitor)",
     )
 
 

@@ -44,6 +44,7 @@ from retention.experiments import (
     store_moments,
 )
 from retention.workflows._common import json_clean, write_json
+from retention.workflows._tracking import tracked
 
 __all__ = [
     "AnalyzeCsvRequest",
@@ -762,6 +763,7 @@ def _read_units(req: AnalyzeCsvRequest) -> pd.DataFrame:
         ) from None
 
 
+@tracked("experiment", files=lambda req: (req.path,))
 def analyze_csv(
     request: AnalyzeCsvRequest, *, progress: Progress | None = None
 ) -> ExperimentReport:
@@ -917,6 +919,7 @@ def _segment_rows(
     return pd.DataFrame(rows)
 
 
+@tracked("experiment")
 def analyze_experiment(
     store: Store, request: AnalyzeExperimentRequest, *, progress: Progress | None = None
 ) -> ExperimentReport:

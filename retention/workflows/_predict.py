@@ -61,6 +61,7 @@ from retention.workflows._common import (
 )
 from retention.workflows._explain import reasons_table
 from retention.workflows._quality import backtest_quality, btyd_details
+from retention.workflows._tracking import tracked
 
 __all__ = [
     "DEFAULT_BACKTEST_MODELS",
@@ -205,6 +206,7 @@ class BacktestRequest:
         )
 
 
+@tracked("backtest")
 def backtest(
     store: Store, request: BacktestRequest, *, progress: Progress | None = None
 ) -> BacktestResult:
@@ -366,6 +368,7 @@ class TrainReport:
         )
 
 
+@tracked("train", artifacts=lambda req, rep: {"model": rep.path})
 def train(store: Store, request: TrainRequest, *, progress: Progress | None = None) -> TrainReport:
     """Fit a model on the latest cutoffs before the request's cutoff, save and register it.
 
@@ -420,6 +423,9 @@ def train(store: Store, request: TrainRequest, *, progress: Progress | None = No
     metrics = classification_metrics(np.asarray(valid.label, dtype=int), p_valid)
     metadata: dict[str, Any] = {
         "registry_name": request.model,
+        # the configuration `retention promote` refits at the latest backtest cutoff
+        "model_params": json_clean(dict(request.model_params)),
+        "n_train": request.n_train,
         "cutoff": at,
         "horizon_days": horizon_days,
         "retained_by": retained_by,

@@ -39,6 +39,7 @@ from retention.strategies import (
     uplift_learner_from_state,
 )
 from retention.workflows._common import json_clean, write_json
+from retention.workflows._tracking import tracked
 
 __all__ = [
     "UpliftEvaluateReport",
@@ -231,6 +232,7 @@ def read_units(path: Path) -> pd.DataFrame:
         ) from None
 
 
+@tracked("uplift_evaluate", files=lambda req: (req.path,))
 def uplift_evaluate(
     request: UpliftEvaluateRequest, *, progress: Progress | None = None
 ) -> UpliftEvaluateReport:
@@ -477,6 +479,7 @@ def _campaign(store: Store, request: UpliftTrainRequest) -> tuple[pd.DataFrame, 
     return frame.reset_index(), str(control), cutoff
 
 
+@tracked("uplift_train")
 def uplift_train(
     store: Store, request: UpliftTrainRequest, *, progress: Progress | None = None
 ) -> UpliftTrainReport:

@@ -236,6 +236,24 @@ def test_unreadable_files_raise_read_error(
     assert _count(store, "SELECT count(*) FROM ingests") == 0
 
 
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz", "events.csv"])
+def test_wrong_encoding_without_bom_is_a_read_error(
+    store: Store, tmp_path: Path, name: str
+) -> None:
+    # utf-16 asked for a UTF-8 file: Python raises a bare UnicodeError (no BOM), not a decode error
+    line = (
+        '{"user_id": "a", "ts": "2021-01-01"}\n'
+        if "jsonl" in name
+        else "user_id,ts\na,2021-01-01\n"
+    )
+    data = line.encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(ReadError, match="utf-16"):
+        ingest(store, path, Mapping(encoding="utf-16"))
+    assert _count(store, "SELECT count(*) FROM ingests") == 0
+
+
 def test_missing_file(store: Store, tmp_path: Path) -> None:
     with pytest.raises(ReadError, match="does not exist"):
         ingest(store, tmp_path / "nope.csv")

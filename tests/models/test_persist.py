@@ -262,8 +262,9 @@ def test_lora_saves_only_the_adapters_and_the_head(
         encoder = tree["state"]["encoder_"]["__encoder__"]
         assert encoder["model_name"] == tiny_encoder.model_name
         if name == "text_lm_lora":
-            assert weights and all("lora_" in k or k.startswith("head.") for k in weights)
-            assert sizes[name] == model.trainable_parameters_
+            # keys "{fold}.{name}": one network per fold of customers
+            assert weights and all("lora_" in k or ".head." in f".{k}" for k in weights)
+            assert sizes[name] == model.trainable_parameters_ * model.n_folds_
     assert sizes["text_lm_lora"] < sizes["text_lm"] / 5
 
 

@@ -139,20 +139,61 @@ def test_it_learns_the_signal(fitted: SequenceTransformerModel, frames) -> None:
 
 
 def test_early_stopping_customers_are_never_trained_on(frames) -> None:
-    from retention.models._sequence import _held_out
+    from retention.models import N_FOLDS, customer_folds
+    from retention.models._sequence import _held_out, _held_out_folds
 
     train, valid, _ = frames
-    held = _held_out(valid.users, 0.2)
+    # one whole fold of the customer grouping every model validates on (models/_oof.py)
+    folds = _held_out_folds(valid.users, 0.2)
+    assert folds.tolist() == [0]
+    held = _held_out(valid.users, folds)
+    assert (held == (customer_folds(valid.users) == 0)).all()
     assert 0.1 < held.mean() < 0.3
-    # the same customer is held out at every cutoff (the hash depends on the id only)
-    again = _held_out(train[0].users, 0.2)
+    assert _held_out_folds(valid.users, 0.4).tolist() == [0, 1]
+    # the same customer is held out at every cutoff (the fold depends on the id only)
+    again = _held_out(train[0].users, folds)
     common = train[0].users.intersection(valid.users)
     assert (
         pd.Series(held, index=valid.users)[common] == pd.Series(again, index=train[0].users)[common]
     ).all()
+    model = SequenceTransformerModel(**{**TINY, "epochs": 1})
+    model.fit(train, valid)
+    assert model.n_train_examples_ == sum(int((customer_folds(f.users) != 0).sum()) for f in train)
     model = SequenceTransformerModel(**{**TINY, "epochs": 1, "valid_customer_share": 0.0})
     model.fit(train, valid)
     assert model.n_train_examples_ == sum(len(f) for f in train)
+    assert N_FOLDS == 5
+
+
+def test_inside_out_of_fold_fits_the_next_fold_is_held_out(frames) -> None:
+    """out_of_fold_proba fits on the other folds: fold 0 may be absent, fold 1 is held out."""
+    from retention.models import customer_folds, out_of_fold_proba, subset_frame
+    from retention.models._sequence import _held_out_folds
+
+    train, valid, _ = frames
+    learn = [subset_frame(f, f.users[customer_folds(f.users) != 0]) for f in [*train, valid]]
+    assert _held_out_folds(learn[-1].users, 0.2).tolist() == [1]
+    model = SequenceTransformerModel(**{**TINY, "epochs": 1}).fit(learn[:-1], learn[-1])
+    folds = [customer_folds(f.users) for f in learn[:-1]]
+    assert model.n_train_examples_ == sum(int(((k != 0) & (k != 1)).sum()) for k in folds)
+    tiny = SequenceTransformerModel(**{**TINY, "epochs": 1})
+    oof = out_of_fold_proba(tiny, [*train, valid], n_folds=2)
+    for p, f in zip(oof, [*train, valid], strict=True):
+        assert len(p) == len(f) and np.isfinite(p).all()
+
+
+def test_order_tokens_are_shorter_and_both_token_units_learn(frames) -> None:
+    train, valid, test = frames
+    per_order = SequenceTransformerModel(**TINY).fit(train, valid)
+    per_event = SequenceTransformerModel(**{**TINY, "tokens": "event"}).fit(train, valid)
+    order_lengths = per_order._sequences(test).lengths
+    event_lengths = per_event._sequences(test).lengths
+    assert (order_lengths <= event_lengths).all()
+    assert order_lengths.mean() < event_lengths.mean()
+    assert per_order.net_config_["n_numeric"] == 3 and per_event.net_config_["n_numeric"] == 0
+    assert per_event._sequences(test).item_bucket.ndim == 2
+    auc = [roc_auc_score(test.label, m.predict_proba(test)) for m in (per_order, per_event)]
+    assert min(auc) > 0.7, auc
 
 
 def test_padding_never_changes_the_output(fitted: SequenceTransformerModel, frames) -> None:
@@ -237,6 +278,10 @@ def test_user_mistakes(frames) -> None:
         SequenceTransformerModel(valid_customer_share=1.0).fit(train, valid)
     with pytest.raises(ConfigError, match="dropout"):
         SequenceTransformerModel(dropout=1.5).fit(train, valid)
+    with pytest.raises(ConfigError, match="tokens must be one of"):
+        SequenceTransformerModel(tokens="line").fit(train, valid)
+    with pytest.raises(ConfigError, match="items_per_token"):
+        SequenceTransformerModel(items_per_token=0).fit(train, valid)
     unlabeled = CutoffFrame(test.cutoff, test.horizon_days, test.features, None, test.events)
     with pytest.raises(ModelError, match="no label"):
         SequenceTransformerModel(**TINY).fit([unlabeled])
@@ -250,7 +295,9 @@ def test_gaps_older_than_any_training_gap_fall_into_the_oldest_trained_bucket(
     from retention.features._sequences import N_GAP_BUCKETS
 
     _, _, test = frames  # a later cutoff: its oldest events are older than any training one
-    raw = event_sequences(test.events, test.users, test.cutoff, max_events=TINY["max_events"])
+    raw = event_sequences(
+        test.events, test.users, test.cutoff, max_events=TINY["max_events"], per="order"
+    )
     real = raw.mask & (raw.gap_cutoff != N_GAP_BUCKETS)
     assert raw.gap_cutoff[real].max() > fitted.max_gap_bucket_
     seq = fitted._sequences(test)
@@ -258,3 +305,46 @@ def test_gaps_older_than_any_training_gap_fall_into_the_oldest_trained_bucket(
         kept = values[seq.mask & (values != N_GAP_BUCKETS)]
         assert kept.max() <= fitted.max_gap_bucket_
     assert (seq.gap_cutoff[real] == np.minimum(raw.gap_cutoff[real], fitted.max_gap_bucket_)).all()
+
+
+def test_torch_threads_are_set_for_fit_and_predict_then_restored(
+    frames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    train, valid, test = frames
+    seen: list[int] = []
+    original = SequenceTransformerModel._train
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceTransformerModel, "_train", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = SequenceTransformerModel(**{**TINY, "epochs": 1, "n_threads": 1}).fit(train, valid)
+        assert seen == [1] and torch.get_num_threads() == 2
+        SequenceTransformerModel(**{**TINY, "epochs": 1, "n_threads": None}).fit(train, valid)
+        assert seen == [1, 2]
+        model.predict_proba(test)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="n_threads"):
+        SequenceTransformerModel(n_threads=0).fit(train, valid)
+
+
+def test_an_artifact_saved_before_order_tokens_still_reads_lines(frames) -> None:
+    train, valid, test = frames
+    model = SequenceTransformerModel(**{**TINY, "epochs": 1, "tokens": "event"}).fit(train, valid)
+    state, parts = model._get_state()
+    state["net_config_"].pop("n_numeric")  # what an older artifact holds
+    old_params = {k: v for k, v in model.get_params().items() if k not in ("tokens", "n_threads")}
+    old_params.pop("items_per_token")
+    again = SequenceTransformerModel(**old_params)
+    assert again.tokens == "order"
+    again._set_state(state, parts)
+    assert again.tokens == "event"
+    np.testing.assert_array_equal(again.predict_proba(test), model.predict_proba(test))

@@ -2,7 +2,7 @@
 
 Most tests use a tiny random BERT written to a temporary folder (the encoder accepts a model
 folder as its name), so that fine-tuning takes seconds; the real MiniLM is checked in the slow
-tests.
+test.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from retention_synth import synthetic_frames
 
 from retention.exceptions import ConfigError, DataError, NotFittedError
-from retention.features import CutoffFrame, TextEncoder
-from retention.models import get_model, load_model, save_model
+from retention.features import CutoffFrame, TextEncoder, mean_pool
+from retention.models import customer_folds, get_model, load_model, save_model
 from retention.models._text_lm import TextLMModel
 
 
@@ -79,48 +79,118 @@ def _model(tiny: TextEncoder, **params: object) -> TextLMModel:
         "encoder": tiny,
         "max_length": 32,
         "batch_size": 8,
-        "max_train_examples": 32,
-        "max_valid_examples": 16,
-        "evals_per_epoch": 1,
+        "epochs": 1,
+        "cv_folds": 2,
     }
     return TextLMModel(**{**base, **params})  # type: ignore[arg-type]
 
 
 def test_registry_names() -> None:
     assert get_model("text_lm").method == "full"  # type: ignore[attr-defined]
-    lora = get_model("text_lm_lora", max_length=64)
-    assert isinstance(lora, TextLMModel) and lora.method == "lora" and lora.max_length == 64
+    lora = get_model("text_lm_lora", max_length=48)
+    assert isinstance(lora, TextLMModel) and lora.method == "lora" and lora.max_length == 48
 
 
-def test_shapes_order_and_round_trip(tiny: TextEncoder, frames, tmp_path: Path) -> None:
+def test_shapes_order_round_trip_and_out_of_fold(tiny: TextEncoder, frames, tmp_path: Path) -> None:
     train, valid, test = frames
-    model = _model(tiny, method="lora")
+    model = _model(tiny, method="lora", epochs=2)
     with pytest.raises(NotFittedError):
         model.predict_proba(test)
     assert model.fit(train, valid) is model
     p = model.predict_proba(test)
     assert p.shape == (len(test),) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
     assert p.std() > 0
-    details = model.predict_details(test)
-    assert details.index.equals(test.users)
+    assert model.predict_details(test).index.equals(test.users)
     # population and order follow the frame
     shuffled = test.features.sample(frac=1.0, random_state=1)
     other = CutoffFrame(test.cutoff, test.horizon_days, shuffled, None, test.events, test.items)
     q = pd.Series(model.predict_proba(other), index=shuffled.index).reindex(test.users)
     np.testing.assert_allclose(q.to_numpy(), p, atol=1e-6)
-    # save/load round trip gives identical scores
+    # save/load and pickle give identical scores
     path = save_model(model, tmp_path / "lora.retention")
     np.testing.assert_array_equal(load_model(path).predict_proba(test), p)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict_proba(test), p)
     assert model.trainable_parameters_ < model.total_parameters_
-    assert model.fit_seconds_ > 0 and model.train_examples_per_second_ > 0
-    assert model.n_train_examples_ == 32 and model.history_[-1]["step"] == 4  # 32 / batch 8
-    assert 0 <= model.history_[-1]["valid_roc_auc"] <= 1
+    assert model.fit_seconds_ > 0 and model.fit_cpu_seconds_ > 0
+    assert model.train_examples_per_second_ > 0 and model.cache_seconds_ > 0
+    # every learning row (train and valid) has one out-of-fold prediction
+    n = len(train[0]) + len(valid)
+    assert model.n_train_examples_ == n and model.n_folds_ == 2
+    oof = model.oof_
+    assert oof is not None and len(oof) == n and oof["p"].notna().all()
+    assert set(oof["cutoff"]) == {np.datetime64(train[0].cutoff, "ns"), np.datetime64(valid.cutoff)}
+    folds = {h["fold"] for h in model.history_}
+    assert folds == {0, 1} and all(0 <= h["valid_roc_auc"] <= 1 for h in model.history_)
+
+
+def test_no_fold_network_learns_the_customers_it_scores(
+    tiny: TextEncoder, frames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held-out rows of each fold network are customers it never trained on, whatever the
+    cutoff; every learning row is held out exactly once."""
+    train, valid, _ = frames
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+    original = TextLMModel._train_one
+
+    def spy(self, fold, upper, cached, y, fit_idx, eval_idx, rng):  # type: ignore[no-untyped-def]
+        calls.append((fit_idx.copy(), eval_idx.copy()))
+        return original(self, fold, upper, cached, y, fit_idx, eval_idx, rng)
+
+    monkeypatch.setattr(TextLMModel, "_train_one", spy)
+    model = _model(tiny, method="lora", cv_folds=3).fit(train, valid)
+    users = np.concatenate([train[0].users.to_numpy(dtype=str), valid.users.to_numpy(dtype=str)])
+    assert len(calls) == 3
+    held = np.concatenate([e for _, e in calls])
+    assert sorted(held.tolist()) == list(range(len(users)))
+    for fit_idx, eval_idx in calls:
+        assert not set(users[fit_idx]) & set(users[eval_idx])
+        assert len(set(customer_folds(users[eval_idx], 3))) == 1
+    # the out-of-fold prediction of a row is the held-out score of its own fold's network
+    assert model.oof_ is not None and model.oof_["user_id"].tolist() == users.tolist()
+
+
+def test_frozen_layers_plus_top_layers_equal_the_encoder(tiny: TextEncoder, frames) -> None:
+    """Split in a cached lower part and a trained upper part, the untrained network reads a
+    history exactly as the whole pretrained encoder does (float16 cache aside)."""
+    import torch
+
+    _, _, test = frames
+    texts = TextLMModel(max_length=32)._examples(test).tolist()[:5]
+    for layers, pooling in [
+        (0, "mean"),
+        (1, "mean"),
+        (2, "mean"),
+        (None, "mean"),
+        (0, "cls"),
+        (1, "cls"),
+        (2, "cls"),
+        (None, "cls"),
+    ]:
+        model = _model(tiny, method="full", trainable_layers=layers, pooling=pooling)
+        model.encoder_ = tiny
+        model._load(tiny)
+        cached = model._lower(texts)
+        upper = model._new_upper(0, 0.5)
+        tokens = model._tokenizer(
+            texts, padding=True, truncation=True, max_length=32, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            whole = model._backbone(**tokens).last_hidden_state
+            if pooling == "mean":
+                pooled = mean_pool(whole, tokens["attention_mask"])
+            else:
+                pooled = whole[:, 0]
+            expected = pooled @ upper.head.weight[0]
+            x, mask = model._collate(cached)
+            upper.eval()
+            upper.head.bias.zero_()
+            got = upper(x, mask)
+        torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-3)
 
 
 def test_padding_never_changes_the_output(tiny: TextEncoder, frames) -> None:
     train, valid, test = frames
-    model = _model(tiny, method="full", epochs=1).fit(train, valid)
+    model = _model(tiny, method="full").fit(train, valid)
     p = model.predict_proba(test)
     texts = model._examples(test).tolist()
     lengths = np.array([len(t) for t in texts])
@@ -153,34 +223,51 @@ def test_fine_tuning_lowers_the_training_loss(tiny: TextEncoder, frames) -> None
         frame.events[frame.events["user_id"].isin(users)],
     )
     losses = []
-    for epochs in (1, 8):
-        model = _model(tiny, method="full", epochs=epochs, learning_rate=3e-3, dropout=0.0)
+    for epochs in (1, 16):
+        model = _model(
+            tiny,
+            method="full",
+            trainable_layers=None,  # the classic path: every weight, tokens read at each step
+            epochs=epochs,
+            learning_rate=3e-3,
+            dropout=0.0,
+            cv_folds=None,
+        )
         model.fit([small], None)
-        assert len(model.train_losses_) == epochs * 2  # 16 examples / batch 8
+        assert model.oof_ is None and model.best_epoch_ == epochs  # nothing held out
         losses.append(log_loss(small.label, model.predict_proba(small), labels=[0, 1]))
     assert losses[1] < losses[0] - 0.03
 
 
-def test_lora_leaves_the_base_weights_frozen(tiny: TextEncoder, frames) -> None:
+def test_lora_trains_adapters_of_the_top_layers_only(tiny: TextEncoder, frames) -> None:
     import torch
 
     train, valid, _ = frames
-    model = _model(tiny, method="lora", learning_rate=1e-2, lora_r=4).fit(train, valid)
+    model = _model(tiny, method="lora", learning_rate=1e-2, lora_r=4, cv_folds=None)
+    model.fit(train, valid)
     _, pretrained = tiny.load_transformer()
-    tuned = model._net.backbone.get_base_model()
-    changed_adapters = 0
-    for name, param in tuned.named_parameters():
+    original = dict(pretrained.named_parameters())
+    # the frozen encoder is the pretrained one, untouched
+    for name, param in model._backbone.named_parameters():
+        assert not param.requires_grad
+        torch.testing.assert_close(param, original[name], rtol=0, atol=0)
+    upper = model._uppers[0]
+    changed = 0
+    for name, param in upper.layers.named_parameters():
         if "lora_" in name:
             assert param.requires_grad
-            if "lora_B" in name:  # B starts at zero
-                changed_adapters += int(param.abs().sum() > 0)
+            changed += int("lora_B" in name and param.abs().sum() > 0)  # B starts at zero
             continue
         assert not param.requires_grad
-        original = dict(pretrained.named_parameters())[name.replace(".base_layer", "")]
-        torch.testing.assert_close(param, original, rtol=0, atol=0)
-    assert changed_adapters == 4  # query and value of 2 layers
-    # r x (in + out) per adapted projection, plus the head
-    assert model.trainable_parameters_ == 4 * 4 * (32 + 32) + 33
+        base = "encoder.layer.1." + name.split(".", 1)[1].replace(".base_layer", "")
+        torch.testing.assert_close(param, original[base], rtol=0, atol=0)
+    assert changed == 2  # query and value of the top layer
+    # r x (in + out) per adapted projection of one layer, plus the head
+    assert model.trainable_parameters_ == 2 * 4 * (32 + 32) + 33
+    every = _model(tiny, method="lora", lora_r=4, trainable_layers=None, cv_folds=None)
+    assert every.fit(train, valid).trainable_parameters_ == 2 * 2 * 4 * (32 + 32) + 33
+    head = _model(tiny, method="lora", trainable_layers=0, cv_folds=None).fit(train, valid)
+    assert head.trainable_parameters_ == 33
 
 
 def test_errors(tiny: TextEncoder, frames, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,6 +278,14 @@ def test_errors(tiny: TextEncoder, frames, monkeypatch: pytest.MonkeyPatch) -> N
         _model(tiny, max_length=0).fit(train, valid)
     with pytest.raises(ConfigError, match="n_jobs"):
         _model(tiny, n_jobs=0).fit(train, valid)
+    with pytest.raises(ConfigError, match="trainable_layers must be a whole number >= 0"):
+        _model(tiny, trainable_layers=-1).fit(train, valid)
+    with pytest.raises(ConfigError, match=r"trainable_layers is 3 but the encoder .* has 2"):
+        _model(tiny, trainable_layers=3).fit(train, valid)
+    with pytest.raises(ConfigError, match="cv_folds must be a whole number >= 2"):
+        _model(tiny, cv_folds=1).fit(train, valid)
+    with pytest.raises(ConfigError, match="history must be 'orders' or 'events'"):
+        _model(tiny, history="words").fit(train, valid)
     unlabeled = CutoffFrame(valid.cutoff, 60, valid.features, None, valid.events)
     with pytest.raises(DataError, match="has no label"):
         _model(tiny).fit([unlabeled], None)
@@ -205,19 +300,13 @@ def test_errors(tiny: TextEncoder, frames, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.slow
-def test_minilm_lora_has_74k_trainable_parameters_and_learns(frames) -> None:
+def test_minilm_lora_on_the_top_layer_has_12k_trainable_parameters_and_learns(frames) -> None:
     train, valid, test = frames
     model = TextLMModel(
-        method="lora",
-        encoder="all-MiniLM-L6-v2",
-        max_length=32,
-        batch_size=8,
-        max_train_examples=16,
-        max_valid_examples=8,
-        evals_per_epoch=1,
+        method="lora", encoder="all-MiniLM-L6-v2", max_length=32, batch_size=16, epochs=1
     ).fit(train, valid)
-    # 6 layers x (query, value) x r=8 x (384 + 384), plus the 385 weights of the head
-    assert model.trainable_parameters_ == 6 * 2 * 8 * 768 + 385
+    # one layer x (query, value) x r=8 x (384 + 384), plus the 385 weights of the head
+    assert model.trainable_parameters_ == 2 * 8 * 768 + 385
     assert model.total_parameters_ > 22_000_000
     p = model.predict_proba(test)
     assert p.shape == (len(test),) and np.isfinite(p).all()

@@ -35,7 +35,9 @@ def binary_three_arms():
 @pytest.mark.parametrize("name", list(UPLIFT_LEARNERS))
 def test_learner_ranks_by_the_true_effect(name, binary_three_arms) -> None:
     X, arm, y, tau = binary_three_arms
-    learner = get_uplift_learner(name, **FAST).fit(X, y, arm)
+    # one multi-class model splits its rounds over 2K classes: LightGBM's defaults, not FAST
+    params = {} if name == "multiclass_transformation" else FAST
+    learner = get_uplift_learner(name, **params).fit(X, y, arm)
     pred = learner.predict(X)
     assert pred.shape == (len(X), 2)
     for k in range(2):
@@ -99,3 +101,21 @@ def test_bad_parameters_and_data_are_refused(binary_three_arms) -> None:
         get_uplift_learner("t_learner", outcome="binary").fit(X, y * 2, arm)
     with pytest.raises(ModelError, match="retrain"):
         uplift_learner_from_state({"learner": "s_learner", "params": {"bogus": 1}})
+
+
+def test_categorical_s_learner_shares_a_split_between_treatments(binary_three_arms) -> None:
+    X, arm, y, _ = binary_three_arms
+    learner = get_uplift_learner("s_learner_categorical", **FAST).fit(X, y, arm)
+    assert learner.boosters_["mu"].pandas_categorical[-1] == [0, 1, 2]  # the arm, one column
+    # with two arms it is the S-learner with an indicator: the same splits, the same uplift
+    two = arm < 2
+    a = get_uplift_learner("s_learner", **FAST).fit(X.loc[two], y[two], arm[two]).predict(X)
+    b = get_uplift_learner("s_learner_categorical", **FAST).fit(X.loc[two], y[two], arm[two])
+    assert np.allclose(a, b.predict(X), atol=1e-6)
+
+
+def test_multiclass_transformation_refuses_a_continuous_outcome() -> None:
+    X, arm, y, _ = synthetic_campaign(600, arms=2, binary=False, seed=3)
+    Xe = FeatureEncoder(list(X.columns)).fit(X).transform(X)
+    with pytest.raises(ConfigError, match="binary outcome"):
+        get_uplift_learner("multiclass_transformation").fit(Xe, y, arm)

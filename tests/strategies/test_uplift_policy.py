@@ -104,3 +104,29 @@ def test_bootstrap_intervals_cover_the_truth() -> None:
         row = comp.table.loc[("policy", "ipw")]
         hits += row["incremental_low"] <= true_gain <= row["incremental_high"]
     assert hits / seeds >= 0.85  # 95% intervals; 40 draws
+
+
+def test_other_references_and_the_bootstrap_sums() -> None:
+    x, arm, y = _sample(11, n=5000)
+    n = len(y)
+    policies = {
+        "policy": one_hot_policy(POLICY[x], 3),
+        "random": np.tile([0.5, 0.25, 0.25], (n, 1)),
+        "first": np.tile([0.5, 0.5, 0.0], (n, 1)),
+    }
+    comp = evaluate_policies(
+        y, arm, E[x], policies, reference="random", other_references=("first",), n_boot=120
+    )
+    row = comp.table.loc[("policy", "ipw")]
+    first = comp.table.loc[("first", "ipw")]["incremental"]
+    assert row["ratio_vs_first"] == pytest.approx(row["incremental"] / first)
+    assert row["ratio_vs_first_low"] < row["ratio_vs_first"] < row["ratio_vs_first_high"]
+    # the counts-times-matrix bootstrap equals resampling the units one by one
+    nobody = ipw_contributions(y, arm, E[x], one_hot_policy(np.zeros(n, dtype=int), 3))
+    gain = ipw_contributions(y, arm, E[x], policies["policy"]) - nobody
+    rng = np.random.default_rng(0)
+    sums = np.concatenate([gain[rng.integers(0, n, size=(s, n))].sum(axis=1) for s in (50, 50, 20)])
+    assert row["incremental_low"] == pytest.approx(np.quantile(sums, 0.025), rel=1e-9)
+    assert row["incremental_high"] == pytest.approx(np.quantile(sums, 0.975), rel=1e-9)
+    with pytest.raises(ConfigError, match="not among the policies"):
+        evaluate_policies(y, arm, E[x], policies, other_references=("nobody",))

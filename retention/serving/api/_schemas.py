@@ -121,6 +121,9 @@ class ScoresOut(BaseModel):
     cutoff: str | None = None
     horizon_days: int | None = None
     model_version: str | None = None
+    model_stage: str | None = Field(
+        default=None, description="The registry stage of that model: production, candidate..."
+    )
     scored_at: str | None = None
 
 
@@ -223,7 +226,10 @@ class BacktestJobIn(_In):
 class ScoreJobIn(_In):
     """Score every customer with a registered model into the store's ``scores`` table."""
 
-    model_id: Id | None = Field(default=None, description="Default: the newest registered model.")
+    model_id: Id | None = Field(
+        default=None,
+        description="Default: the production model (the newest candidate before a promotion).",
+    )
     cutoff: Date | None = Field(default=None, description="Default: the last purchase date.")
 
 

@@ -44,6 +44,11 @@ from retention.serving.cli import _recommend  # noqa: F401  isort: skip
 from retention.serving.cli import _uplift  # noqa: F401  isort: skip
 from retention.serving.cli import _loyalty  # noqa: F401  isort: skip
 from retention.serving.cli import _plan  # noqa: F401  isort: skip
+from retention.serving.cli import _features  # noqa: F401  isort: skip
+from retention.serving.cli import _tune  # noqa: F401  isort: skip
+from retention.serving.cli import _monitor  # noqa: F401  isort: skip
+from retention.serving.cli import _registry  # noqa: F401  isort: skip
+from retention.serving.cli import _runs  # noqa: F401  isort: skip
 
 try:  # recent Typer carries its own copy of Click
     from typer._click import exceptions as _click_exceptions

@@ -259,6 +259,7 @@ def analyze_command(
 
         written = render_experiment_report(result, report)
         console.print(f"report: {written}", highlight=False, soft_wrap=True)
+        workflows.track_artifact(written)  # the report joins the analysis's tracked run
 
 
 @experiment_app.command("create")

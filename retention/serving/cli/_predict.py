@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from retention import workflows
+from retention.exceptions import ConfigError
 from retention.serving.cli._app import (
     DbOption,
     app,
@@ -17,6 +18,12 @@ from retention.serving.cli._app import (
     parse_cutoff_option,
     progress,
     resolve_db,
+)
+from retention.serving.cli._features import (
+    EventsOption,
+    MasterOption,
+    RemoteOption,
+    spark_score_command,
 )
 
 __all__ = ["backtest_command", "score_command", "train_command"]
@@ -107,6 +114,7 @@ def backtest_command(
     if html is not None:
         written = render_backtest_report(result, html, title=f"Retention backtest at {cutoff}")
         console.print(f"report: {written}", highlight=False, soft_wrap=True)
+        workflows.track_artifact(written)  # the report joins the backtest's tracked run
 
 
 @app.command("train")
@@ -125,18 +133,56 @@ def train_command(
     horizon: HorizonOption = 90,
     n_train: NTrainOption = 3,
     retained_by: RetainedByOption = "purchase",
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help="Hyper-parameters: a JSON object, or a JSON file (`retention tune --json`).",
+        ),
+    ] = None,
+    params_from_tune: Annotated[
+        bool,
+        typer.Option(
+            "--params-from-tune",
+            help="Train with the best parameters of the `retention tune` study for this "
+            "--model, --cutoff, --horizon and --retained-by.",
+        ),
+    ] = False,
+    tune_storage: Annotated[
+        Path | None,
+        typer.Option("--tune-storage", help="Study file of --params-from-tune (default: tune's)."),
+    ] = None,
+    tune_study: Annotated[
+        str | None, typer.Option("--tune-study", help="Study name of --params-from-tune.")
+    ] = None,
 ) -> None:
     """Train a model on the latest complete cutoffs and save a versioned artifact."""
+    from retention.serving.cli._tune import parse_params_option
+
     workflows.check_output_path(out, "--out", "model.retention")  # before training, not after
-    request = workflows.TrainRequest(
-        out=out,
-        model=model,
-        cutoff=parse_cutoff_option(cutoff),
-        horizon_days=horizon,
-        n_train=n_train,
-        retained_by=retained_by,
-    )
+    if params is not None and params_from_tune:
+        raise ConfigError("Pass either --params or --params-from-tune, not both.")
+    model_params = parse_params_option(params, model)
     with open_store(db, read_only=False) as store:
+        if params_from_tune:
+            model_params = workflows.tuned_params(
+                store,
+                model,
+                cutoff=parse_cutoff_option(cutoff),
+                horizon_days=horizon,
+                retained_by=retained_by,
+                storage=tune_storage,
+                study=tune_study,
+            )
+        request = workflows.TrainRequest(
+            out=out,
+            model=model,
+            cutoff=parse_cutoff_option(cutoff),
+            horizon_days=horizon,
+            n_train=n_train,
+            retained_by=retained_by,
+            model_params=model_params,
+        )
         rep = workflows.train(store, request, progress=progress())
     meta = rep.metadata
     valid = meta.get("metrics", {}).get("valid", {})
@@ -154,8 +200,14 @@ def train_command(
 def score_command(
     db: DbOption = None,
     model: Annotated[
-        Path, typer.Option("--model", help="Artifact written by `retention train`.")
-    ] = Path("model.retention"),
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model id of the registry, or an artifact path (default: the production "
+            "model, else the newest candidate).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the scores to a .csv or .parquet.")
     ] = None,
@@ -177,31 +229,68 @@ def score_command(
             help="Must match the model's (default: the activity the model was trained on).",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="duckdb (the store) or spark (a Parquet log, --events)."),
+    ] = "duckdb",
+    events: EventsOption = None,
+    spark_master: MasterOption = None,
+    spark_remote: RemoteOption = None,
 ) -> None:
     """Write each customer's P(retained), P(alive), expected purchases, CLV and risk band."""
+    if engine != "duckdb" or events is not None:  # on Spark, from Parquet, into Parquet
+        spark_score_command(
+            engine=engine,
+            db=db,
+            model=model,
+            events=events,
+            out=None if out is None else str(out),
+            cutoff=cutoff,
+            horizon=horizon,
+            retained_by=retained_by,
+            spark_master=spark_master,
+            spark_remote=spark_remote,
+        )
+        return
     path = resolve_db(db)
     if out is not None:  # before scoring, not after
         workflows.check_output_path(out, "--out", "scores.csv")
-    request = workflows.ScoreRequest(
-        model_path=model,
-        cutoff=parse_cutoff_option(cutoff),
-        horizon_days=horizon,
-        out=out,
-        table=table,
-        retained_by=retained_by,
-    )
+    at = parse_cutoff_option(cutoff)
     with open_store(path, read_only=False) as store:
+        # the registry's production model (else its newest candidate, with a warning) unless
+        # --model names an id or an artifact
+        ref = _model_ref(store, model)
+        request = workflows.ScoreRequest(
+            **ref,
+            cutoff=at,
+            horizon_days=horizon,
+            out=out,
+            table=table,
+            retained_by=retained_by,
+        )
         rep = workflows.score(store, request, progress=progress())
+        stage = store.model_stage(rep.model_version)
     bands = ", ".join(f"{k} {v:,}" for k, v in rep.bands.items())
     console.print(
         f"scored {len(rep.scores):,} customers at {rep.cutoff:%Y-%m-%d} with model "
-        f"{rep.model_version}; risk: {bands}",
+        f"{rep.model_version}{f' ({stage})' if stage else ''}; risk: {bands}",
         highlight=False,
         soft_wrap=True,
     )
     console.print(f"table: {rep.table} in {path}", highlight=False, soft_wrap=True)
     if rep.out is not None:
         console.print(f"file: {rep.out}", highlight=False, soft_wrap=True)
+
+
+def _model_ref(store: workflows.Store, model: str | None) -> dict[str, Any]:
+    """``--model`` as ScoreRequest arguments: an artifact path (a file there, or a name with a
+    folder or the .retention suffix) or a registry id; by default the registry's choice."""
+    if model is None:
+        return {"model_id": workflows.choose_model(store).model_id}
+    p = Path(model)
+    if p.is_file() or p.suffix == ".retention" or len(p.parts) > 1:
+        return {"model_path": p}
+    return {"model_id": model}
 
 
 def _days(n: object) -> str:

@@ -119,7 +119,8 @@ def print_evaluation(payload: dict[str, Any]) -> None:
     for col in ("policy", "treated", "IPW gain", "interval", "DR gain", "x random (IPW)"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     chosen = f"model:{payload['chosen_model']}"
-    for name in (chosen, "random", "everyone_best_single", "nobody"):
+    shown_rows = ("policy", chosen, "random", "random_best_single", "random_uniform")
+    for name in (*shown_rows, "everyone_best_single", "nobody"):
         p = pol["policies"].get(name)
         if p is None:
             continue
@@ -196,6 +197,7 @@ def evaluate_command(
     if html is not None:
         written = render_uplift_report(rep, html)
         console.print(f"report: {written}", highlight=False, soft_wrap=True)
+        workflows.track_artifact(written)  # the report joins the evaluation's tracked run
 
 
 @uplift_app.command("train")

@@ -43,3 +43,10 @@ from retention.serving.report._promote import (  # noqa: E402
 )
 
 __all__ += ["plan_sections", "render_plan_report", "render_uplift_report", "uplift_sections"]
+
+from retention.serving.report._monitor import (  # noqa: E402
+    monitor_sections,
+    render_monitor_report,
+)
+
+__all__ += ["monitor_sections", "render_monitor_report"]

@@ -193,7 +193,7 @@ def render_uplift_report(report: UpliftEvaluateReport, path: Path | str) -> Path
     payload = report.to_dict()
     pol = payload["policy"]["policies"]
     chosen = payload["chosen_model"]
-    ratio = pol.get(f"model:{chosen}", {}).get("ipw", {}).get("ratio")
+    ratio = pol.get("policy", pol.get(f"model:{chosen}", {})).get("ipw", {}).get("ratio")
     summary = [
         ("units", f"{payload['n_units']:,}"),
         ("outcome", str(payload["outcome"])),

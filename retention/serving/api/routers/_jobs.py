@@ -106,16 +106,22 @@ def post_score_job(
     cache: Annotated[workflows.ModelCache, Depends(get_cache)],
 ) -> dict[str, Any]:
     """Write every customer's scores and reasons with a model of the registry (default: the
-    newest) to the `scores` table; lookups answer from them once the job has finished."""
-    model_id = body.model_id or workflows.latest_model_id(handle.read())
-    if model_id is None:
-        raise NotFoundError("No model in the store's registry yet: post a train job first.")
+    production model, else the newest candidate) to the `scores` table; lookups answer from
+    them once the job has finished."""
+    if body.model_id is not None:  # checked by the job: an unknown id fails there
+        model_id, stage = body.model_id, None
+    else:  # the production model, else the newest candidate
+        store = handle.read()
+        if store.count_rows("models") == 0:
+            raise NotFoundError("No model in the store's registry yet: post a train job first.")
+        choice = workflows.choose_model(store, warn=False)
+        model_id, stage = choice.model_id, choice.stage
     request = workflows.ScoreRequest(model_id=model_id, cutoff=_cutoff(body.cutoff))
 
     def run(job_store: Any) -> dict[str, Any]:
         return workflows.score(job_store, request, cache=cache).to_dict()
 
-    params = {**body.model_dump(mode="json"), "model_id": model_id}
+    params = {**body.model_dump(mode="json"), "model_id": model_id, "model_stage": stage}
     return state.jobs.submit("score", params, run).to_dict()
 
 

@@ -42,3 +42,4 @@ _part("drivers", workflows.dashboard_drivers, "Drivers: the features behind the 
 _part("models", workflows.dashboard_models, "Models: the registry and validation metrics")
 _part("plan", workflows.dashboard_plan, "Plan: totals of the plan table")
 _part("experiments", workflows.dashboard_experiments, "Experiments: arms of the assignments")
+_part("monitor", workflows.dashboard_monitor, "Monitor: drift and decay of the latest monitor run")

@@ -256,9 +256,32 @@
     showNote(part.note);
     const rows = (part.data.models || []).map((m) => Object.assign({}, m, m.valid_metrics));
     if (!rows.length) { app.append(el("p", { cls: "muted", text: "No model registered yet: retention train (or POST /jobs/train)." })); return; }
-    app.append(table([["model_id", "model"], ["name", "kind"], ["cutoff", "cutoff"], ["horizon_days", "horizon"], ["created_at", "registered"], ["roc_auc", "ROC-AUC", "2"], ["pr_auc", "PR-AUC", "2"], ["brier", "Brier", "2"], ["lift_at_10", "lift@10", "2"], ["scored_customers", "scored"]], rows, "table-models"));
+    app.append(table([["model_id", "model"], ["name", "kind"], ["stage", "stage"], ["cutoff", "cutoff"], ["horizon_days", "horizon"], ["created_at", "registered"], ["roc_auc", "ROC-AUC", "2"], ["pr_auc", "PR-AUC", "2"], ["brier", "Brier", "2"], ["lift_at_10", "lift@10", "2"], ["scored_customers", "scored"]], rows, "table-models"));
     await plot("plot-models", [{ type: "bar", x: rows.map((r) => r.model_id), y: rows.map((r) => r.roc_auc), marker: { color: "#5b8def" } }],
       { title: { text: "Validation ROC-AUC by model" }, yaxis: { range: [0.5, 1] }, height: 300 });
+    await monitorPanel();
+  }
+
+  // the latest `retention monitor` run: flags, PSI per feature, realised ROC-AUC over time
+  async function monitorPanel() {
+    const part = await api("/stats/monitor");
+    const box = el("section", { "data-testid": "monitor-panel" }, [el("h2", { text: "Monitoring" })]);
+    app.append(box);
+    if (!part.data.run) { box.append(el("p", { cls: "muted", text: part.note || "No monitor run yet: retention monitor." })); return; }
+    const run = part.data.run;
+    const flags = run.flags.length ? "DRIFT: " + run.flags.join(", ") : "OK: no flag raised";
+    box.append(el("p", { cls: run.flags.length ? "flag-drift" : "flag-ok", "data-testid": "monitor-flags", text: flags + " (model " + run.model_id + ", " + fmt(run.created_at) + ")" }));
+    box.append(table([["n_drifted", "drifted features"], ["n_features", "features"], ["max_feature_psi", "max PSI", "2"], ["score_psi", "score PSI", "2"], ["realised_roc_auc", "realised ROC-AUC", "2"], ["baseline_roc_auc", "reference ROC-AUC", "2"], ["decay", "decay", "2"]], [run], "table-monitor"));
+    const feats = part.data.features || [];
+    if (feats.length) {
+      await plot("plot-monitor-psi", [{ type: "bar", orientation: "h", y: feats.map((f) => f.feature), x: feats.map((f) => f.psi), marker: { color: feats.map((f) => (f.drifted ? "#c0392b" : "#5b8def")) } }],
+        { title: { text: "PSI per feature (latest run)" }, yaxis: { autorange: "reversed" }, margin: { l: 200, r: 30, t: 40, b: 40 }, height: 60 + 22 * feats.length });
+    }
+    const perf = part.data.performance || [];
+    if (perf.length) {
+      await plot("plot-monitor-decay", [{ type: "scatter", mode: "lines+markers", name: "realised", x: perf.map((r) => r.cutoff), y: perf.map((r) => r.roc_auc) }, { type: "scatter", mode: "lines", name: "reference", line: { dash: "dot" }, x: perf.map((r) => r.cutoff), y: perf.map((r) => r.baseline_roc_auc) }],
+        { title: { text: "Realised ROC-AUC of earlier scores" }, height: 300 });
+    }
   }
 
   const RENDER = { overview, cohorts, risk, drivers, customers, plan: planPage, experiments, models };

@@ -1,0 +1,172 @@
+"""``retention tune``: hyper-parameter search with Optuna, stored so that it resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from retention import workflows
+from retention.exceptions import ConfigError
+from retention.serving.cli._app import (
+    DbOption,
+    app,
+    console,
+    open_store,
+    parse_cutoff_option,
+    progress,
+)
+
+__all__ = ["parse_params_option", "tune_command"]
+
+
+def parse_params_option(value: str | None, model: str) -> dict[str, Any]:
+    """``--params``: a JSON object (``'{"num_leaves": 8}'``) or a JSON file (a plain object, or
+    what ``retention tune --json`` wrote)."""
+    if value is None:
+        return {}
+    if value.lstrip().startswith("{"):
+        try:
+            payload = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--params is not a valid JSON object ({exc}). Pass e.g. "
+                "--params '{\"num_leaves\": 8}' or a JSON file."
+            ) from exc
+        return workflows.model_params_from(payload, model)
+    return workflows.read_model_params(Path(value), model)
+
+
+@app.command("tune")
+def tune_command(
+    trials: Annotated[
+        int, typer.Option("--trials", help="Trials to run now (added to the stored study's).")
+    ],
+    db: DbOption = None,
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="tpe (Bayesian), random or grid.")
+    ] = "tpe",
+    model: Annotated[
+        str, typer.Option("--model", help="Model to tune: gbdt, sequence or text_lm_lora.")
+    ] = "gbdt",
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--cutoff",
+            help="Cutoff tuned for, YYYY-MM-DD (a backtest's test cutoff, or where train will "
+            "score; default: last purchase). Only earlier label windows are used.",
+        ),
+    ] = None,
+    horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
+    n_train: Annotated[
+        int, typer.Option("--n-train", min=1, help="Number of training cutoffs.")
+    ] = 3,
+    retained_by: Annotated[
+        str,
+        typer.Option(
+            "--retained-by",
+            help="What counts as coming back: purchase, any, or event types (review,view).",
+        ),
+    ] = "purchase",
+    storage: Annotated[
+        Path | None,
+        typer.Option(
+            "--storage",
+            help="SQLite file of the study (default: next to the store, <db>.optuna.sqlite3).",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="Study name (default: model, cutoff and horizon)."),
+    ] = None,
+    params: Annotated[
+        str | None,
+        typer.Option("--params", help="Hyper-parameters held fixed: a JSON object or a JSON file."),
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune/--no-prune", help="Stop unpromising trials early.")
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler.")] = 0,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=1, help="Start no new trial after this many seconds."),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write the study (best parameters, every trial) as JSON; "
+            "`retention train --params FILE` reads it.",
+        ),
+    ] = None,
+) -> None:
+    """Search a model's hyper-parameters on the learning cutoffs before CUTOFF (never CUTOFF's
+    own labels); print and store the best, resumable."""
+    if json_out is not None:  # before the search, not after it
+        workflows.check_output_path(json_out, "--json", "tune.json")
+    request = workflows.TuneRequest(
+        n_trials=trials,
+        model=model,
+        sampler=sampler,
+        cutoff=parse_cutoff_option(cutoff),
+        horizon_days=horizon,
+        n_train=n_train,
+        retained_by=retained_by,
+        storage=storage,
+        study=study,
+        fixed_params=parse_params_option(params, model),
+        prune=prune,
+        seed=seed,
+        timeout=timeout,
+    )
+    with open_store(db, read_only=True) as store:
+        report = workflows.tune(store, request, progress=progress())
+    if json_out is not None:
+        workflows.write_tune_json(report, json_out)
+    out = report.to_dict()
+    console.print(
+        f"study {out['study_name']}: {out['n_trials_run']} trial(s) run now, {out['n_trials']} in "
+        f"all ({out['n_complete']} complete, {out['n_pruned']} pruned, {out['n_failed']} failed) "
+        f"in {out['seconds']:.0f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"objective: {out['objective']}", highlight=False, soft_wrap=True)
+    best, default = out["best_value"], out["default_value"]
+    if best is None:
+        console.print("no trial completed yet: run more --trials", highlight=False)
+    else:
+        line = f"best value {best:.4f}"
+        if default is not None:
+            line += f" (the defaults: {default:.4f})"
+        console.print(line, highlight=False, soft_wrap=True)
+        table = Table(title=f"best parameters of {out['model']}")
+        table.add_column("parameter", style="bold")
+        table.add_column("value", justify="right")
+        table.add_column("searched in")
+        for name, value in out["best_params"].items():
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            table.add_row(name, shown, out["space"].get(name, ""))
+        console.print(table)
+    console.print(f"study: {out['storage']}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        console.print(f"json: {json_out}", highlight=False, soft_wrap=True)
+    if best is not None:
+        if json_out is not None:
+            hint = f"--params {json_out}"
+        else:
+            hint = "--params-from-tune"
+            hint += f" --cutoff {cutoff}" if cutoff is not None else ""
+            hint += f" --horizon {horizon}" if horizon != 90 else ""
+            hint += f" --retained-by {retained_by}" if retained_by != "purchase" else ""
+            hint += f" --tune-storage {storage}" if storage is not None else ""
+            hint += f" --tune-study {study}" if study is not None else ""
+        where = f"--db {db} " if db is not None else ""
+        console.print(
+            f"train with them: retention train {where}--model {out['model']} {hint}",
+            highlight=False,
+            soft_wrap=True,
+        )
