@@ -87,3 +87,12 @@ def spark_local() -> Iterator[Any]:
     )
     yield session
     session.stop()
+
+
+@pytest.fixture
+def spark(spark_local: Any) -> Any:
+    """The shared session without side tables other tests left as views: a Parquet log of
+    events has no ``items`` or ``users``."""
+    for view in ("items", "users"):
+        spark_local.catalog.dropTempView(view)
+    return spark_local

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pit_synth import CUTOFF, EVENT_COLUMNS, _complete, hand_events, random_events
+from spark_marks import spark_test
 
 from retention.exceptions import ConfigError, ReadError
 from retention.features import events_backend, feature_table, spark_session, to_engine
@@ -27,30 +28,6 @@ from retention.serving.cli import main
 
 HORIZON = 30
 END = CUTOFF + pd.Timedelta(days=HORIZON)
-
-_SPARK_MARKS = (
-    pytest.mark.spark,
-    pytest.mark.slow,
-    # py4j leaves its gateway sockets to the garbage collector
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-)
-
-
-def spark_test(fn):
-    """Mark a test that runs Spark."""
-    for mark in _SPARK_MARKS:
-        fn = mark(fn)
-    return fn
-
-
-@pytest.fixture
-def spark(spark_local):
-    """The shared session without side tables other tests left as views: a Parquet log of
-    events has no ``items`` or ``users``."""
-    for view in ("items", "users"):
-        spark_local.catalog.dropTempView(view)
-    return spark_local
 
 
 def _ev(user, ts, kind, order=None, amount=None, item="i1"):

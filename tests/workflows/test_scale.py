@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from spark_marks import spark_test
 
 from retention import workflows
 from retention.data import Store, ingest
@@ -21,29 +22,6 @@ from retention.exceptions import ConfigError, RetentionWarning
 from retention.features import MinData
 from retention.serving.cli import main
 from retention.workflows._scale import SCORE_COLUMNS, check_spark_model
-
-_SPARK_MARKS = (
-    pytest.mark.spark,
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-)
-
-
-def spark_test(fn):
-    """Mark a test that runs Spark."""
-    for mark in _SPARK_MARKS:
-        fn = mark(fn)
-    return fn
-
-
-@pytest.fixture
-def spark(spark_local):
-    """The shared session without side tables other tests left as views: a Parquet log of
-    events has no ``items`` or ``users``."""
-    for view in ("items", "users"):
-        spark_local.catalog.dropTempView(view)
-    return spark_local
 
 
 @pytest.fixture(scope="module")
