@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from retention.data import Store
+from retention.data import TABLE_COLUMNS, Store
 from retention.exceptions import ConfigError, NotFoundError
 from retention.workflows._common import check_positive_int, json_clean
 
@@ -44,17 +44,8 @@ __all__ = [
 #: most customer ids one ``POST /score`` may ask for
 MAX_BATCH_IDS = 1000
 _MAX_ID = 256
-_SCORE_FIELDS = (
-    "p_retained",
-    "p_alive",
-    "expected_purchases",
-    "clv",
-    "risk_band",
-    "cutoff",
-    "horizon_days",
-    "model_version",
-    "scored_at",
-)
+#: a customer's score fields: the ``scores`` table's columns but the id
+_SCORE_FIELDS = tuple(name for name, _ in TABLE_COLUMNS["scores"] if name != "user_id")
 
 
 _REASON_FIELDS = ("feature", "family", "contribution", "value", "typical", "text")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from retention._progress import Progress, as_progress
-from retention.data import Store
+from retention.data import TABLE_COLUMNS, Store
 from retention.exceptions import ConfigError
 from retention.features import (
     RETAINED_BY_DEFAULT,
@@ -69,18 +69,14 @@ __all__ = [
 ]
 
 #: the columns of the ``scores`` table, in its order (docs/tables.md)
-SCORE_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "p_retained",
-    "p_alive",
-    "expected_purchases",
-    "clv",
-    "risk_band",
-    "cutoff",
-    "horizon_days",
-    "model_version",
-    "scored_at",
-)
+SCORE_COLUMNS: tuple[str, ...] = tuple(name for name, _ in TABLE_COLUMNS["scores"])
+#: the Spark type of each DuckDB column type of ``scores``
+_SPARK_TYPES = {
+    "VARCHAR": "StringType",
+    "DOUBLE": "DoubleType",
+    "INTEGER": "IntegerType",
+    "TIMESTAMP": "TimestampNTZType",
+}
 _NUMBERS = ("p_retained", "p_alive", "expected_purchases", "clv")
 
 
@@ -537,18 +533,13 @@ def _score_partition(
 
 
 def _scores_schema() -> Any:
+    """The ``scores`` table's columns as a Spark schema (every field nullable, as before)."""
     from pyspark.sql import types as st
 
-    number = st.DoubleType()
     return st.StructType(
         [
-            st.StructField("user_id", st.StringType()),
-            *[st.StructField(c, number) for c in _NUMBERS],
-            st.StructField("risk_band", st.StringType()),
-            st.StructField("cutoff", st.TimestampNTZType()),
-            st.StructField("horizon_days", st.IntegerType()),
-            st.StructField("model_version", st.StringType()),
-            st.StructField("scored_at", st.TimestampNTZType()),
+            st.StructField(name, getattr(st, _SPARK_TYPES[kind.split()[0]])())
+            for name, kind in TABLE_COLUMNS["scores"]
         ]
     )
 
