@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DbOption",
+    "NTrainOption",
+    "RetainedByOption",
     "app",
     "console",
     "err_console",
@@ -83,6 +85,18 @@ DbOption = Annotated[
         "--db",
         help="DuckDB store (default: $RETENTION_DB or ./retention.duckdb).",
         show_default=False,
+    ),
+]
+
+
+#: ``--n-train N``: how many learning cutoffs (backtest, train, tune)
+NTrainOption = Annotated[int, typer.Option("--n-train", min=1, help="Number of training cutoffs.")]
+#: ``--retained-by``: the activity that counts as coming back (label, population, BTYD)
+RetainedByOption = Annotated[
+    str,
+    typer.Option(
+        "--retained-by",
+        help="What counts as coming back: purchase, any, or event types (review,view).",
     ),
 ]
 

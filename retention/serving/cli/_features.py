@@ -14,6 +14,7 @@ from retention import workflows
 from retention.exceptions import ConfigError
 from retention.serving.cli._app import (
     DbOption,
+    RetainedByOption,
     app,
     console,
     open_store,
@@ -79,13 +80,7 @@ def features_command(
     labels: Annotated[
         bool, typer.Option("--labels", help="Add the label column `retained` (needs --horizon).")
     ] = False,
-    retained_by: Annotated[
-        str,
-        typer.Option(
-            "--retained-by",
-            help="What counts as coming back: purchase, any, or event types (review,view).",
-        ),
-    ] = "purchase",
+    retained_by: RetainedByOption = "purchase",
     spark_master: MasterOption = None,
     spark_remote: RemoteOption = None,
     events_table: EventsTableOption = False,

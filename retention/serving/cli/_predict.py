@@ -12,6 +12,8 @@ from retention import workflows
 from retention.exceptions import ConfigError
 from retention.serving.cli._app import (
     DbOption,
+    NTrainOption,
+    RetainedByOption,
     app,
     console,
     open_store,
@@ -35,15 +37,6 @@ DEFAULT_MODELS = "bgnbd,paretonbd,mbgnbd,gbdt,ensemble"
 HorizonOption = Annotated[
     int,
     typer.Option("--horizon", min=1, help="Label window in days: a purchase in [cutoff, +DAYS)."),
-]
-NTrainOption = Annotated[int, typer.Option("--n-train", min=1, help="Number of training cutoffs.")]
-#: ``--retained-by``: the activity that counts as coming back (label, population, BTYD)
-RetainedByOption = Annotated[
-    str,
-    typer.Option(
-        "--retained-by",
-        help="What counts as coming back: purchase, any, or event types (review,view).",
-    ),
 ]
 
 

@@ -13,6 +13,8 @@ from retention import workflows
 from retention.exceptions import ConfigError
 from retention.serving.cli._app import (
     DbOption,
+    NTrainOption,
+    RetainedByOption,
     app,
     console,
     open_store,
@@ -61,16 +63,8 @@ def tune_command(
         ),
     ] = None,
     horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
-    n_train: Annotated[
-        int, typer.Option("--n-train", min=1, help="Number of training cutoffs.")
-    ] = 3,
-    retained_by: Annotated[
-        str,
-        typer.Option(
-            "--retained-by",
-            help="What counts as coming back: purchase, any, or event types (review,view).",
-        ),
-    ] = "purchase",
+    n_train: NTrainOption = 3,
+    retained_by: RetainedByOption = "purchase",
     storage: Annotated[
         Path | None,
         typer.Option(
