@@ -118,6 +118,8 @@ def _one_run(db: Path, spec: dict[str, Any]) -> dict[str, Any]:
         "fewest_retained": data.get("retained"),
         "fewest_churned": data.get("churned"),
         "roc_auc": auc,
+        # the stack or one member alone, chosen on the learning cutoffs' out-of-fold predictions
+        "ensemble_chose": result.extra.get("ensemble_choice", {}).get("chosen"),
         "seconds": round(time.perf_counter() - t0, 1),
         "warnings": len(caught),
     }

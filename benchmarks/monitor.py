@@ -7,12 +7,21 @@ On the bundled Online Retail (a one-year log) it trains a gbdt for ``--train-cut
 scores at that cutoff and a month later (both label windows end before the last event), then:
 
 * ``as_is``: monitors the unchanged store (training window against the latest window, ending at
-  the last event, 2011-12-09): the drift the data has on its own, and the realised ROC-AUC,
-  Brier and calibration error of both scoring runs against the model's reference ROC-AUC (its
-  validation cutoff's: optimistic);
-* ``injected``: the same on a copy where every order line after ``--drift-from`` (2011-10-01) is
-  worth ``--factor`` (3) times as much and half the purchases after it are dropped: the spend and
-  frequency features must move further than on the unchanged data (the ratio of their PSI);
+  the last event, 2011-12-09) as ``retention monitor`` does by default: the training cutoffs lie
+  63 to 123 days after the store's first event, so the latest window's features are computed on
+  the same length of history (``history_matched``: each latest cutoff reads only as many days
+  of events as its training cutoff had). Also the realised ROC-AUC, Brier and calibration error
+  of both scoring runs against the model's reference ROC-AUC (its validation cutoff's:
+  optimistic). ``as_is_full_history`` is the same run on every event (``--full-history``, the
+  comparison before history matching), and ``as_is_previous_protocol`` counts, on its pooled
+  features, what the first monitor flagged (decile bins for every feature, the country share
+  binned as a number, the ageing features flagging). ``history_matched_check`` recomputes the
+  history-matched window independently, on copies of the store whose events before each start
+  are deleted, and gives the largest PSI difference from the monitor's;
+* ``injected``: the same (history-matched, and on every event) on a copy where every order line
+  after ``--drift-from`` (2011-10-01) is worth ``--factor`` (3) times as much and half the
+  purchases after it are dropped: the spend and frequency features must move further than on
+  the unchanged data (the ratio of their PSI, like against like);
 * ``retrained``: ``retention retrain --if-drift`` on the injected copy, then a monitor run of the
   new candidate on the same data (it was trained on the drifted data: its features' PSI falls).
 
@@ -41,6 +50,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from retention import workflows
 from retention.exceptions import RetentionWarning
+from retention.experiments import drift_table, psi
+from retention.features import ages_with_calendar, make_frame
 
 SPEND = ("w7d_spend", "w30d_spend", "w90d_spend", "w180d_spend", "monetary_mean", "monetary_max")
 FREQUENCY = ("w30d_purchases", "w90d_purchases", "frequency_orders_per_30d")
@@ -53,11 +64,24 @@ def _psi_of(report: Any, names: tuple[str, ...]) -> dict[str, float]:
 
 def _summary(report: Any, seconds: float) -> dict[str, Any]:
     perf = report.performance
+    f = report.features
+    threshold = report.thresholds.feature_psi
+    ageing = f[f["ages_with_calendar"]]
     return {
+        "history_matched": report.history_matched,
         "flags": report.flags,
-        "n_features": len(report.features),
+        "messages": report.messages(),
+        "n_features": len(f),
         "n_drifted": len(report.drifted_features),
-        "most_drifted": report.features.head(5)[["feature", "psi", "ks"]]
+        "drifted": report.drifted_features,
+        "ageing_over_threshold": [str(x) for x in ageing.loc[ageing["psi"] > threshold, "feature"]],
+        "user_country_freq": f.set_index("feature")
+        .reindex(["user_country_freq"])[["psi", "ks", "binning"]]
+        .round(4)
+        .to_dict("records"),
+        "most_drifted": f.head(5)[["feature", "psi", "ks"]].round(4).to_dict("records"),
+        "most_drifted_flagging": f[f["drifted"]]
+        .head(5)[["feature", "psi", "ks"]]
         .round(4)
         .to_dict("records"),
         "score_psi": round(float(report.score["psi"]), 4),
@@ -83,11 +107,95 @@ def _summary(report: Any, seconds: float) -> dict[str, Any]:
     }
 
 
-def _monitor(db: Path, model_id: str | None = None) -> tuple[Any, float]:
+def _monitor(db: Path, model_id: str | None = None, full: bool = False) -> tuple[Any, float]:
     t0 = time.perf_counter()
     with workflows.Store(db) as store:
-        rep = workflows.monitor(store, workflows.MonitorRequest(model_id=model_id))
+        rep = workflows.monitor(
+            store, workflows.MonitorRequest(model_id=model_id, full_history=full)
+        )
     return rep, time.perf_counter() - t0
+
+
+def _pooled(db: Path, cutoffs: list[pd.Timestamp], horizon: int) -> pd.DataFrame:
+    with workflows.Store(db, read_only=True) as store:
+        parts = [make_frame(store, c, horizon, with_label=False).features for c in cutoffs]
+    return pd.concat(parts)
+
+
+def _countries(db: Path, users: pd.Index) -> list[Any]:
+    with workflows.Store(db, read_only=True) as store:
+        table = store.table_df("users")
+    table["user_id"] = table["user_id"].astype(str)
+    country = table.drop_duplicates("user_id").set_index("user_id")["country"]
+    return list(country.reindex(users.astype(str)).to_numpy(dtype=object))
+
+
+def _protocols(report: Any, matched: Any, db: Path, folder: Path) -> dict[str, Any]:
+    """The previous protocol's flags (on the full-history ``report``'s windows) and an
+    independent check of the history-matched ``matched`` run (see the docstring)."""
+    horizon = report.horizon_days
+    threshold = report.thresholds.feature_psi
+    ref = _pooled(db, report.reference_cutoffs, horizon)
+    cur = _pooled(db, report.current_cutoffs, horizon)
+    common = [c for c in ref.columns if c in cur.columns]
+    old = {c: psi(ref[c].to_numpy(dtype=float), cur[c].to_numpy(dtype=float)) for c in common}
+    previous = sorted((c for c in common if old[c] > threshold), key=lambda c: -old[c])
+    with workflows.Store(db, read_only=True) as store:
+        first = store.event_range(None)[0].normalize()
+    parts = []
+    for r, c in zip(matched.reference_cutoffs, matched.current_cutoffs, strict=True):
+        copy = folder / f"matched-{c:%Y%m%d}.duckdb"
+        shutil.copy(db, copy)
+        start = c - (r - first)  # as many days of history as the training cutoff had
+        with workflows.Store(copy) as store:
+            store.con.execute("DELETE FROM events WHERE ts < ?", [start.to_pydatetime()])
+            parts.append(make_frame(store, c, horizon, with_label=False).features)
+        copy.unlink()
+    deleted = pd.concat(parts)
+    table = drift_table(
+        ref,
+        deleted,
+        categories={
+            "user_country_freq": (_countries(db, ref.index), _countries(db, deleted.index))
+        },
+    ).set_index("feature")
+    mine = matched.features.set_index("feature")["psi"]
+    return {
+        "previous_protocol": {
+            "n_drifted": len(previous),
+            "drifted": previous,
+            "user_country_freq_psi_deciles": round(float(old["user_country_freq"]), 4),
+        },
+        "history_matched_check": {
+            "method": "events before each start deleted from a copy of the store",
+            "n_rows": len(deleted),
+            "n_rows_monitor": matched.n_current,
+            "n_over_threshold_not_ageing": int(
+                sum(
+                    1
+                    for f, v in table["psi"].items()
+                    if v > threshold and not ages_with_calendar(str(f))
+                )
+            ),
+            "max_abs_psi_difference": float((table["psi"] - mine.reindex(table.index)).abs().max()),
+        },
+    }
+
+
+def _matched(report: Any) -> dict[str, Any]:
+    threshold = report.thresholds.feature_psi
+    f = report.features
+    return {
+        "history_matched": report.history_matched,
+        "history_starts": [f"{s:%Y-%m-%d}" for s in report.history_starts],
+        "days_of_history": report.history_days,
+        "n_rows": report.n_current,
+        "n_drifted": len(report.drifted_features),
+        "max_psi_flagging": round(float(report.flagged_features["psi"].max()), 4),
+        "ageing_over_threshold": [
+            str(x) for x in f.loc[f["ages_with_calendar"] & (f["psi"] > threshold), "feature"]
+        ],
+    }
 
 
 def main() -> None:
@@ -136,7 +244,10 @@ def main() -> None:
                 [at],
             )
         as_is, s_as_is = _monitor(db)
+        full, s_full = _monitor(db, full=True)
+        protocols = _protocols(full, as_is, db, folder)
         drifted, s_drifted = _monitor(injected)
+        drifted_full, s_drifted_full = _monitor(injected, full=True)
         with workflows.Store(injected) as store:
             t0 = time.perf_counter()
             re = workflows.retrain(store, workflows.RetrainRequest(mode="if_drift"))
@@ -150,6 +261,7 @@ def main() -> None:
         return {k: round(a[k] / b[k], 2) for k in a if k in b and b[k] > 0}
 
     a, d = _summary(as_is, s_as_is), _summary(drifted, s_drifted)
+    af, df = _summary(full, s_full), _summary(drifted_full, s_drifted_full)
     result = {
         "dataset": args.dataset,
         "model": args.model,
@@ -160,12 +272,36 @@ def main() -> None:
         "injection": {"from": args.drift_from, "amount_factor": args.factor, "orders_kept": 0.5},
         "train_seconds": round(train_seconds, 1),
         "monitor_over_train_seconds": round(s_as_is / train_seconds, 3),
+        "monitor_full_history_over_train_seconds": round(s_full / train_seconds, 3),
         "as_is": a,
+        "as_is_history_matched": _matched(as_is),
+        "as_is_full_history": af,
+        "as_is_previous_protocol": protocols["previous_protocol"],
+        "history_matched_check": protocols["history_matched_check"],
+        "as_is_matched_over_full_history_n_drifted": round(
+            a["n_drifted"] / max(1, af["n_drifted"]), 3
+        ),
+        "as_is_matched_over_full_history_score_psi": round(a["score_psi"] / af["score_psi"], 3),
+        "full_history_over_previous_n_drifted": round(
+            af["n_drifted"] / max(1, protocols["previous_protocol"]["n_drifted"]), 3
+        ),
+        "country_psi_categories_over_deciles": round(
+            af["user_country_freq"][0]["psi"]
+            / protocols["previous_protocol"]["user_country_freq_psi_deciles"],
+            4,
+        ),
         "injected": d,
+        "injected_history_matched": _matched(drifted),
+        "injected_full_history": df,
         "injected_over_as_is_psi": {
             "spend": ratio(d["spend_psi"], a["spend_psi"]),
             "frequency": ratio(d["frequency_psi"], a["frequency_psi"]),
             "score": round(d["score_psi"] / a["score_psi"], 2) if a["score_psi"] else None,
+        },
+        "injected_over_as_is_psi_full_history": {
+            "spend": ratio(df["spend_psi"], af["spend_psi"]),
+            "frequency": ratio(df["frequency_psi"], af["frequency_psi"]),
+            "score": round(df["score_psi"] / af["score_psi"], 2) if af["score_psi"] else None,
         },
         "retrain": {
             "triggered": re.triggered,

@@ -7,8 +7,10 @@ default models (``workflows.DEFAULT_BACKTEST_MODELS``: ``bgnbd``, ``paretonbd``,
 test cutoff, horizon 90 days. Early stopping, calibration and the ensemble's stacker learn from
 out-of-fold predictions grouped by customer over those learning cutoffs; the test cutoff is
 untouched. A BTYD model that collapses to the same NBD as an earlier one is listed once (the
-backtest JSON's ``twins``). Prints the markdown table of the README, the paired-bootstrap interval
-of the ensemble's ROC-AUC minus its best member's (the same resamples of customers for both), the
+backtest JSON's ``twins``). Prints the markdown table of the README, what the ensemble chose on the
+out-of-fold predictions (the stack or one member alone, and where its level comes from: see
+``retention/models/_ensemble.py``), the paired-bootstrap interval of the ensemble's ROC-AUC minus
+its best member's on the test cutoff (the same resamples of customers for both), the
 CLV's error against the spend realised in the label window next to the textbook CLV's (BG/NBD x
 Gamma-Gamma on repeat purchases, returns ignored) as a ratio, and whether each target is met;
 writes ``benchmarks/results/prediction.json``. Nothing is tuned on the test cutoffs: every model
@@ -73,8 +75,14 @@ def targets(name: str, payload: dict) -> list[tuple[str, bool]]:
     best_brier = min(v["brier"] for v in members.values())
     gain = payload["bootstrap"]
     interval = f"(paired bootstrap 95% interval {gain['low']:+.4f} to {gain['high']:+.4f})"
+    never_below = (
+        f"ROC-AUC {ens['roc_auc']:.4f} >= best member {best} {best_auc:.4f} (never below it; "
+        f"out-of-fold choice: {payload['ensemble_choice']['chosen']})",
+        ens["roc_auc"] >= best_auc,
+    )
     if name == "online_retail":
         return [
+            never_below,
             (f"ROC-AUC {ens['roc_auc']:.4f} >= 0.755", ens["roc_auc"] >= 0.755),
             (
                 f"ROC-AUC {ens['roc_auc']:.4f} >= best member {best} {best_auc:.4f} + 0.005 "
@@ -87,6 +95,7 @@ def targets(name: str, payload: dict) -> list[tuple[str, bool]]:
             ),
         ]
     return [
+        never_below,
         (f"ROC-AUC {ens['roc_auc']:.4f} >= 0.840 " + interval, ens["roc_auc"] >= 0.840),
     ]
 
@@ -141,6 +150,7 @@ def main() -> None:
             payload["load_seconds"] = round(load_s, 1)
             payload["backtest_seconds"] = round(time.perf_counter() - t0, 1)
             payload["ensemble_weights"] = result.extra.get("ensemble_weights", {})
+            payload["ensemble_choice"] = result.extra.get("ensemble_choice", {})
             y = result.y_true.to_numpy(dtype=int)
             members = {k: v for k, v in payload["models"].items() if k != "ensemble"}
             best = max(members, key=lambda k: members[k]["roc_auc"])
@@ -178,6 +188,15 @@ def main() -> None:
             same = ", ".join(f"{k} = {v}" for k, v in payload["twins"].items())
             print(f"{name}: the same NBD under another name, listed once: {same}")
         print(f"{name}: P(alive) from {payload['p_alive_source'] or 'none (unavailable)'}")
+    print()
+    for name, payload in results.items():
+        choice = payload["ensemble_choice"]
+        oof = ", ".join(f"{k} {v:.4f}" for k, v in choice["out_of_fold_roc_auc"].items())
+        levels = ", ".join(f"{k} {v:.4f}" for k, v in choice["level_log_loss"].items())
+        print(
+            f"{name}: ensemble = {choice['chosen']} (cross-fitted out-of-fold ROC-AUC: {oof}); "
+            f"level from {choice['level']} (log loss over the learning cutoffs: {levels})"
+        )
     print()
     clv_lines = [
         "| dataset | CLV MAE | textbook MAE | ratio | CLV total / realised | textbook total / realised |",

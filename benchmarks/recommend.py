@@ -25,6 +25,8 @@ and RecTools' convention); ``all`` / ``unexcluded`` repeat the figures without t
     python benchmarks/recommend.py                       # Beauty + Online Retail, table, JSON file
     python benchmarks/recommend.py --sequences FILE      # JSON on stdout (other tools read it)
     python benchmarks/recommend.py --models transition,sasrec --max-users 3000
+    python benchmarks/recommend.py --models transition,sasrec,blend --skip-online-retail \
+        --params '{"sasrec": {"average_last": 3}}' --refit-params '{"sasrec": {"n_seeds": 3}}'
 
 Published on the same Beauty splits (full ranking, refit protocol; HR@10 / NDCG@10): SASRec with
 sampled softmax, 256 negatives 0.0921 / 0.0531; eSASRec 0.0928 / 0.0523; DuoRec 0.0845 / 0.0443;
@@ -115,7 +117,11 @@ def make(name: str, overrides: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------------------ leave-last-out
 def leave_last_out_run(
-    seqs: ItemSequences, names: list[str], overrides: dict[str, Any], k: int = 10
+    seqs: ItemSequences,
+    names: list[str],
+    overrides: dict[str, Any],
+    k: int = 10,
+    refit_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     split = leave_last_out(seqs)
     rows = split.evaluated
@@ -127,31 +133,37 @@ def leave_last_out_run(
     search_models: dict[str, Any] = {}
     refit_models: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
     for name in [n for n in names if n != "blend"]:
         log(f"[{name}] search fit on {len(seqs):,} customers, {seqs.n_items:,} items")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             search = make(name, overrides).fit(split.search, split.valid_targets)
         except RetentionError as exc:  # e.g. text similarity on a file without item text
             out[name] = {"error": str(exc)}
             log(f"[{name}] skipped: {exc}")
             continue
-        t_search = time.perf_counter() - t0
+        t_search, c_search = time.perf_counter() - t0, time.process_time() - c0
         valid = search.evaluate(valid_hist, valid_t, k=k)
         strict = search.evaluate(test_hist, test_t, k=k)
-        t0 = time.perf_counter()
-        refit = type(search)(**search.frozen_params()).fit(split.refit)
-        t_refit = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        # the refit takes the search's choices (epoch count, ...) and any --refit-params
+        frozen = {**search.frozen_params(), **(refit_overrides or {}).get(name, {})}
+        refit = type(search)(**frozen).fit(split.refit)
+        t_refit, c_refit = time.perf_counter() - t0, time.process_time() - c0
         t0 = time.perf_counter()
         test = refit.evaluate(test_hist, test_t, k=k)
         ms = 1000.0 * (time.perf_counter() - t0) / max(len(rows), 1)
         unexcluded = refit.evaluate(test_hist, test_t, k=k, exclude_seen=False)
         seconds[name] = t_search + t_refit
+        cpu_seconds[name] = c_search + c_refit
         entry = {
             **test.metrics,
             "train_seconds": t_search + t_refit,
             "search_seconds": t_search,
             "refit_seconds": t_refit,
+            "train_cpu_seconds": c_search + c_refit,
+            "load_average_after": os.getloadavg(),
             "ms_per_user": ms,
             "valid": valid.metrics,
             "strict": strict.metrics,
@@ -161,6 +173,11 @@ def leave_last_out_run(
         if hasattr(search, "best_epoch_"):
             entry["epochs"] = int(search.best_epoch_)
             entry["epoch_seconds"] = float(np.mean([h["seconds"] for h in search.history_]))
+            entry["valid_curve"] = [
+                round(h.get("valid_ndcg@10", np.nan), 5) for h in search.history_
+            ]
+        if hasattr(search, "seed_seconds_"):
+            entry["seed_seconds"] = {"search": search.seed_seconds_, "refit": refit.seed_seconds_}
         out[name] = entry
         search_models[name], refit_models[name] = search, refit
         log(
@@ -172,14 +189,14 @@ def leave_last_out_run(
     )[:2]
     if "blend" in names and len(ranked) == 2:
         # the two best on the validation item (popularity aside), weights chosen there too
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         blend = BlendRecommender(members=[(n, search_models[n]) for n in ranked], prefit=True).fit(
             split.search, split.valid_targets
         )
         refit_blend = BlendRecommender(
             members=[(n, refit_models[n]) for n in ranked], prefit=True, weights=blend.weights_
         ).fit(split.refit)
-        t_blend = time.perf_counter() - t0
+        t_blend, c_blend = time.perf_counter() - t0, time.process_time() - c0
         valid = blend.evaluate(valid_hist, valid_t, k=k)
         strict = blend.evaluate(test_hist, test_t, k=k)
         t0 = time.perf_counter()
@@ -189,6 +206,7 @@ def leave_last_out_run(
         out["blend"] = {
             **test.metrics,
             "train_seconds": t_blend + sum(seconds[n] for n in ranked),
+            "train_cpu_seconds": c_blend + sum(cpu_seconds[n] for n in ranked),
             "ms_per_user": ms,
             "members": ranked,
             "weights": blend.weights_,
@@ -348,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--params", default="{}", help='JSON overrides, e.g. {"sasrec": {"dropout": 0.3}}'
     )
+    parser.add_argument(
+        "--refit-params",
+        default="{}",
+        help="JSON overrides of the refit only (leave-last-out), e.g. "
+        '{"sasrec": {"n_seeds": 3}}: seed averaging at the epoch count the search found',
+    )
     parser.add_argument("--skip-online-retail", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "recommend.json")
     args = parser.parse_args(argv)
@@ -361,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         overrides: dict[str, Any] = json.loads(args.params)
+        refit_overrides: dict[str, Any] = json.loads(args.refit_params)
     except ValueError as exc:
-        print(f"error: --params is not JSON ({exc})", file=sys.stderr)
+        print(f"error: --params or --refit-params is not JSON ({exc})", file=sys.stderr)
         return 2
     if args.epochs is not None:
         for n in ("sasrec", "sasrec_sampled"):
@@ -372,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             seqs = read_sequences(args.sequences)
             if args.max_users:
                 seqs = seqs.take(np.arange(min(args.max_users, len(seqs))))
-            result = leave_last_out_run(seqs, names, overrides)
+            result = leave_last_out_run(seqs, names, overrides, refit_overrides=refit_overrides)
             result.update({"file": str(args.sequences), "retention": __version__})
             print(json.dumps(result, indent=2, allow_nan=True))
             return 0
@@ -381,21 +406,25 @@ def main(argv: list[str] | None = None) -> int:
         beauty_file = Path("/work/shared/datasets/amazon_beauty/Beauty.txt")
         if not beauty_file.is_file():
             beauty_file = dataset_path("amazon_beauty", "amazon_beauty.txt.gz")
+        load_start = os.getloadavg()
         seqs = read_sequences(beauty_file)
         if args.max_users:
             seqs = seqs.take(np.arange(min(args.max_users, len(seqs))))
-        t0 = time.perf_counter()
-        beauty = leave_last_out_run(seqs, names, overrides)
+        t0, c0 = time.perf_counter(), time.process_time()
+        beauty = leave_last_out_run(seqs, names, overrides, refit_overrides=refit_overrides)
         beauty["seconds"] = time.perf_counter() - t0
+        beauty["cpu_seconds"] = time.process_time() - c0
         report: dict[str, Any] = {
             "retention": __version__,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "load_average_at_start": os.getloadavg(),
+            "load_average_at_start": load_start,
+            "load_average_at_end": os.getloadavg(),
             "amazon_beauty": beauty,
             "anchors_amazon_beauty": ANCHORS,
             "target": TARGET,
             "params": overrides,
+            "refit_params": refit_overrides,
         }
         scored = {n: m for n, m in beauty["models"].items() if "error" not in m}
         best_name = max(scored, key=lambda n: scored[n]["ndcg@10"])
@@ -406,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             "ndcg@10": best["ndcg@10"],
             "hr@10": best["hr@10"],
             "train_seconds": best["train_seconds"],
+            "train_cpu_seconds": best.get("train_cpu_seconds"),
             "ndcg_ratio_to_transition": best["ndcg@10"] / transition["ndcg@10"]
             if transition
             else None,

@@ -6,8 +6,13 @@ validation cutoff whose label windows end by the test cutoff). Fits ``bgnbd``, `
 ``gbdt_text`` (gbdt + text features), ``sequence`` (the event-sequence transformer), ``text_lm``
 (the top encoder layer fine-tuned in full) and ``text_lm_lora`` (LoRA adapters on the top layer),
 then stacked ensembles on every learning cutoff's out-of-fold predictions: ``ensemble`` (bgnbd +
-gbdt, no transformer), ``ensemble+sequence``, ``ensemble+text_lm`` (adds text_lm_lora) and
-``ensemble+transformers`` (adds gbdt_text, sequence and text_lm_lora).
+gbdt, no transformer), ``ensemble+sequence``, ``gbdt+sequence``, ``ensemble+text_lm`` (adds
+text_lm_lora) and ``ensemble+transformers`` (adds gbdt_text, sequence and text_lm_lora); an
+ensemble with a skipped member is not run. Each ensemble chooses out of fold between the stack and
+each member alone, and where its level comes from (``retention/models/_ensemble.py``; printed
+and kept as ``choice``); a line per ensemble says whether it is below its best member on the test
+cutoff. A member without its own out-of-fold predictions (``sequence``) is refitted on the folds
+of customers once, and that time (``out_of_fold_seconds``) counts in every ensemble it joins.
 
 The text LMs learn from every learning history (all customers of the 3 training cutoffs and the
 validation cutoff), with early stopping and out-of-fold predictions on folds of customers
@@ -48,12 +53,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from retention import __version__  # noqa: E402
 from retention.data import Store, load_dataset  # noqa: E402
 from retention.features import training_frames  # noqa: E402
 from retention.features._encoder import EmbeddingCache  # noqa: E402
-from retention.models import EnsembleModel, classification_metrics, get_model  # noqa: E402
+from retention.models import (  # noqa: E402
+    EnsembleModel,
+    classification_metrics,
+    get_model,
+    out_of_fold_proba,
+)
 
 CUTOFF, HORIZON = "2011-09-10", 90
 # sequence before gbdt_text: both embed the item texts, the second reads the store's cache
@@ -62,6 +73,7 @@ SINGLE = ["bgnbd", "gbdt", "sequence", "gbdt_text", "text_lm_lora", "ENSEMBLES",
 ENSEMBLES = {
     "ensemble": ["bgnbd", "gbdt"],
     "ensemble+sequence": ["bgnbd", "gbdt", "sequence"],
+    "gbdt+sequence": ["gbdt", "sequence"],
     "ensemble+text_lm": ["bgnbd", "gbdt", "text_lm_lora"],
     "ensemble+transformers": ["bgnbd", "gbdt", "gbdt_text", "sequence", "text_lm_lora"],
 }
@@ -104,6 +116,9 @@ def main() -> None:
         "--text-lm-layers", default="", help="trainable top layers (default: the model's; all)"
     )
     parser.add_argument("--text-lm-folds", type=int, default=0, help="0: the model's default")
+    parser.add_argument(
+        "--sequence-folds", type=int, default=0, help="sequence cv_folds (0: the model's default)"
+    )
     parser.add_argument("--skip", default="", help="comma-separated models not to run")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument(
@@ -148,10 +163,14 @@ def main() -> None:
     }
     print("settings:", json.dumps(settings))
     params: dict[str, dict[str, Any]] = {"sequence": {"epochs": args.epochs}}
+    if args.sequence_folds:
+        params["sequence"]["cv_folds"] = args.sequence_folds
+        settings["sequence_folds"] = args.sequence_folds
     params["text_lm"] = params["text_lm_lora"] = text_lm
 
     rows: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Any] = {}
+    oof_s: dict[str, tuple[float, float]] = {}  # wall and CPU seconds of a member's folds
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "online_retail.duckdb"
         t0 = time.perf_counter()
@@ -203,13 +222,16 @@ def main() -> None:
             def stack() -> None:
                 for name, members in ENSEMBLES.items():
                     have = [m for m in members if m in fitted]
-                    if len(have) < 2:
+                    if len(have) < len(members):  # a member skipped: not this ensemble
                         continue
                     ens = EnsembleModel(members=[(m, fitted[m]) for m in have], prefit=True)
                     t1 = time.perf_counter()
                     ens.fit(train, valid)  # members already fitted: only the stack learns (valid)
-                    member_s = sum(rows[m]["train_seconds"] for m in have)
-                    member_cpu = sum(rows[m]["train_cpu_seconds"] or 0.0 for m in have)
+                    member_s = sum(rows[m]["train_seconds"] + oof_s.get(m, (0, 0))[0] for m in have)
+                    member_cpu = sum(
+                        (rows[m]["train_cpu_seconds"] or 0.0) + oof_s.get(m, (0, 0))[1]
+                        for m in have
+                    )
                     # a stack's training time is its members' plus the stacking; scoring runs all
                     c1 = time.process_time()
                     stack_s = time.perf_counter() - t1
@@ -222,6 +244,9 @@ def main() -> None:
                     )
                     rows[name]["members"] = have
                     rows[name]["weights"] = {k: round(v, 3) for k, v in ens.weights_.items()}
+                    # the stack or one member alone, and the level's source, chosen out of fold
+                    rows[name]["choice"] = ens.choice()
+                    print(f"{name}: {json.dumps(rows[name]['choice'])}", flush=True)
                     write(args.out, settings, rows)
 
             for name in SINGLE:
@@ -242,6 +267,23 @@ def main() -> None:
                     if saved is not None:
                         saved.parent.mkdir(parents=True, exist_ok=True)
                         saved.write_bytes(pickle.dumps((model, fit_s, cpu_s)))
+                own_oof = isinstance(getattr(model, "oof_", None), pd.DataFrame)
+                if getattr(type(model), "learns_labels", True) and not own_oof:
+                    # a member without its own out-of-fold predictions is refitted on the folds
+                    # of customers by every ensemble it joins: do it once, and count its time
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    learning = [*train, valid]
+                    oof = out_of_fold_proba(model, learning, description=f"out-of-fold {name}")
+                    model.oof_ = pd.concat(
+                        [
+                            pd.DataFrame(
+                                {"cutoff": f.cutoff, "user_id": f.users.astype(str), "p": p}
+                            )
+                            for f, p in zip(learning, oof, strict=True)
+                        ],
+                        ignore_index=True,
+                    )
+                    oof_s[name] = (time.perf_counter() - t1, time.process_time() - c1)
                 if name == "sequence":
                     extra = {
                         "best_epoch": getattr(model, "best_epoch_", None),
@@ -257,6 +299,8 @@ def main() -> None:
                         f"{name}: {json.dumps({k: v for k, v in extra.items() if k != 'history'})}"
                     )
                 record(name, model, fit_s, [*train], cpu_s)
+                if name in oof_s:
+                    rows[name]["out_of_fold_seconds"] = round(oof_s[name][0], 1)
                 if name == "sequence" or name.startswith("text_lm"):
                     rows[name].update(extra)
                     write(args.out, settings, rows)
@@ -265,6 +309,20 @@ def main() -> None:
     print(table(rows))
     print()
     targets: dict[str, Any] = {}
+    for name, members in ENSEMBLES.items():
+        have = [m for m in members if m in rows]
+        if name not in rows or not have:
+            continue
+        best = max(have, key=lambda m: rows[m]["roc_auc"])
+        gap = rows[name]["roc_auc"] - rows[best]["roc_auc"]
+        met = gap >= 0
+        print(
+            f"{'MET   ' if met else 'MISSED'} {name} ROC-AUC {rows[name]['roc_auc']:.4f} never "
+            f"below its best member {best} {rows[best]['roc_auc']:.4f}: {gap:+.4f} (chose "
+            f"{rows[name]['choice']['chosen']} out of fold, level from "
+            f"{rows[name]['choice']['level']})"
+        )
+        targets[f"{name}_vs_best_member"] = {"best": best, "gap": round(gap, 4), "met": met}
     if "gbdt" in rows and "text_lm_lora" in rows:
         gap = rows["text_lm_lora"]["roc_auc"] - rows["gbdt"]["roc_auc"]
         met = gap >= -LORA_GAP

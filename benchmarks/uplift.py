@@ -19,7 +19,12 @@ targeting, on the same five random 50/50 splits, measured in one run.
    with three arms ``evaluate_uplift`` chooses the targeting rule by cross-fitting on the
    training half only (every learner of ``UPLIFT_LEARNERS`` and their mean; raw or calibrated per
    e-mail; each customer's difference between the e-mails shrunk by 0, half or all the way toward
-   the average difference; the rule of largest doubly robust value on the left-out folds); with
+   the average difference; the rule of largest doubly robust value on the left-out folds). The
+   same cross-fitted scores also make the choice of ``nested_values=True`` (lines "values
+   nested"): every rule valued nested (what it learns from units, its calibration lines and
+   average effects, fitted on the other folds for each fold's units), and a stack of all the
+   learners tried too (non-negative weights per e-mail fitted to the doubly robust
+   pseudo-outcomes; recorded as ``stack|...|nested``), with and without the stack. With
    one e-mail its default is the validation-Qini model's ranking (the cross-fitted choice is run
    and reported beside it). The rule treats 30% of the held-out half with its best e-mail,
    ranked by that e-mail's uplift.
@@ -62,10 +67,12 @@ import retention.data
 from retention.exceptions import RetentionWarning
 from retention.strategies import (
     POLICY_FOLDS,
+    STACK,
     UPLIFT_LEARNERS,
     FeatureEncoder,
     check_uplift_frame,
     choose_features,
+    choose_policy_rule,
     design_propensity,
     evaluate_policies,
     evaluate_uplift,
@@ -286,6 +293,8 @@ def policy_part(splits: int, n_boot: int) -> dict[str, object]:
         cross: list[dict[str, object]] = []
         both: list[dict[str, object]] = []
         previous: list[dict[str, object]] = []
+        unstacked: list[dict[str, object]] = []
+        nested: list[dict[str, object]] = []
         for seed in range(splits):
             t0 = time.perf_counter()
             # every configuration cross-fitted, for the record of every rule
@@ -345,6 +354,44 @@ def policy_part(splits: int, n_boot: int) -> dict[str, object]:
             lib = ev.policy.table.loc[("policy", "ipw")]
             assert abs(float(lib["ratio"]) - float(chosen_rule["ipw_ratio_same_mix"])) < 1e-9
             best_of_both = max(values, key=lambda k: values[k])
+            # the same scores, every rule valued nested (calibration, stack weights and average
+            # effects fitted on the other folds for each fold's units) and the stack tried too
+            # (nested_values=True): the fitted rules are the same as the default's, only their
+            # values (and so the choice) differ; the stacks are new rules, recorded as tried
+            choice = evs[""].held_out["choice"]
+            nested_label = no_stack = None
+            if choice:
+                train = ~test
+                nested_rule, nested_tried = choose_policy_rule(
+                    choice["oof"],
+                    data.y[train],
+                    data.codes[train],
+                    e_all[train],
+                    choice["mu"],
+                    0.3,
+                    folds=choice["folds"],
+                    nested=True,
+                )
+                for rule in nested_tried:
+                    key = rule.label + "|nested"
+                    scores = rule.adjust(rule.scores(evs[""].held_out["uplift"]))
+                    row = {
+                        **(
+                            rows[rule.label]
+                            if rule.label in rows
+                            else _variant_row(
+                                y, arm, e, mu, target_policy(scores, 0.3), best, n_boot, seed
+                            )
+                        ),
+                        "cross_fitted_value_per_1000": 1000 * rule.value,
+                    }
+                    rows[key] = row
+                    variants.setdefault(key, []).append(row)
+                nested_label = nested_rule.label + "|nested"
+                plain = [r for r in nested_tried if r.model != STACK]
+                no_stack = max(plain, key=lambda r: r.value).label + "|nested"
+                nested.append({**rows[nested_label], "rule": nested_label})
+                unstacked.append({**rows[no_stack], "rule": no_stack})
             # the first run's headline: the model chosen by validation Qini, its raw scores
             old = _variant_row(
                 y,
@@ -366,6 +413,8 @@ def policy_part(splits: int, n_boot: int) -> dict[str, object]:
                 "rule_chosen_by_cross_fitting": cross_fitted.label,
                 "rule_chosen_by_cross_fitting_policy": rows[cross_fitted.label],
                 "rule_chosen_among_both_configurations": best_of_both,
+                "rule_chosen_with_nested_values": nested_label,
+                "rule_chosen_with_nested_values_without_the_stack": no_stack,
                 "qini_chosen_model": ev.chosen,
                 "qini_chosen_model_raw_policy": old,
                 "seconds": time.perf_counter() - t0,
@@ -383,6 +432,14 @@ def policy_part(splits: int, n_boot: int) -> dict[str, object]:
             "policy (the library's default rule)": summary,
             "rule chosen per split by cross-fitting on the training half": _summary(cross),
             "previous policy (validation-Qini model, raw scores)": _summary(previous),
+            **(
+                {
+                    "rule chosen by cross-fitting, values nested, stack tried": _summary(nested),
+                    "rule chosen by cross-fitting, values nested, no stack": _summary(unstacked),
+                }
+                if nested
+                else {}
+            ),
             "policy_rules": [r["rule"] for r in headline],
             "target_met (mean IPW ratio >= 1.3)": {
                 base: bool(float(summary[f"ipw_ratio_{base}"]) >= 1.3)  # type: ignore[arg-type]

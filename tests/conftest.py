@@ -59,6 +59,20 @@ def cdnow_master_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _bundled_store(tmp_path_factory, "cdnow_master")
 
 
+# -- torch -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the tests of a module that names it
+    (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): tiny networks run faster so,
+    and on a shared 2-core machine more threads only wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # -- Spark (owner: scale-out, issue 17) ------------------------------------------------------------
 @pytest.fixture(scope="session")
 def spark_local() -> Iterator[Any]:

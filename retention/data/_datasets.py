@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import duckdb
 import pandas as pd
 
 from retention._progress import progress_bar
-from retention.data._ingest import IngestReport, ingest, ingest_frame
+from retention.data._ingest import IngestReport, _sha256, ingest, ingest_frame
 from retention.data._mapping import Mapping
 from retention.data._store import Store
 from retention.exceptions import ConfigError, ReadError, StoreError
@@ -37,6 +36,13 @@ FILES = Path(__file__).parent / "files"
 #: nominal dates for datasets without timestamps (documented in docs/datasets.md)
 HILLSTROM_ASSIGNED_TS = pd.Timestamp("2008-03-01")
 AMAZON_BEAUTY_START = pd.Timestamp("2000-01-01")
+
+#: where both CDNOW files were published, and the paper that introduced them
+_CDNOW_SOURCE = "https://www.brucehardie.com/datasets/"
+_CDNOW_CITATION = (
+    "Fader, Hardie & Lee (2005). 'Counting Your Customers' the Easy Way. "
+    "Marketing Science 24(2), 275-284."
+)
 
 
 @dataclass(frozen=True)
@@ -119,11 +125,8 @@ _INFOS: tuple[DatasetInfo, ...] = (
         rows=69_659,
         unit="purchases",
         licence="none stated",
-        source="https://www.brucehardie.com/datasets/",
-        citation=(
-            "Fader, Hardie & Lee (2005). 'Counting Your Customers' the Easy Way. "
-            "Marketing Science 24(2), 275-284."
-        ),
+        source=_CDNOW_SOURCE,
+        citation=_CDNOW_CITATION,
         files=("cdnow_master.csv.gz",),
         tables=("events",),
     ),
@@ -134,11 +137,8 @@ _INFOS: tuple[DatasetInfo, ...] = (
         rows=6_919,
         unit="purchases",
         licence="none stated",
-        source="https://www.brucehardie.com/datasets/",
-        citation=(
-            "Fader, Hardie & Lee (2005). 'Counting Your Customers' the Easy Way. "
-            "Marketing Science 24(2), 275-284."
-        ),
+        source=_CDNOW_SOURCE,
+        citation=_CDNOW_CITATION,
         files=("cdnow_sample.csv.gz",),
         tables=("events", "users"),
     ),
@@ -273,9 +273,14 @@ def _mapping(name: str, table: str) -> Mapping:
     return Mapping.from_toml(FILES / f"{name}.{table}.toml")
 
 
-def _label(path: Path, table: str) -> str:
-    """The ``file`` recorded in ``ingests`` for a frame built from ``path`` for ``table``."""
-    return f"{path.name} ({table})"
+def _ingest_built(
+    store: Store, frame: pd.DataFrame, name: str, table: str, path: Path
+) -> IngestReport:
+    """Ingest ``frame``, built from the bundled file ``path``, into ``table`` with the dataset's
+    mapping for it; ``ingests`` records the file as ``"<file name> (<table>)"``."""
+    return ingest_frame(
+        store, frame, _mapping(name, table), table=table, source_name=f"{path.name} ({table})"
+    )
 
 
 def _sql_frame(sql: str, **files: Path) -> pd.DataFrame:
@@ -290,12 +295,21 @@ def _sql_frame(sql: str, **files: Path) -> pd.DataFrame:
 _Step = Callable[[Store], IngestReport]
 
 
-def _online_retail() -> list[tuple[str, _Step]]:
-    name = "online_retail"
+def _events_only(name: str) -> list[tuple[str, _Step]]:
+    """The ``events`` step of a dataset whose main file maps straight onto ``events`` with its
+    mapping file: all of CDNOW master and Amazon Musical Instruments, the first step of Online
+    Retail and the CDNOW sample."""
     path = dataset_path(name)
 
     def events(store: Store) -> IngestReport:
         return ingest(store, path, _mapping(name, "events"), table="events")
+
+    return [("events", events)]
+
+
+def _online_retail() -> list[tuple[str, _Step]]:
+    name = "online_retail"
+    path = dataset_path(name)
 
     def items(store: Store) -> IngestReport:
         frame = _sql_frame(
@@ -310,9 +324,7 @@ def _online_retail() -> list[tuple[str, _Step]]:
             """,
             path=path,
         )
-        return ingest_frame(
-            store, frame, _mapping(name, "items"), table="items", source_name=_label(path, "items")
-        )
+        return _ingest_built(store, frame, name, "items", path)
 
     def users(store: Store) -> IngestReport:
         frame = _sql_frame(
@@ -325,39 +337,25 @@ def _online_retail() -> list[tuple[str, _Step]]:
             """,
             path=path,
         )
-        return ingest_frame(
-            store, frame, _mapping(name, "users"), table="users", source_name=_label(path, "users")
-        )
+        return _ingest_built(store, frame, name, "users", path)
 
-    return [("events", events), ("items", items), ("users", users)]
+    return [*_events_only(name), ("items", items), ("users", users)]
 
 
-def _cdnow(name: str) -> list[tuple[str, _Step]]:
+def _cdnow_sample() -> list[tuple[str, _Step]]:
+    name = "cdnow_sample"
     path = dataset_path(name)
 
-    def events(store: Store) -> IngestReport:
-        return ingest(store, path, _mapping(name, "events"), table="events")
+    def users(store: Store) -> IngestReport:
+        frame = _sql_frame(
+            """
+            SELECT DISTINCT id, cohort FROM read_csv({path}, all_varchar = true) ORDER BY id
+            """,
+            path=path,
+        )
+        return _ingest_built(store, frame, name, "users", path)
 
-    steps: list[tuple[str, _Step]] = [("events", events)]
-    if name == "cdnow_sample":
-
-        def users(store: Store) -> IngestReport:
-            frame = _sql_frame(
-                """
-                SELECT DISTINCT id, cohort FROM read_csv({path}, all_varchar = true) ORDER BY id
-                """,
-                path=path,
-            )
-            return ingest_frame(
-                store,
-                frame,
-                _mapping(name, "users"),
-                table="users",
-                source_name=_label(path, "users"),
-            )
-
-        steps.append(("users", users))
-    return steps
+    return [*_events_only(name), ("users", users)]
 
 
 _HILLSTROM_COVARIATES = (
@@ -385,22 +383,10 @@ def _hillstrom() -> list[tuple[str, _Step]]:
 
     def users(store: Store) -> IngestReport:
         covariates = frame()[["row_number", *_HILLSTROM_COVARIATES]]
-        return ingest_frame(
-            store,
-            covariates,
-            _mapping(name, "users"),
-            table="users",
-            source_name=_label(path, "users"),
-        )
+        return _ingest_built(store, covariates, name, "users", path)
 
     def assignments(store: Store) -> IngestReport:
-        return ingest_frame(
-            store,
-            frame(),
-            _mapping(name, "assignments"),
-            table="assignments",
-            source_name=_label(path, "assignments"),
-        )
+        return _ingest_built(store, frame(), name, "assignments", path)
 
     def outcomes(store: Store) -> IngestReport:
         df = frame().melt(
@@ -410,25 +396,9 @@ def _hillstrom() -> list[tuple[str, _Step]]:
             value_name="value",
         )
         df["value"] = df["value"].astype("float64")
-        return ingest_frame(
-            store,
-            df,
-            _mapping(name, "outcomes"),
-            table="outcomes",
-            source_name=_label(path, "outcomes"),
-        )
+        return _ingest_built(store, df, name, "outcomes", path)
 
     return [("users", users), ("assignments", assignments), ("outcomes", outcomes)]
-
-
-def _events_only(name: str) -> list[tuple[str, _Step]]:
-    """A dataset whose one file maps straight onto ``events`` with its mapping file."""
-    path = dataset_path(name)
-
-    def events(store: Store) -> IngestReport:
-        return ingest(store, path, _mapping(name, "events"), table="events")
-
-    return [("events", events)]
 
 
 def _amazon_beauty() -> list[tuple[str, _Step]]:
@@ -448,13 +418,7 @@ def _amazon_beauty() -> list[tuple[str, _Step]]:
                 positions.extend(range(len(seq)))
         frame = pd.DataFrame({"user": users, "item": items, "position": positions})
         frame["ts"] = AMAZON_BEAUTY_START + pd.to_timedelta(frame["position"], unit="D")
-        return ingest_frame(
-            store,
-            frame,
-            _mapping(name, "events"),
-            table="events",
-            source_name=_label(seq_path, "events"),
-        )
+        return _ingest_built(store, frame, name, "events", seq_path)
 
     def items(store: Store) -> IngestReport:
         with gzip.open(attr_path, "rt", encoding="utf-8") as fh:
@@ -465,13 +429,7 @@ def _amazon_beauty() -> list[tuple[str, _Step]]:
                 "attributes": [" ".join(str(a) for a in values) for values in attrs.values()],
             }
         )
-        return ingest_frame(
-            store,
-            frame,
-            _mapping(name, "items"),
-            table="items",
-            source_name=_label(attr_path, "items"),
-        )
+        return _ingest_built(store, frame, name, "items", attr_path)
 
     return [("events", events), ("items", items)]
 
@@ -518,13 +476,7 @@ def _open_bandit() -> list[tuple[str, _Step]]:
         frame = pd.concat([views, clicks], ignore_index=True)[
             ["row_id", "user_id", "ts", "event_type", "item_id", "position"]
         ]
-        return ingest_frame(
-            store,
-            frame,
-            _mapping(name, "events"),
-            table="events",
-            source_name=_label(log_path, "events"),
-        )
+        return _ingest_built(store, frame, name, "events", log_path)
 
     def items(store: Store) -> IngestReport:
         frame = _sql_frame(
@@ -537,13 +489,7 @@ def _open_bandit() -> list[tuple[str, _Step]]:
             """,
             path=ctx_path,
         )
-        return ingest_frame(
-            store,
-            frame,
-            _mapping(name, "items"),
-            table="items",
-            source_name=_label(ctx_path, "items"),
-        )
+        return _ingest_built(store, frame, name, "items", ctx_path)
 
     return [("bandit_feedback", feedback), ("events", events), ("items", items)]
 
@@ -576,49 +522,40 @@ def _insert_bandit_feedback(store: Store, log: pd.DataFrame, source: Path) -> In
             )
         finally:
             con.unregister("__retention_bandit_log")
-        read = len(log)
-        seconds = time.perf_counter() - started
+        report = IngestReport(
+            ingest_id=ingest_id,
+            file=str(source),
+            table="bandit_feedback",
+            sha256=_sha256(source)[0],
+            read=len(log),
+            loaded=loaded,
+            duplicates=len(log) - loaded,
+            quarantined=0,
+            reasons={},
+            seconds=time.perf_counter() - started,
+            columns={c: c for c in log.columns if c != "ingest_id"},
+        )
         con.execute(
             "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                ingest_id,
-                str(source),
-                "bandit_feedback",
-                _sha256(source),
-                read,
-                loaded,
-                read - loaded,
-                0,
+                report.ingest_id,
+                report.file,
+                report.table,
+                report.sha256,
+                report.read,
+                report.loaded,
+                report.duplicates,
+                report.quarantined,
                 "{}",
                 started_at,
-                seconds,
+                report.seconds,
             ],
         )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return IngestReport(
-        ingest_id=ingest_id,
-        file=str(source),
-        table="bandit_feedback",
-        sha256=_sha256(source),
-        read=read,
-        loaded=loaded,
-        duplicates=read - loaded,
-        quarantined=0,
-        reasons={},
-        seconds=seconds,
-        columns={c: c for c in log.columns if c != "ingest_id"},
-    )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return report
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -628,8 +565,8 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 _LOADERS: dict[str, Callable[[], list[tuple[str, _Step]]]] = {
     "online_retail": _online_retail,
-    "cdnow_master": lambda: _cdnow("cdnow_master"),
-    "cdnow_sample": lambda: _cdnow("cdnow_sample"),
+    "cdnow_master": lambda: _events_only("cdnow_master"),
+    "cdnow_sample": _cdnow_sample,
     "hillstrom": _hillstrom,
     "amazon_beauty": _amazon_beauty,
     "amazon_musical_instruments": lambda: _events_only("amazon_musical_instruments"),

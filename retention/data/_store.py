@@ -293,6 +293,20 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             roc_auc DOUBLE, brier DOUBLE, ece DOUBLE, baseline_roc_auc DOUBLE, decay DOUBLE,
             monitored BOOLEAN)""",
     ),
+    (
+        # monitoring, second pass (issue 16 follow-up): whether a feature ages with the calendar
+        # (left out of the drift flags unless the run had --include-ageing) and how it was
+        # binned (deciles, distinct values, the categories of a users column)
+        "ALTER TABLE monitor_features ADD COLUMN IF NOT EXISTS ages_with_calendar BOOLEAN",
+        "ALTER TABLE monitor_features ADD COLUMN IF NOT EXISTS binning VARCHAR",
+        "ALTER TABLE monitor_runs ADD COLUMN IF NOT EXISTS include_ageing BOOLEAN",
+    ),
+    (
+        # monitoring, third pass: whether the latest window was computed on the training
+        # window's length of history (a young store), and from which date at each cutoff
+        "ALTER TABLE monitor_runs ADD COLUMN IF NOT EXISTS history_matched BOOLEAN",
+        "ALTER TABLE monitor_runs ADD COLUMN IF NOT EXISTS history_starts TIMESTAMP[]",
+    ),
 )
 #: the schema version this code writes
 SCHEMA_VERSION = len(MIGRATIONS)

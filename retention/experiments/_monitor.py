@@ -12,7 +12,15 @@ Two questions, answered with plain statistics (what ``retention monitor`` comput
     deciles (10%, 20%, ..., 90%) of the reference's finite values, a bin ``(edge_i-1, edge_i]``
     each, one more for the missing values, and every share floored at :data:`PSI_EPS` (so that an
     empty bin costs a large but finite amount). 0 means the same distribution; the credit-scoring
-    rule of thumb reads below 0.1 as stable and above 0.25 as a significant shift;
+    rule of thumb reads below 0.1 as stable and above 0.25 as a significant shift.
+    :func:`drift_table` bins two kinds of feature otherwise (:func:`drift_edges`,
+    :func:`category_psi`): a feature with at most :data:`PSI_BINS` distinct values in the
+    reference gets one bin per distinct value (deciles would merge rare values with their
+    neighbours), and a feature that encodes a category as a number recomputed at each cutoff
+    (``user_country_freq``, the share of the population in the customer's country:
+    :func:`retention.features.encoded_category`) is compared on the categories themselves, one
+    bin each, one more for categories the reference never saw, and its KS statistic on the shares
+    frozen at the reference (a share that moves from 0.889 to 0.891 is not a customer who moved);
   - the two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
     distribution functions of the finite values) with its two-sided p-value
     (``scipy.stats.ks_2samp``). On tens of thousands of customers a trivial difference has a
@@ -61,6 +69,9 @@ __all__ = [
     "SCORE_PSI",
     "MonitorThresholds",
     "bin_shares",
+    "category_psi",
+    "category_shares",
+    "drift_edges",
     "drift_table",
     "expected_calibration_error",
     "ks_test",
@@ -120,6 +131,62 @@ def bin_shares(values: Any, edges: np.ndarray) -> np.ndarray:
     return out / total if total else out
 
 
+def drift_edges(reference: Any, bins: int = PSI_BINS) -> tuple[np.ndarray, str]:
+    """The cut points :func:`drift_table` bins a numeric feature by, and their name: the
+    reference's distinct finite values when it has at most ``bins`` of them (``"distinct
+    values"``: a bin ``(previous, value]`` each, so that no value shares a bin with another),
+    else :func:`psi_edges` (``"deciles"``)."""
+    edges = psi_edges(reference, bins)
+    ref = _floats(reference, "reference")
+    distinct = np.unique(ref[np.isfinite(ref)])
+    if 0 < len(distinct) <= bins:
+        return distinct, "distinct values"
+    return edges, "deciles"
+
+
+def _labels(values: Any) -> pd.Series:
+    series = pd.Series(np.asarray(values, dtype=object).ravel(), dtype=object)
+    return series.where(series.notna(), None)
+
+
+def category_shares(values: Any, categories: Any) -> np.ndarray:
+    """Shares of ``values`` (category labels) in each of ``categories``, then in one bin for
+    the labels not among them and one for missing labels: ``len(categories) + 2`` shares
+    summing to 1 (zeros when empty)."""
+    labels = _labels(values)
+    known = list(categories)
+    missing = labels.isna().to_numpy()
+    counts = labels[~missing].astype(str).value_counts()
+    inside = np.array([float(counts.get(str(c), 0)) for c in known])
+    out = np.append(inside, [float(counts.sum()) - inside.sum(), float(missing.sum())])
+    total = out.sum()
+    return out / total if total else out
+
+
+def category_psi(reference: Any, current: Any) -> float:
+    """Population stability index of two samples of category labels: one bin per category of
+    the reference, one for categories it never saw, one for missing labels (shares floored at
+    :data:`PSI_EPS`, as :func:`psi`). NaN when either sample is empty."""
+    ref, cur = _labels(reference), _labels(current)
+    if not len(ref) or not len(cur):
+        return float("nan")
+    categories = sorted(ref.dropna().astype(str).unique())
+    return _psi_from_shares(category_shares(ref, categories), category_shares(cur, categories))
+
+
+def _frozen_shares(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples' labels mapped to the reference's share of each category (0 for a category
+    the reference never saw, NaN for a missing label)."""
+    ref, cur = _labels(reference), _labels(current)
+    shares = ref.dropna().astype(str).value_counts() / max(len(ref), 1)
+
+    def encode(labels: pd.Series) -> np.ndarray:
+        mapped = labels.dropna().astype(str).map(shares).fillna(0.0)
+        return mapped.reindex(labels.index).to_numpy(dtype=float, na_value=np.nan)
+
+    return encode(ref), encode(cur)
+
+
 def _psi_from_shares(expected: np.ndarray, actual: np.ndarray) -> float:
     e = np.clip(expected, PSI_EPS, None)
     a = np.clip(actual, PSI_EPS, None)
@@ -151,18 +218,43 @@ def ks_test(reference: Any, current: Any) -> tuple[float, float]:
 
 
 def drift_table(
-    reference: pd.DataFrame, current: pd.DataFrame, *, bins: int = PSI_BINS
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    bins: int = PSI_BINS,
+    categories: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> pd.DataFrame:
     """PSI and KS of every numeric column the two frames share, most shifted first.
+
+    Parameters
+    ----------
+    reference, current : pd.DataFrame
+        One row per customer (and cutoff).
+    bins : int
+        At most this many bins of a numeric feature (:func:`drift_edges`).
+    categories : mapping, optional
+        ``{feature: (reference labels, current labels)}`` for features that encode a category
+        as a number: the labels (one per row of each frame, in its order) are binned by
+        :func:`category_psi`, and KS compares the shares frozen at the reference.
 
     Returns
     -------
     pd.DataFrame
         One row per feature: ``feature, family, psi, ks, ks_p_value, reference_mean,
-        current_mean, reference_missing, current_missing`` (missing: the share of NaN).
+        current_mean, reference_missing, current_missing`` (missing: the share of NaN) and
+        ``binning`` (``deciles``, ``distinct values`` or ``categories``).
     """
     if not isinstance(reference, pd.DataFrame) or not isinstance(current, pd.DataFrame):
         raise ConfigError("drift_table needs two DataFrames (reference, current).")
+    categories = dict(categories or {})
+    for name, pair in categories.items():
+        if name not in reference.columns or name not in current.columns:
+            continue
+        if len(pair) != 2 or len(pair[0]) != len(reference) or len(pair[1]) != len(current):
+            raise ConfigError(
+                f"categories[{name!r}] must be (reference labels, current labels), one per row "
+                f"of each frame ({len(reference)} and {len(current)})."
+            )
     rows = []
     for name in reference.columns:
         if name not in current.columns:
@@ -173,18 +265,30 @@ def drift_table(
         if pd.api.types.is_bool_dtype(r) or pd.api.types.is_bool_dtype(c):
             r, c = r.astype(float), c.astype(float)
         rv, cv = r.to_numpy(dtype=float, na_value=np.nan), c.to_numpy(dtype=float, na_value=np.nan)
-        ks, p = ks_test(rv, cv)
+        if name in categories:
+            ref_labels, cur_labels = (pd.Series(list(v), dtype=object) for v in categories[name])
+            value = category_psi(ref_labels, cur_labels)
+            ks, p = ks_test(*_frozen_shares(ref_labels, cur_labels))
+            binning = "categories"
+        else:
+            ks, p = ks_test(rv, cv)
+            if len(rv) and len(cv):
+                edges, binning = drift_edges(rv, bins)
+                value = _psi_from_shares(bin_shares(rv, edges), bin_shares(cv, edges))
+            else:
+                value, binning = float("nan"), "deciles"
         rows.append(
             {
                 "feature": str(name),
                 "family": feature_family(str(name)),
-                "psi": psi(rv, cv, bins),
+                "psi": value,
                 "ks": ks,
                 "ks_p_value": p,
                 "reference_mean": float(np.nanmean(rv)) if np.isfinite(rv).any() else np.nan,
                 "current_mean": float(np.nanmean(cv)) if np.isfinite(cv).any() else np.nan,
                 "reference_missing": float(np.mean(~np.isfinite(rv))) if len(rv) else np.nan,
                 "current_missing": float(np.mean(~np.isfinite(cv))) if len(cv) else np.nan,
+                "binning": binning,
             }
         )
     columns = [
@@ -197,6 +301,7 @@ def drift_table(
         "current_mean",
         "reference_missing",
         "current_missing",
+        "binning",
     ]
     out = pd.DataFrame(rows, columns=columns)
     return out.sort_values(

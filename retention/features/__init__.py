@@ -4,7 +4,14 @@ from typing import TYPE_CHECKING
 
 from retention._lazy import lazy_getattr
 from retention.features._cohorts import cohort_retention
-from retention.features._families import FAMILIES, feature_family
+from retention.features._families import (
+    AGEING_FEATURES,
+    ENCODED_CATEGORIES,
+    FAMILIES,
+    ages_with_calendar,
+    encoded_category,
+    feature_family,
+)
 from retention.features._frame import CutoffFrame
 from retention.features._sequences import (
     CONTEXT_COLUMNS,
@@ -16,6 +23,7 @@ from retention.features._sequences import (
 )
 
 __all__ = ["FAMILIES", "CutoffFrame", "cohort_retention", "feature_family"]
+__all__ += ["AGEING_FEATURES", "ENCODED_CATEGORIES", "ages_with_calendar", "encoded_category"]
 __all__ += ["CONTEXT_COLUMNS", "N_GAP_BUCKETS", "EventSequences", "event_sequences"]
 __all__ += ["ORDER_NUMERIC_COLUMNS", "TOKEN_UNITS"]
 

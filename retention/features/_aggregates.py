@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 from ibis import _
 
-from retention.features._cutoffs import check_cutoff, to_cutoff
+from retention.features._cutoffs import check_cutoff, to_cutoff, to_events_from
 from retention.features._tables import (
     RETAINED_BY_DEFAULT,
     DataSpan,
@@ -509,11 +509,14 @@ def compute_features(
     countries: list[str] | None = None,
     n_countries: int = 0,
     retained_by: Any = RETAINED_BY_DEFAULT,
+    events_from: Any = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """:func:`build_features`, also returning the countries that got a one-hot column."""
     backend = as_backend(backend)
     cutoff = to_cutoff(cutoff)
     events = events_table(backend)
+    if events_from is not None:  # as if the store's history started there
+        events = events.filter(events.ts >= _lit(to_events_from(events_from, cutoff)))
     inv = _inventory(events, cutoff, to_retained_by(retained_by))
     check_cutoff(inv.span, cutoff)
     raw = _aggregate_expr(backend, events, cutoff, inv).to_pandas()
@@ -546,6 +549,7 @@ def build_features(
     countries: list[str] | None = None,
     n_countries: int = 0,
     retained_by: Any = RETAINED_BY_DEFAULT,
+    events_from: Any = None,
 ) -> pd.DataFrame:
     """Point-in-time features of every customer with a qualifying event before ``cutoff``.
 
@@ -573,6 +577,9 @@ def build_features(
         The activity that counts as coming back (:func:`retention.features.to_retained_by`): it
         decides the population; features still use every event type, and another activity than
         purchases gets its own ``*_activity*`` columns.
+    events_from : str or pd.Timestamp, optional
+        Read only events with ``ts >= events_from``, as if the store's history started there
+        (the population too): features on a given length of history. Default: every event.
 
     Returns
     -------
@@ -608,5 +615,6 @@ def build_features(
         countries=countries,
         n_countries=n_countries,
         retained_by=retained_by,
+        events_from=events_from,
     )
     return features

@@ -17,7 +17,13 @@ from ibis import _
 from retention._progress import track
 from retention.exceptions import DataError, LeakageError
 from retention.features._aggregates import compute_features
-from retention.features._cutoffs import backtest_cutoffs, check_cutoff, to_cutoff, to_horizon
+from retention.features._cutoffs import (
+    backtest_cutoffs,
+    check_cutoff,
+    to_cutoff,
+    to_events_from,
+    to_horizon,
+)
 from retention.features._frame import CutoffFrame
 from retention.features._labels import build_labels
 from retention.features._tables import (
@@ -58,8 +64,10 @@ def _history(
     cutoff: pd.Timestamp,
     users: pd.Index,
     retained_by: str = RETAINED_BY_DEFAULT,
+    start: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Events of ``users`` strictly before the cutoff (every type), sorted by user and time."""
+    """Events of ``users`` strictly before the cutoff (every type), sorted by user and time;
+    from ``start`` on when given."""
     if hasattr(source, "events_df") and callable(source.events_df):
         df = source.events_df(before=cutoff, users=list(users))
     else:
@@ -74,6 +82,8 @@ def _history(
         )
     df = _tidy_events(df)
     df = df[(df["ts"] < cutoff) & df["user_id"].isin(users)]
+    if start is not None:
+        df = df[df["ts"] >= start]
     return df.reset_index(drop=True)
 
 
@@ -94,6 +104,7 @@ def make_frame(
     with_label: bool = True,
     countries: list[str] | None = None,
     retained_by: Any = RETAINED_BY_DEFAULT,
+    events_from: Any = None,
 ) -> CutoffFrame:
     """The :class:`CutoffFrame` of one cutoff: features, label, history and items.
 
@@ -113,6 +124,11 @@ def make_frame(
         The activity that counts as coming back (:func:`retention.features.to_retained_by`):
         the population, the label and what BTYD models count follow it; the features and
         ``events`` keep every event type.
+    events_from : str or pd.Timestamp, optional
+        Read only events with ``ts >= events_from`` (a date before the cutoff), as if the
+        store's history started there: the population, the features, the label's population
+        and ``events`` follow it. ``retention monitor`` uses it to compare features on the same
+        length of history. Default: every event (the frame is exactly what it is without it).
 
     Returns
     -------
@@ -145,12 +161,13 @@ def make_frame(
     cutoff = to_cutoff(cutoff)
     horizon = to_horizon(horizon_days)
     retained_by = to_retained_by(retained_by)
+    start = None if events_from is None else to_events_from(events_from, cutoff)
     features, _chosen = compute_features(
-        backend, cutoff, countries=countries, retained_by=retained_by
+        backend, cutoff, countries=countries, retained_by=retained_by, events_from=start
     )
     label = None
     if with_label:
-        label = build_labels(backend, cutoff, horizon, retained_by=retained_by)
+        label = build_labels(backend, cutoff, horizon, retained_by=retained_by, events_from=start)
         if not label.index.equals(features.index):  # both are the population, sorted
             raise DataError(
                 f"the labels at cutoff {cutoff:%Y-%m-%d} cover {len(label)} customers but the "
@@ -161,7 +178,7 @@ def make_frame(
         horizon_days=horizon,
         features=features,
         label=label,
-        events=_history(source, backend, cutoff, features.index, retained_by),
+        events=_history(source, backend, cutoff, features.index, retained_by, start),
         items=_items(backend),
         retained_by=retained_by,
     )

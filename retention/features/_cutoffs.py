@@ -75,6 +75,21 @@ def to_cutoff(value: Any) -> pd.Timestamp:
     return stamp.as_unit("ns")
 
 
+def to_events_from(value: Any, cutoff: pd.Timestamp) -> pd.Timestamp:
+    """The start bound of the events a frame at ``cutoff`` reads (``events_from``): a date
+    before the cutoff, parsed as :func:`to_cutoff` parses one."""
+    try:
+        start = to_cutoff(value)
+    except ConfigError as exc:
+        raise ConfigError(f"events_from: {exc}") from exc
+    if start >= cutoff:
+        raise ConfigError(
+            f"events_from {start:%Y-%m-%d} is not before cutoff {cutoff:%Y-%m-%d}; pass an "
+            "earlier date, or None to read every event."
+        )
+    return start
+
+
 def to_horizon(value: Any, name: str = "horizon_days") -> int:
     """A positive whole number of days (``90`` and ``90.0``; not ``90.5``, ``True`` or ``0``).
 

@@ -19,7 +19,13 @@ import ibis
 import pandas as pd
 from ibis import _
 
-from retention.features._cutoffs import check_cutoff, check_label_window, to_cutoff, to_horizon
+from retention.features._cutoffs import (
+    check_cutoff,
+    check_label_window,
+    to_cutoff,
+    to_events_from,
+    to_horizon,
+)
 from retention.features._tables import (
     RETAINED_BY_DEFAULT,
     as_backend,
@@ -77,7 +83,12 @@ def population(backend: Any, cutoff: Any, *, retained_by: Any = RETAINED_BY_DEFA
 
 
 def build_labels(
-    backend: Any, cutoff: Any, horizon_days: int, *, retained_by: Any = RETAINED_BY_DEFAULT
+    backend: Any,
+    cutoff: Any,
+    horizon_days: int,
+    *,
+    retained_by: Any = RETAINED_BY_DEFAULT,
+    events_from: Any = None,
 ) -> pd.Series:
     """1 for each customer of the population who comes back in ``[cutoff, cutoff + horizon)``.
 
@@ -92,6 +103,9 @@ def build_labels(
     retained_by : str or sequence of str, default "purchase"
         The activity that counts as coming back (:func:`to_retained_by`): the same for the
         population and the label.
+    events_from : str or pd.Timestamp, optional
+        The population counts only events with ``ts >= events_from`` (as the features'
+        ``events_from``); default every event.
 
     Returns
     -------
@@ -127,6 +141,8 @@ def build_labels(
     events = events_table(backend)
     end = cutoff + pd.Timedelta(days=horizon)
     start = _lit(cutoff)
+    if events_from is not None:  # as if the store's history started there
+        events = events.filter(_.ts >= _lit(to_events_from(events_from, cutoff)))
     counts = (
         events.filter(qualifying(events, retained_by) & (_.ts < _lit(end)))
         .group_by("user_id")

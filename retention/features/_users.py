@@ -7,7 +7,6 @@ over the population at the cutoff only: customers with a purchase before it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import ibis.expr.types as ir
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from retention.exceptions import SchemaError
+from retention.features._families import slug
 
 __all__ = ["BOOKKEEPING_COLUMNS", "slug", "user_attributes"]
 
@@ -26,12 +26,6 @@ BOOKKEEPING_COLUMNS: frozenset[str] = frozenset({"user_id", "ingest_id", "event_
 _DAY = pd.Timedelta(days=1)
 #: a string column with more distinct values than this (and than half the rows) looks like an id
 _MAX_LEVELS = 1000
-
-
-def slug(name: Any) -> str:
-    """``name`` made safe for a column name: ``"United Kingdom"`` -> ``united_kingdom``."""
-    text = re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
-    return text or "unknown"
 
 
 def _days_before(values: pd.Series, cutoff: pd.Timestamp) -> pd.Series:

@@ -2,6 +2,7 @@
 
 from retention._lazy import lazy_getattr
 from retention.features import CutoffFrame
+from retention.models._artifact import ArtifactFormat, payload_digest
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD, rfm_summary
 from retention.models._btyd_models import (
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_MEMBERS",
     "MODEL_NAMES",
     "N_FOLDS",
+    "ArtifactFormat",
     "BGNBDModel",
     "BacktestResult",
     "BetaGeo",
@@ -52,6 +54,7 @@ __all__ = [
     "net_value_per_purchase",
     "out_of_fold_proba",
     "paired_auc_bootstrap",
+    "payload_digest",
     "read_metadata",
     "rfm_summary",
     "save_model",

@@ -52,7 +52,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -616,21 +616,14 @@ def _restore_learned(model: object, state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class _TransactionModel(BaseEstimator):
-    """Shared plumbing of the two transaction models."""
+class _BTYDEstimator(BaseEstimator):
+    """What every BTYD estimator shares: the one hyper-parameter, the repr, the saved state."""
 
     _param_names: tuple[str, ...] = ()
-    #: the model's name in warnings
-    _label: str = ""
     params_: dict[str, float] | None
 
     def __init__(self, penalizer: float = 0.0) -> None:
         self.penalizer = penalizer
-
-    def _p(self) -> tuple[float, ...]:
-        check_is_fitted(self, "params_")
-        assert self.params_ is not None
-        return tuple(self.params_[n] for n in self._param_names)
 
     def __repr__(self) -> str:
         if getattr(self, "params_", None) is None:
@@ -652,16 +645,54 @@ class _TransactionModel(BaseEstimator):
             )
         _restore_learned(self, state)
 
+
+class _TransactionModel(_BTYDEstimator):
+    """Shared plumbing of the transaction models."""
+
+    #: the model's name in warnings
+    _label: str = ""
+
+    def _p(self) -> tuple[float, ...]:
+        check_is_fitted(self, "params_")
+        assert self.params_ is not None
+        return tuple(self.params_[n] for n in self._param_names)
+
+    def fit(
+        self,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+        weights: ArrayLike | None = None,
+    ) -> Self:
+        """Maximum-likelihood fit on the customers' ``(frequency, recency, T)``.
+
+        Raises
+        ------
+        DataError
+            On negative, missing or non-integer frequencies, or recency greater than T.
+        """
+        self._fit_common(frequency, recency, T, weights)
+        return self
+
+    def _start(self, mean_t: float, mean_x: float) -> FloatArray:
+        """Where the optimiser starts, from the mean ``T`` and the mean frequency."""
+        raise NotImplementedError
+
+    def _loglik(
+        self, params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per-customer log-likelihood at ``params`` and its gradient (one row a parameter)."""
+        raise NotImplementedError
+
     def _fit_common(
         self,
         frequency: ArrayLike,
         recency: ArrayLike,
         T: ArrayLike,
         weights: ArrayLike | None,
-        start: Callable[[float, float], FloatArray],
-        loglik: Callable[..., tuple[FloatArray, FloatArray]],
     ) -> None:
-        """Fit by maximum likelihood from ``start(mean T, mean frequency)``."""
+        """Fit by maximum likelihood from :meth:`_start`."""
+        start, loglik = self._start, self._loglik
         pen = _check_penalizer(self.penalizer)
         x, tx, t_end = _check_rfm(frequency, recency, T)
         x, tx, t_end = x.ravel(), tx.ravel(), t_end.ravel()
@@ -753,21 +784,31 @@ class _TransactionModel(BaseEstimator):
         return 1.0 - self.probability_of_purchase(t, frequency, recency, T)
 
 
-def _bgnbd_loglik(
-    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+def _beta_geo_loglik(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, first: int
 ) -> tuple[FloatArray, FloatArray]:
-    """Per-customer BG/NBD log-likelihood and its gradient (rows r, alpha, a, b)."""
+    """Per-customer log-likelihood of the BG/NBD family and its gradient (rows r, alpha, a, b).
+
+    A customer alive at ``T`` has survived ``k = x + first`` dropout chances, one after each
+    repeat purchase and, with ``first = 1`` (MBG/NBD), one after the first purchase too
+    (``first = 0``: BG/NBD). With ``B`` the Beta function,
+    ``L = Gamma(r + x) alpha^r / Gamma(r) * B(a, b + k) / B(a, b) * [(alpha + T)^-(r + x)
+    + a / (b + k - 1) (alpha + t_x)^-(r + x)]``: alive at ``T``, or dropped out at the last
+    purchase, which needs ``k >= 1`` (Fader, Hardie & Lee 2005a; Batislam et al. 2007, whose
+    ``B(a + 1, b + x) / B(a, b)`` is ``B(a, b + x + 1) / B(a, b) * a / (b + x)``).
+    """
     r, alpha, a, b = params
-    rep = x > 0
+    bk = b + x + first  # b + k
+    dies = x + first > 0  # a chance to have dropped out at the last purchase
+    bk1 = np.where(dies, b + x + (first - 1.0), 1.0)  # b + k - 1
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
+    a2 = betaln(a, bk) - betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
-    bx1 = np.where(rep, b + x - 1.0, 1.0)
-    a4 = np.where(rep, np.log(a) - np.log(bx1) - (r + x) * np.log(alpha + tx), -np.inf)
+    a4 = np.where(dies, np.log(a) - np.log(bk1) - (r + x) * np.log(alpha + tx), -np.inf)
     lse = np.logaddexp(a3, a4)
     w3 = np.exp(a3 - lse)
     w4 = 1.0 - w3
-    psi_abx = digamma(a + b + x)
+    psi_abk = digamma(a + b + x + first)  # a + b + k, summed in this order as it always was
     psi_ab = digamma(a + b)
     g_r = (
         digamma(r + x)
@@ -777,12 +818,113 @@ def _bgnbd_loglik(
         - w4 * np.log(alpha + tx)
     )
     g_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + tx)
-    g_a = psi_ab - psi_abx + w4 / a
-    g_b = digamma(b + x) - digamma(b) + psi_ab - psi_abx - w4 / bx1
+    g_a = psi_ab - psi_abk + w4 / a
+    g_b = digamma(bk) - digamma(b) + psi_ab - psi_abk - w4 / bk1
     return a1 + a2 + lse, np.vstack([g_r, g_alpha, g_a, g_b])
 
 
-class BetaGeo(_TransactionModel):
+def _bgnbd_loglik(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per-customer BG/NBD log-likelihood and its gradient (rows r, alpha, a, b)."""
+    return _beta_geo_loglik(params, x, tx, T, first=0)
+
+
+def _mbgnbd_loglik(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per-customer MBG/NBD log-likelihood and its gradient (rows r, alpha, a, b): BG/NBD with a
+    dropout chance after the first purchase too."""
+    return _beta_geo_loglik(params, x, tx, T, first=1)
+
+
+class _BetaGeoFamily(_TransactionModel):
+    """BG/NBD and MBG/NBD, which differ in one thing only: whether a customer may drop out right
+    after the first purchase (:attr:`_first`, the dropout chances before the first repeat)."""
+
+    _param_names = ("r", "alpha", "a", "b")
+    #: dropout chances before the first repeat purchase: 0 (BG/NBD) or 1 (MBG/NBD)
+    _first: ClassVar[int] = 0
+
+    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
+        a, b = float(params[2]), float(params[3])
+        # a chance after each repeat (and, MBG/NBD, after the first purchase)
+        return float(-np.expm1((x_mean + self._first) * np.log1p(-a / (a + b))))
+
+    def _start(self, mean_t: float, mean_x: float) -> FloatArray:
+        return np.array([1.0, mean_t / (mean_x + 1.0), 1.0, 1.0])
+
+    def _loglik(
+        self, params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        return _beta_geo_loglik(params, x, tx, T, self._first)
+
+    def _log_odds_dead(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
+        r, alpha, a, b = self._p()
+        dies = x + self._first > 0
+        bk1 = np.where(dies, b + x + (self._first - 1.0), 1.0)
+        lo = np.log(a) - np.log(bk1) + (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
+        return np.where(dies, lo, -np.inf)
+
+    def conditional_probability_alive(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(alive at T) given the history: ``1 / (1 + a / (b + k - 1) ((alpha + T) /
+        (alpha + t_x))^(r + x))`` after ``k`` dropout chances; 1 for BG/NBD customers without a
+        repeat purchase (``k = 0``), below 1 for MBG/NBD one-time buyers too."""
+        x, tx, t_end = _check_rfm(frequency, recency, T)
+        return _finite(expit(-self._log_odds_dead(x, tx, t_end)))
+
+    def conditional_expected_purchases(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """Expected number of purchases in ``(T, T + t]`` given the history.
+
+        ``P(alive) * E[(1 - (1 + p t / (alpha + T))^-(r + x)) / p]`` with the dropout
+        probability's posterior ``p ~ Beta(a, b + k)`` after ``k`` survived chances (for MBG/NBD
+        the closed form of Wagner & Hoppe 2008 for ``a > 1``; by quadrature here so that any
+        ``a`` works).
+        """
+        tt = _check_horizon(t)
+        x, tx, t_end = _check_rfm(frequency, recency, T)
+        tt, x, tx, t_end = np.broadcast_arrays(tt, x, tx, t_end)
+        shape = x.shape
+        tt, x, tx, t_end = tt.ravel(), x.ravel(), tx.ravel(), t_end.ravel()
+        r, alpha, a, b = self._p()
+        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
+        e = _beta_expectation_purchases(r + x, tt / (alpha + t_end), a, b + x + self._first)
+        return _finite(p_alive * e).reshape(shape)
+
+    def probability_of_purchase(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(at least one purchase in ``(T, T + t]``) given the history.
+
+        Alive at ``T``, the next purchase comes at rate ``lambda ~ Gamma(r + x, alpha + T)``
+        (dropout only happens right after a purchase), so this is
+        ``P(alive) * (1 - ((alpha + T) / (alpha + T + t))^(r + x))``.
+        """
+        tt = _check_horizon(t)
+        x, tx, t_end = _check_rfm(frequency, recency, T)
+        r, alpha, _, _ = self._p()
+        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
+        p_buy = -np.expm1(-(r + x) * np.log1p(tt / (alpha + t_end)))
+        return _finite(np.clip(p_alive * p_buy, 0.0, 1.0))
+
+    def expected_purchases(self, t: ArrayLike) -> FloatArray:
+        """Expected number of repeat purchases of a new customer in ``(0, t]`` (population
+        level); an MBG/NBD customer first survives the dropout chance of its first purchase,
+        with probability ``E[1 - p] = b / (a + b)``."""
+        tt = np.atleast_1d(_check_horizon(t))
+        r, alpha, a, b = self._p()
+        out = _beta_expectation_purchases(
+            np.full(tt.shape, r), (tt / alpha).ravel(), a, np.full(tt.size, b + self._first)
+        )
+        survive = (b / (a + b)) ** self._first
+        return _finite((survive * out).reshape(np.shape(t)))
+
+
+class BetaGeo(_BetaGeoFamily):
     """The BG/NBD model of Fader, Hardie & Lee (2005a).
 
     Purchases follow a Poisson process with rate ``lambda ~ Gamma(r, alpha)``; after each purchase
@@ -823,89 +965,8 @@ class BetaGeo(_TransactionModel):
     True
     """
 
-    _param_names = ("r", "alpha", "a", "b")
     _label = "BG/NBD"
-
-    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
-        a, b = float(params[2]), float(params[3])
-        return float(-np.expm1(x_mean * np.log1p(-a / (a + b))))  # a chance after each repeat
-
-    def fit(
-        self,
-        frequency: ArrayLike,
-        recency: ArrayLike,
-        T: ArrayLike,
-        weights: ArrayLike | None = None,
-    ) -> BetaGeo:
-        """Maximum-likelihood fit on the customers' ``(frequency, recency, T)``.
-
-        Raises
-        ------
-        DataError
-            On negative, missing or non-integer frequencies, or recency greater than T.
-        """
-        self._fit_common(
-            frequency,
-            recency,
-            T,
-            weights,
-            lambda mean_t, mean_x: np.array([1.0, mean_t / (mean_x + 1.0), 1.0, 1.0]),
-            _bgnbd_loglik,
-        )
-        return self
-
-    def _log_odds_dead(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
-        r, alpha, a, b = self._p()
-        rep = x > 0
-        bx1 = np.where(rep, b + x - 1.0, 1.0)
-        lo = np.log(a) - np.log(bx1) + (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
-        return np.where(rep, lo, -np.inf)
-
-    def conditional_probability_alive(
-        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """P(alive at T) given the history (1 for customers without repeat purchase)."""
-        x, tx, t_end = _check_rfm(frequency, recency, T)
-        return _finite(expit(-self._log_odds_dead(x, tx, t_end)))
-
-    def conditional_expected_purchases(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """Expected number of purchases in ``(T, T + t]`` given the history."""
-        tt = _check_horizon(t)
-        x, tx, t_end = _check_rfm(frequency, recency, T)
-        tt, x, tx, t_end = np.broadcast_arrays(tt, x, tx, t_end)
-        shape = x.shape
-        tt, x, tx, t_end = tt.ravel(), x.ravel(), tx.ravel(), t_end.ravel()
-        r, alpha, a, b = self._p()
-        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
-        e = _beta_expectation_purchases(r + x, tt / (alpha + t_end), a, b + x)
-        return _finite(p_alive * e).reshape(shape)
-
-    def probability_of_purchase(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """P(at least one purchase in ``(T, T + t]``) given the history.
-
-        Alive at ``T``, the next purchase comes at rate ``lambda ~ Gamma(r + x, alpha + T)``
-        (dropout only happens right after a purchase), so this is
-        ``P(alive) * (1 - ((alpha + T) / (alpha + T + t))^(r + x))``.
-        """
-        tt = _check_horizon(t)
-        x, tx, t_end = _check_rfm(frequency, recency, T)
-        r, alpha, _, _ = self._p()
-        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
-        p_buy = -np.expm1(-(r + x) * np.log1p(tt / (alpha + t_end)))
-        return _finite(np.clip(p_alive * p_buy, 0.0, 1.0))
-
-    def expected_purchases(self, t: ArrayLike) -> FloatArray:
-        """Expected number of purchases of a new customer in ``(0, t]`` (population level)."""
-        tt = np.atleast_1d(_check_horizon(t))
-        r, alpha, a, b = self._p()
-        out = _beta_expectation_purchases(
-            np.full(tt.shape, r), (tt / alpha).ravel(), a, np.full(tt.size, b)
-        )
-        return _finite(out.reshape(np.shape(t)))
+    _first = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -913,39 +974,7 @@ class BetaGeo(_TransactionModel):
 # --------------------------------------------------------------------------------------------
 
 
-def _mbgnbd_loglik(
-    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Per-customer MBG/NBD log-likelihood and its gradient (rows r, alpha, a, b).
-
-    ``L = Gamma(r + x) alpha^r / Gamma(r) * [B(a, b + x + 1) / B(a, b) (alpha + T)^-(r + x)
-    + B(a + 1, b + x) / B(a, b) (alpha + t_x)^-(r + x)]`` (Batislam et al. 2007): alive at ``T``
-    after ``x + 1`` survived dropout chances, or dropped out at the last purchase (or at once).
-    """
-    r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    lb = betaln(a, b)
-    a3 = betaln(a, b + x + 1.0) - lb - (r + x) * np.log(alpha + T)
-    a4 = betaln(a + 1.0, b + x) - lb - (r + x) * np.log(alpha + tx)
-    lse = np.logaddexp(a3, a4)
-    w3 = np.exp(a3 - lse)
-    w4 = 1.0 - w3
-    psi_ab = digamma(a + b)
-    psi_abx1 = digamma(a + b + x + 1.0)
-    g_r = (
-        digamma(r + x)
-        - digamma(r)
-        + np.log(alpha)
-        - w3 * np.log(alpha + T)
-        - w4 * np.log(alpha + tx)
-    )
-    g_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + tx)
-    g_a = psi_ab - psi_abx1 + w4 / a
-    g_b = psi_ab - psi_abx1 - digamma(b) + digamma(b + x) + w3 / (b + x)
-    return a1 + lse, np.vstack([g_r, g_alpha, g_a, g_b])
-
-
-class ModifiedBetaGeo(_TransactionModel):
+class ModifiedBetaGeo(_BetaGeoFamily):
     """The MBG/NBD model of Batislam, Denizel & Filiztekin (2007).
 
     As BG/NBD (purchases at rate ``lambda ~ Gamma(r, alpha)``, dropout with probability
@@ -981,93 +1010,8 @@ class ModifiedBetaGeo(_TransactionModel):
     True
     """
 
-    _param_names = ("r", "alpha", "a", "b")
     _label = "MBG/NBD"
-
-    def _dropout_share(self, params: FloatArray, x_mean: float, t_mean: float) -> float:
-        a, b = float(params[2]), float(params[3])
-        return float(-np.expm1((x_mean + 1.0) * np.log1p(-a / (a + b))))  # and after the first
-
-    def fit(
-        self,
-        frequency: ArrayLike,
-        recency: ArrayLike,
-        T: ArrayLike,
-        weights: ArrayLike | None = None,
-    ) -> ModifiedBetaGeo:
-        """Maximum-likelihood fit on the customers' ``(frequency, recency, T)``.
-
-        Raises
-        ------
-        DataError
-            On negative, missing or non-integer frequencies, or recency greater than T.
-        """
-        self._fit_common(
-            frequency,
-            recency,
-            T,
-            weights,
-            lambda mean_t, mean_x: np.array([1.0, mean_t / (mean_x + 1.0), 1.0, 1.0]),
-            _mbgnbd_loglik,
-        )
-        return self
-
-    def _log_odds_dead(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
-        r, alpha, a, b = self._p()
-        out: FloatArray = (
-            np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
-        )
-        return out
-
-    def conditional_probability_alive(
-        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """P(alive at T) given the history: ``1 / (1 + a / (b + x) ((alpha + T) /
-        (alpha + t_x))^(r + x))``, below 1 for one-time buyers too."""
-        x, tx, t_end = _check_rfm(frequency, recency, T)
-        return _finite(expit(-self._log_odds_dead(x, tx, t_end)))
-
-    def conditional_expected_purchases(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """Expected number of purchases in ``(T, T + t]`` given the history.
-
-        ``P(alive) * E[(1 - (1 + p t / (alpha + T))^-(r + x)) / p]`` with the dropout
-        probability's posterior ``p ~ Beta(a, b + x + 1)`` (the closed form of Wagner & Hoppe
-        2008 for ``a > 1``, by quadrature here so that any ``a`` works).
-        """
-        tt = _check_horizon(t)
-        x, tx, t_end = _check_rfm(frequency, recency, T)
-        tt, x, tx, t_end = np.broadcast_arrays(tt, x, tx, t_end)
-        shape = x.shape
-        tt, x, tx, t_end = tt.ravel(), x.ravel(), tx.ravel(), t_end.ravel()
-        r, alpha, a, b = self._p()
-        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
-        e = _beta_expectation_purchases(r + x, tt / (alpha + t_end), a, b + x + 1.0)
-        return _finite(p_alive * e).reshape(shape)
-
-    def probability_of_purchase(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
-        """P(at least one purchase in ``(T, T + t]``) given the history:
-        ``P(alive) * (1 - ((alpha + T) / (alpha + T + t))^(r + x))`` (dropout happens only at
-        purchases, so an alive customer buys at rate ``lambda ~ Gamma(r + x, alpha + T)``)."""
-        tt = _check_horizon(t)
-        x, tx, t_end = _check_rfm(frequency, recency, T)
-        r, alpha, _, _ = self._p()
-        p_alive = expit(-self._log_odds_dead(x, tx, t_end))
-        p_buy = -np.expm1(-(r + x) * np.log1p(tt / (alpha + t_end)))
-        return _finite(np.clip(p_alive * p_buy, 0.0, 1.0))
-
-    def expected_purchases(self, t: ArrayLike) -> FloatArray:
-        """Expected number of repeat purchases of a new customer in ``(0, t]`` (population
-        level): it survives the dropout chance of its first purchase with ``1 - p``."""
-        tt = np.atleast_1d(_check_horizon(t))
-        r, alpha, a, b = self._p()
-        out = _beta_expectation_purchases(
-            np.full(tt.shape, r), (tt / alpha).ravel(), a, np.full(tt.size, b + 1.0)
-        )
-        return _finite((b / (a + b) * out).reshape(np.shape(t)))
+    _first = 1  # the one difference: a dropout chance after the first purchase
 
 
 # --------------------------------------------------------------------------------------------
@@ -1136,29 +1080,13 @@ class ParetoNBD(_TransactionModel):
         s, beta = float(params[2]), float(params[3])
         return float(-np.expm1(-s * np.log1p(t_mean / beta)))  # 1 - E[exp(-mu T)]
 
-    def fit(
-        self,
-        frequency: ArrayLike,
-        recency: ArrayLike,
-        T: ArrayLike,
-        weights: ArrayLike | None = None,
-    ) -> ParetoNBD:
-        """Maximum-likelihood fit on the customers' ``(frequency, recency, T)``.
+    def _start(self, mean_t: float, mean_x: float) -> FloatArray:
+        return np.array([1.0, mean_t / (mean_x + 1.0), 1.0, mean_t])
 
-        Raises
-        ------
-        DataError
-            On negative, missing or non-integer frequencies, or recency greater than T.
-        """
-        self._fit_common(
-            frequency,
-            recency,
-            T,
-            weights,
-            lambda mean_t, mean_x: np.array([1.0, mean_t / (mean_x + 1.0), 1.0, mean_t]),
-            _pareto_loglik,
-        )
-        return self
+    def _loglik(
+        self, params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        return _pareto_loglik(params, x, tx, T)
 
     def _log_odds_alive(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
         params = np.array(self._p())
@@ -1260,7 +1188,7 @@ def _gg_loglik(params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatA
     return ll, np.vstack([g_p, g_q, g_v])
 
 
-class GammaGamma(BaseEstimator):
+class GammaGamma(_BTYDEstimator):
     """The Gamma-Gamma model of the mean transaction value (Fader, Hardie & Lee 2005b).
 
     Fitted on customers with at least one repeat purchase and a positive mean value (others are
@@ -1289,25 +1217,7 @@ class GammaGamma(BaseEstimator):
         of positive value (thin data).
     """
 
-    def __init__(self, penalizer: float = 0.0) -> None:
-        self.penalizer = penalizer
-
-    def __repr__(self) -> str:
-        if getattr(self, "params_", None) is None:
-            return f"GammaGamma(penalizer={self.penalizer!r})"
-        assert self.params_ is not None
-        inner = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-        return f"GammaGamma({inner})"
-
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """What :meth:`fit` learned, as data (see ``retention.models.save_model``)."""
-        return _learned_state(self)
-
-    def _set_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
-        """Restore what :meth:`_get_state` returned (``load_model``)."""
-        if set(state.get("params_") or {}) != {"p", "q", "v"}:
-            raise ModelError(f"The saved Gamma-Gamma parameters are not p, q, v: {state!r}.")
-        _restore_learned(self, state)
+    _param_names = ("p", "q", "v")
 
     def fit(self, frequency: ArrayLike, monetary_value: ArrayLike) -> GammaGamma:
         """Maximum-likelihood fit on repeat customers' frequency and mean value.

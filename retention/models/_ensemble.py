@@ -8,6 +8,22 @@ earns no trust it would not earn on the test cutoff. By default every member is 
 objects are cloned first, so the objects passed in are left untouched); with ``prefit=True``
 members are passed already fitted and only the stacker learns (the backtest fits each model once
 and hands them over).
+
+Three choices are made on those out-of-fold predictions, never on the scored cutoff:
+
+- the weights: a logistic regression with one intercept per learning cutoff, so they reward
+  ranking customers within a cutoff rather than following the base rate between cutoffs;
+- stack or single member: the stack of every member and each member alone compete on their
+  cross-fitted ROC-AUC within each learning cutoff and fold of customers (the stack's weights
+  learned on the other folds); the stack is used only where it ranks better than every member,
+  so the ensemble is never below its best member on the out-of-fold predictions;
+- the level (the mean probability): the stack's own intercept, or the mean prediction of a
+  member that learns no label (BTYD, refitted on the scored cutoff's history), whichever had the
+  lower log loss over the learning cutoffs (the own intercept judged on each cutoff from the
+  others). The base rate moves between cutoffs with the seasons; on Online Retail BG/NBD's
+  mean stays near 0.48 at every cutoff, below the learning cutoffs' base rates, and anchoring to
+  it put the stack's level 0.11 under the test cutoff's base rate (Brier 0.2144 against 0.2061
+  for gradient boosting alone).
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from scipy.stats import rankdata
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
@@ -27,7 +44,13 @@ from retention.features import CutoffFrame
 from retention.models._base import RetentionModel, check_is_fitted
 from retention.models._calibration import logit
 from retention.models._gbdt import check_frames
-from retention.models._oof import N_FOLDS, check_n_folds, learns_labels, out_of_fold_proba
+from retention.models._oof import (
+    N_FOLDS,
+    check_n_folds,
+    customer_folds,
+    learns_labels,
+    out_of_fold_proba,
+)
 
 __all__ = ["DEFAULT_MEMBERS", "EnsembleModel", "is_fitted"]
 
@@ -49,6 +72,85 @@ def _level_shift(z: np.ndarray, target: float) -> float:
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+#: name of the candidate that stacks every member (the others are single members' names)
+STACK = "stack"
+
+
+def _per_cutoff_auc(y: np.ndarray, score: np.ndarray, cell: np.ndarray) -> float:
+    """Mean ROC-AUC within each cell of ``cell`` (a learning cutoff, or a cutoff x fold of
+    customers), cells with one outcome or without a score left out: how well ``score`` ranks
+    customers at one cutoff, not how well it tracks the level from one cutoff to the next.
+    Cross-fitted scores of one cell come from one fit, so a member alone, recalibrated, scores
+    exactly its own ranking."""
+    aucs = []
+    for c in np.unique(cell):
+        mask = (cell == c) & np.isfinite(score)
+        n_pos = int(y[mask].sum())
+        n_neg = int(mask.sum()) - n_pos
+        if n_pos and n_neg:  # Mann-Whitney: the ROC-AUC from the ranks (ties count half)
+            ranks = rankdata(score[mask])
+            aucs.append(
+                float((ranks[y[mask] == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+            )
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _stack_weights(Z: np.ndarray, y: np.ndarray, cut: np.ndarray, C: float) -> np.ndarray:
+    """Weights of the member log-odds ``Z``: a logistic regression with one intercept per
+    learning cutoff, so the weights reward ranking customers within a cutoff, not following the
+    base rate between cutoffs (that is the level's job, see :meth:`EnsembleModel.fit`)."""
+    _, codes = np.unique(cut, return_inverse=True)
+    dummies = np.eye(codes.max() + 1)[codes]
+    lr = LogisticRegression(C=float(C), max_iter=200, fit_intercept=False, solver="newton-cholesky")
+    lr.fit(np.column_stack([Z, dummies]), y)
+    weights: np.ndarray = lr.coef_[0][: Z.shape[1]]
+    return weights
+
+
+def _cross_fitted(
+    Z: np.ndarray, y: np.ndarray, cut: np.ndarray, fold: np.ndarray, C: float
+) -> np.ndarray:
+    """Stacked log-odds of every learning row from weights learned on the other folds of
+    customers (NaN where a fold leaves one outcome to learn from)."""
+    out = np.full(len(y), np.nan)
+    for k in np.unique(fold):
+        learn = fold != k
+        if len(np.unique(y[learn])) < 2:
+            continue
+        out[~learn] = Z[~learn] @ _stack_weights(Z[learn], y[learn], cut[learn], C)
+    return out
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+
+def _level_losses(
+    z: np.ndarray, y: np.ndarray, cut: np.ndarray, Z: np.ndarray, anchors: dict[str, int]
+) -> dict[str, float]:
+    """Log loss on the learning cutoffs of each way of setting the level of stacked log-odds
+    ``z``: ``"own"``, one intercept learned on the other cutoffs (left out one cutoff at a time:
+    the level a stack learned on past cutoffs brings to a new one), and, for each anchor member,
+    the shift that gives every cutoff that member's mean prediction there (a model that learns
+    no label forecasts each cutoff's level from its own history, out of fold already)."""
+    out: dict[str, float] = {}
+    cuts = np.unique(cut)
+    if len(cuts) > 1:
+        p = np.empty(len(y))
+        for c in cuts:
+            here = cut == c
+            p[here] = expit(z[here] + _level_shift(z[~here], float(y[~here].mean())))
+        out["own"] = _log_loss(y, p)
+    for name, j in anchors.items():
+        p = np.empty(len(y))
+        for c in cuts:
+            here = cut == c
+            p[here] = expit(z[here] + _level_shift(z[here], float(np.mean(expit(Z[here, j])))))
+        out[name] = _log_loss(y, p)
+    return out
 
 
 def _drop_nbd_twins(
@@ -113,15 +215,13 @@ class EnsembleModel(RetentionModel):
     C : float
         Inverse L2 strength of the stacking regression.
     anchor : str or None
-        Name of the member whose mean prediction on the scored cutoff sets the overall level of
-        the ensemble: the stacked log-odds are shifted by one constant per scored frame so that
-        their mean probability equals that member's (the ranking, hence ROC-AUC, is unchanged).
-        The base rate of retention drifts between cutoffs (seasons, cohorts), and a BTYD model
-        refitted on the scored cutoff's own history forecasts it better than the base rate of the
-        validation cutoff the stack learned from (mean absolute error of the level over the
-        cutoffs up to the validation cutoffs of the benchmark: Online Retail 0.037 vs 0.059,
-        CDNOW 0.010 vs 0.028). ``"auto"`` (default): ``bgnbd`` when it is a member, else
-        ``paretonbd``, else no anchor. None: keep the level learned on the validation cutoff.
+        How the level (the mean probability on the scored cutoff) is set. The ranking, hence
+        ROC-AUC, never depends on it. ``"auto"`` (default): the stack's own intercept, or the
+        shift that gives the stacked log-odds the mean prediction of a member that learns no
+        label (BTYD, which refits on the scored cutoff's own history), whichever had the lower
+        log loss over the learning cutoffs (``level_losses_``; the own intercept is judged on
+        each learning cutoff from the others). A member's name: always that member's mean.
+        None: always the stack's own intercept.
     prefit : bool
         The members are model objects already fitted (on cutoffs whose label windows end before
         the test cutoff): :meth:`fit` uses them as they are and learns only the stacker. False
@@ -129,6 +229,10 @@ class EnsembleModel(RetentionModel):
     cv_folds : int
         Folds of customers for the out-of-fold predictions of a member that keeps none of its
         own (see :meth:`fit`).
+    select : bool
+        True (default): the stack competes with each member alone (recalibrated) on the
+        cross-fitted out-of-fold ROC-AUC, and the best is used (``chosen_``), so the ensemble is
+        never below its best member there. False: always the stack.
 
     Attributes
     ----------
@@ -137,12 +241,21 @@ class EnsembleModel(RetentionModel):
     member_names_ : list of str
     stacker_ : LogisticRegression
     weights_ : dict of str to float
-        Coefficient of each member's log-odds (how much the stack trusts it).
+        Coefficient of each member's log-odds (how much the stack trusts it; 0 for every member
+        but the one chosen when a single member won).
+    chosen_ : str
+        ``"stack"`` or the name of the member used alone.
+    selection_ : dict of str to float
+        Cross-fitted out-of-fold ROC-AUC of each candidate (``"stack"`` and each member alone):
+        the mean over learning cutoffs x folds of customers of the ROC-AUC within each.
+    level_losses_ : dict of str to float
+        Log loss over the learning cutoffs of each way of setting the level (``"own"`` and each
+        anchor candidate).
     dropped_ : dict of str to str
         Members left out because they collapsed to the same NBD as the member named (BG/NBD,
         MBG/NBD and Pareto/NBD on a log where nobody seems to drop out).
     anchor_ : int or None
-        Index in ``members_`` of the member that sets the level.
+        Index in ``members_`` of the member that sets the level (None: the stack's own).
 
     Examples
     --------
@@ -160,12 +273,14 @@ class EnsembleModel(RetentionModel):
         anchor: str | None = "auto",
         prefit: bool = False,
         cv_folds: int = N_FOLDS,
+        select: bool = True,
     ) -> None:
         self.members = members
         self.C = C
         self.anchor = anchor
         self.prefit = prefit
         self.cv_folds = cv_folds
+        self.select = select
 
     def _resolve(self) -> list[tuple[str, RetentionModel]]:
         """``(name, model)`` of each member: new or cloned models, or the given ones if prefit."""
@@ -235,12 +350,19 @@ class EnsembleModel(RetentionModel):
         predictions for these frames (``GBDTModel.oof_``) gives those; any other member is
         refitted on ``cv_folds`` folds of customers. BTYD members that collapse to the same NBD
         on the latest learning cutoff are the same model under two names: only the first is
-        kept (``dropped_``).
+        kept (``dropped_``). Then the weights, the choice between the stack and each member
+        alone, and the level are learned on those predictions (see the module docstring).
         """
         if not (isinstance(self.C, int | float) and self.C > 0):
             raise ConfigError(f"C must be a positive number; got {self.C!r}.")
         if not isinstance(self.prefit, bool | np.bool_):
             raise ConfigError(f"prefit must be True or False; got {self.prefit!r}.")
+        if not isinstance(self.select, bool | np.bool_):
+            raise ConfigError(f"select must be True or False; got {self.select!r}.")
+        if not (self.anchor is None or isinstance(self.anchor, str)):
+            raise ConfigError(
+                f"anchor must be a member's name, 'auto' or None; got {self.anchor!r}."
+            )
         n_folds = check_n_folds(self.cv_folds)
         frames = check_frames(train, valid, model="EnsembleModel")
         learning = [*frames, *([valid] if valid is not None else [])]
@@ -249,6 +371,7 @@ class EnsembleModel(RetentionModel):
             for _, model in track(resolved, "fitting ensemble members", total=len(resolved)):
                 model.fit(frames, valid)
         resolved, dropped = _drop_nbd_twins(resolved, learning[-1])
+        anchors = self._anchor_candidates(resolved, dropped)
         y = np.concatenate([np.asarray(f.label, dtype=int) for f in learning])
         if len(np.unique(y)) < 2:
             raise ModelError(
@@ -256,21 +379,52 @@ class EnsembleModel(RetentionModel):
                 "outcome, so the ensemble cannot learn weights. Use a longer history or another "
                 "cutoff."
             )
-        columns = []
-        for name, model in resolved:
-            oof = _member_oof(model, learning, n_folds, name)
-            columns.append(logit(np.concatenate(oof)))
-        Z = np.column_stack(columns)
-        stacker = LogisticRegression(C=float(self.C), max_iter=1000)
-        stacker.fit(Z, y)
+        names = [n for n, _ in resolved]
+        Z = np.column_stack(
+            [logit(np.concatenate(_member_oof(m, learning, n_folds, n))) for n, m in resolved]
+        )
+        cut = np.concatenate([np.full(len(f), i) for i, f in enumerate(learning)])
+        fold = np.concatenate([customer_folds(f.users, n_folds) for f in learning])
+        C = float(self.C)
+        # candidates: the stack of every member, and each member alone (recalibrated), scored
+        # by their cross-fitted ranking within the learning cutoffs; the stack must earn its place
+        # (members first: on a tie the simpler candidate wins)
+        candidates: dict[str, np.ndarray] = {}
+        if self.select or len(names) == 1:
+            candidates.update({n: np.array([j]) for j, n in enumerate(names)})
+        if len(names) > 1:
+            candidates[STACK] = np.arange(len(names))
+        cell = cut * n_folds + fold  # one cutoff, one fold of customers: one fit of weights
+        scores = {
+            c: _per_cutoff_auc(y, _cross_fitted(Z[:, cols], y, cut, fold, C), cell)
+            for c, cols in candidates.items()
+        }
+        finite = {c: v for c, v in scores.items() if np.isfinite(v)}
+        chosen = max(finite, key=finite.__getitem__) if finite else next(iter(candidates))
+        weights = np.zeros(len(names))
+        weights[candidates[chosen]] = _stack_weights(Z[:, candidates[chosen]], y, cut, C)
+        z = Z @ weights
+        stacker = LogisticRegression(C=C)
+        stacker.coef_ = weights.reshape(1, -1)
+        stacker.intercept_ = np.array([_level_shift(z, float(y.mean()))])
+        stacker.classes_ = np.array([0, 1])
+        stacker.n_features_in_ = len(names)
+        stacker.n_iter_ = np.array([0], dtype=np.int32)
+        self.level_losses_ = _level_losses(z, y, cut, Z, anchors)
+        if self.anchor != "auto":  # a member named, or None
+            self.anchor_ = next(iter(anchors.values()), None)
+        elif "own" not in self.level_losses_:  # one learning cutoff: no record to compare
+            self.anchor_ = None
+        else:
+            best = min(self.level_losses_, key=self.level_losses_.__getitem__)
+            self.anchor_ = anchors.get(best)
         self.members_ = [m for _, m in resolved]
-        self.member_names_ = [n for n, _ in resolved]
+        self.member_names_ = names
         self.dropped_ = dropped
         self.stacker_ = stacker
-        self.weights_ = {
-            n: float(w) for n, w in zip(self.member_names_, stacker.coef_[0], strict=True)
-        }
-        self.anchor_ = self._resolve_anchor(self.member_names_)
+        self.weights_ = {n: float(w) for n, w in zip(names, weights, strict=True)}
+        self.selection_ = scores
+        self.chosen_ = chosen
         self.valid_cutoff_ = learning[-1].cutoff
         self.horizon_days_ = learning[-1].horizon_days
         return self
@@ -287,6 +441,11 @@ class EnsembleModel(RetentionModel):
             "dropped_": dict(getattr(self, "dropped_", {})),
             "valid_cutoff_": self.valid_cutoff_,
             "horizon_days_": int(self.horizon_days_),
+            "chosen_": self.chosen_,
+            "selection_": {
+                str(k): float(v) if np.isfinite(v) else None for k, v in self.selection_.items()
+            },
+            "level_losses_": {str(k): float(v) for k, v in self.level_losses_.items()},
         }
         parts: dict[str, Any] = {"stacker": self.stacker_}
         for i, member in enumerate(self.members_):
@@ -318,22 +477,50 @@ class EnsembleModel(RetentionModel):
         self.dropped_ = {str(k): str(v) for k, v in (state.get("dropped_") or {}).items()}
         self.valid_cutoff_ = state["valid_cutoff_"]
         self.horizon_days_ = int(state["horizon_days_"])
+        self.chosen_ = str(state.get("chosen_", STACK))
+        self.selection_ = {
+            str(k): float("nan") if v is None else float(v)
+            for k, v in (state.get("selection_") or {}).items()
+        }
+        self.level_losses_ = {
+            str(k): float(v) for k, v in (state.get("level_losses_") or {}).items()
+        }
 
-    def _resolve_anchor(self, names: list[str]) -> int | None:
-        """Index of the anchor member, or None."""
+    def choice(self) -> dict[str, Any]:
+        """What :meth:`fit` chose on the out-of-fold predictions, as JSON-ready data: the
+        candidate used (``chosen``: ``"stack"`` or a member), each candidate's cross-fitted
+        ROC-AUC (``out_of_fold_roc_auc``), the level's source (``level``: ``"own"`` or a member)
+        and each level's log loss over the learning cutoffs (``level_log_loss``)."""
+        check_is_fitted(self, "stacker_")
+        anchor = getattr(self, "anchor_", None)
+        return {
+            "chosen": self.chosen_,
+            "out_of_fold_roc_auc": {
+                k: round(v, 6) if np.isfinite(v) else None for k, v in self.selection_.items()
+            },
+            "level": "own" if anchor is None else self.member_names_[anchor],
+            "level_log_loss": {k: round(v, 6) for k, v in self.level_losses_.items()},
+        }
+
+    def _anchor_candidates(
+        self, resolved: list[tuple[str, RetentionModel]], dropped: dict[str, str]
+    ) -> dict[str, int]:
+        """``{name: index}`` of the members that may set the level: with ``anchor="auto"`` every
+        member that learns no label (BTYD), else the one named (or the NBD twin kept in its
+        place; none for None)."""
+        names = [n for n, _ in resolved]
         if self.anchor is None:
-            return None
+            return {}
         if self.anchor == "auto":
-            for candidate in ("bgnbd", "paretonbd"):
-                if candidate in names:
-                    return names.index(candidate)
-            return None
+            return {n: j for j, (n, m) in enumerate(resolved) if not learns_labels(m)}
+        if self.anchor in dropped:
+            return {dropped[self.anchor]: names.index(dropped[self.anchor])}
         if self.anchor not in names:
             raise ConfigError(
                 f"anchor {self.anchor!r} is not a member (members: {', '.join(names)}). "
                 "Name a member, 'auto' or None."
             )
-        return names.index(self.anchor)
+        return {str(self.anchor): names.index(str(self.anchor))}
 
     def anchor_shift(self, Z: np.ndarray) -> float:
         """The constant added to the stacked log-odds of member log-odds ``Z``: the ``d`` with

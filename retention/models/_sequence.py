@@ -14,6 +14,13 @@ the validation cutoff's ROC-AUC over customers it never trained on (whole folds 
 ``customer_folds``, the grouping of ``models/_oof.py``). Everything is seeded; scores do not depend
 on the batch a customer is scored in.
 
+With ``cv_folds=K`` (as ``text_lm`` does) every learning cutoff, ``valid`` included, is split into
+K folds of customers and one network per fold trains on the other folds; the epoch with the best
+mean held-out ROC-AUC is kept for all of them, their held-out predictions at that epoch are
+``oof_`` (an ensemble stacks on them and refits nothing), and the model predicts the mean of the K
+networks. ``benchmarks/sequence_folds.py`` measures it against one network plus the ensemble's
+refits on the folds.
+
 Where the time went (``benchmarks/sequence_speed.py``): one token per invoice line made sequences
 of 38 tokens on average (capped at 64) for customers with a median of 2 invoices, so attention and
 the feed-forward layers ran on 7x more tokens than orders, and encoding every item's text with the
@@ -49,7 +56,7 @@ from retention.features import (
     event_sequences,
 )
 from retention.models._base import RetentionModel, check_is_fitted
-from retention.models._oof import N_FOLDS, customer_folds
+from retention.models._oof import N_FOLDS, check_n_folds, customer_folds
 
 __all__ = ["SequenceTransformerModel"]
 
@@ -252,6 +259,22 @@ def _held_out(users: pd.Index, folds: np.ndarray) -> np.ndarray:
     return np.isin(customer_folds(users), folds)
 
 
+def _held_out_record(
+    y: np.ndarray, p: np.ndarray, cut: np.ndarray
+) -> tuple[float, dict[str, float]]:
+    """A held-out fold's score (its mean per-cutoff ROC-AUC, or minus its log loss when no cutoff
+    holds both outcomes) and its history record."""
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    aucs = [
+        float(roc_auc_score(y[cut == c], p[cut == c]))
+        for c in np.unique(cut)
+        if len(np.unique(y[cut == c])) == 2
+    ]
+    auc = float(np.mean(aucs)) if aucs else float("nan")
+    return (auc if aucs else -loss), {"valid_loss": loss, "valid_roc_auc": auc}
+
+
 @contextmanager
 def _torch_threads(n_threads: int | None) -> Iterator[None]:
     """torch's intra-op threads set to ``n_threads`` inside the block (None: unchanged)."""
@@ -333,15 +356,33 @@ class SequenceTransformerModel(RetentionModel):
         torch's setting. The matrices are small (64 wide, a few tokens per customer), so a second
         thread adds little, and on a busy machine its synchronisation at every operation costs
         more than it gains.
+    cv_folds : int or None
+        Folds of customers (``customer_folds``) for early stopping and the out-of-fold
+        predictions, as ``text_lm`` does: every learning cutoff (``train`` and ``valid``) is
+        split into ``cv_folds`` folds of customers, one network per fold trains on the other
+        folds' customers, its held-out fold is scored after every epoch, and the epoch with the
+        best mean held-out ROC-AUC (per cutoff, over the folds) is kept for every network. The
+        held-out predictions at that epoch are ``oof_``, which an ensemble stacks on instead of
+        refitting the model on folds; the model predicts the mean of the fold networks.
+        ``valid_customer_share`` is then unused. None: one network, trained on ``train``,
+        stopped early on held-out customers of ``valid``.
 
     Attributes
     ----------
     net_ : torch.nn.Module
-        The trained network (the weights of the best validation epoch).
+        The trained network (the weights of the best validation epoch); with ``cv_folds``, the
+        first fold network.
+    nets_ : list of torch.nn.Module
+        Every trained network (one per fold with ``cv_folds``, else ``[net_]``); predictions are
+        their mean.
+    oof_ : pd.DataFrame or None
+        ``cutoff``, ``user_id``, ``p``: each learning row's prediction by the fold network that
+        never trained on that customer (None without ``cv_folds``, and after loading).
     event_types_ : tuple of str
         Event-type vocabulary learned from the training events.
     history_ : list of dict
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_roc_auc``.
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_roc_auc`` (and ``fold`` with
+        ``cv_folds``: the held-out fold's log loss and mean per-cutoff ROC-AUC).
     best_epoch_ : int
         Epoch (1-based) whose weights were kept.
     n_trainable_parameters_ : int
@@ -377,6 +418,7 @@ class SequenceTransformerModel(RetentionModel):
         tokens: str = "order",
         items_per_token: int = 4,
         n_threads: int | None = 1,
+        cv_folds: int | None = None,
     ) -> None:
         self.max_events = max_events
         self.d_model = d_model
@@ -395,6 +437,7 @@ class SequenceTransformerModel(RetentionModel):
         self.tokens = tokens
         self.items_per_token = items_per_token
         self.n_threads = n_threads
+        self.cv_folds = cv_folds
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -416,6 +459,8 @@ class SequenceTransformerModel(RetentionModel):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, received {value!r}.")
+        if self.cv_folds is not None:
+            check_n_folds(self.cv_folds)
         if self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}); "
@@ -507,13 +552,62 @@ class SequenceTransformerModel(RetentionModel):
         if sum(len(y) for y in ys) == 0:
             raise ModelError("The training frames have no customers; pass non-empty frames.")
 
-        all_types = pd.concat([f.events["event_type"] for f in train if "event_type" in f.events])
+        cv = self.cv_folds is not None
+        # with folds every learning cutoff is trained on (by the networks of the other folds)
+        seen_frames = [*train, *([valid] if cv and valid is not None else [])]
+        all_types = pd.concat(
+            [f.events["event_type"] for f in seen_frames if "event_type" in f.events]
+        )
         counts = all_types.value_counts()
         self.event_types_ = tuple(str(t) for t in counts.index[: _MAX_EVENT_TYPES - 3])
         table = _item_table([*train, *([valid] if valid is not None else [])], self.item_embeddings)
         self.item_vocabulary_ = table[0] if table is not None else None
-
         self.max_gap_bucket_ = None
+        self.oof_: pd.DataFrame | None = None
+        if cv:
+            self._fit_folds(seen_frames, table)
+        else:
+            self._fit_one(train, ys, valid, y_valid, table)
+        self.n_trainable_parameters_ = sum(
+            p.numel() for p in self.net_.parameters() if p.requires_grad
+        )
+        self.train_cutoffs_ = [pd.Timestamp(f.cutoff) for f in train]
+        self.valid_cutoff_ = pd.Timestamp(valid.cutoff) if valid is not None else None
+        self.horizon_days_ = int(train[0].horizon_days)
+        self.train_seconds_ = time.perf_counter() - started
+        return self
+
+    def _net_config(self, table: tuple[pd.Index, np.ndarray] | None) -> dict[str, Any]:
+        return {
+            "n_event_types": _MAX_EVENT_TYPES,
+            "n_item_buckets": int(self.n_item_buckets),
+            "max_events": int(self.max_events),
+            "d_model": int(self.d_model),
+            "n_heads": int(self.n_heads),
+            "n_layers": int(self.n_layers),
+            "dropout": float(self.dropout),
+            "n_context": len(CONTEXT_COLUMNS),
+            "text_dim": int(table[1].shape[1]) if table is not None else 0,
+            "n_text_items": int(table[1].shape[0]) if table is not None else 0,
+            "n_numeric": len(ORDER_NUMERIC_COLUMNS) if self.tokens == "order" else 0,
+        }
+
+    def _new_net(self, table: tuple[pd.Index, np.ndarray] | None) -> _SequenceNet:
+        """A network of ``net_config_``, initialised from torch's (seeded) global generator."""
+        net = _SequenceNet(**self.net_config_)
+        if table is not None:
+            net.text_table[1:] = torch.tensor(table[1], dtype=torch.float32)
+        return net
+
+    def _fit_one(
+        self,
+        train: Sequence[CutoffFrame],
+        ys: list[np.ndarray],
+        valid: CutoffFrame | None,
+        y_valid: np.ndarray | None,
+        table: tuple[pd.Index, np.ndarray] | None,
+    ) -> None:
+        """One network on ``train``, stopped early on held-out customers of ``valid``."""
         share = float(self.valid_customer_share)
         held_valid = None
         if valid is not None and share > 0:
@@ -545,35 +639,141 @@ class SequenceTransformerModel(RetentionModel):
             else None
         )
 
-        self.net_config_: dict[str, Any] = {
-            "n_event_types": _MAX_EVENT_TYPES,
-            "n_item_buckets": int(self.n_item_buckets),
-            "max_events": int(self.max_events),
-            "d_model": int(self.d_model),
-            "n_heads": int(self.n_heads),
-            "n_layers": int(self.n_layers),
-            "dropout": float(self.dropout),
-            "n_context": len(CONTEXT_COLUMNS),
-            "text_dim": int(table[1].shape[1]) if table is not None else 0,
-            "n_text_items": int(table[1].shape[0]) if table is not None else 0,
-            "n_numeric": len(ORDER_NUMERIC_COLUMNS) if self.tokens == "order" else 0,
-        }
+        self.net_config_ = self._net_config(table)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
-            net = _SequenceNet(**self.net_config_)
-            if table is not None:
-                net.text_table[1:] = torch.tensor(table[1], dtype=torch.float32)
+            net = self._new_net(table)
             self.net_ = net
+            self.nets_ = [net]
             self._train(net, seq, y, valid_seq, y_valid)
-        self.n_trainable_parameters_ = sum(
-            p.numel() for p in self.net_.parameters() if p.requires_grad
-        )
         self.n_train_examples_ = len(y)
-        self.train_cutoffs_ = [pd.Timestamp(f.cutoff) for f in train]
-        self.valid_cutoff_ = pd.Timestamp(valid.cutoff) if valid is not None else None
-        self.horizon_days_ = int(train[0].horizon_days)
-        self.train_seconds_ = time.perf_counter() - started
-        return self
+
+    def _fit_folds(
+        self, learning: Sequence[CutoffFrame], table: tuple[pd.Index, np.ndarray] | None
+    ) -> None:
+        """One network per fold of customers over every learning cutoff (``cv_folds``).
+
+        The networks train in lockstep, one epoch each in turn; each has its own seed, batch
+        order and dropout stream (torch's generator state is swapped per fold), so a fold's
+        network depends only on the other folds' customers. After every epoch each network scores
+        its held-out fold; the epoch of the best mean (over folds) per-cutoff ROC-AUC is kept for
+        every network, and those held-out predictions are ``oof_``. The vocabularies, the gap clip
+        and the context scaling come from every learning row's events (no labels).
+        """
+        n_folds = check_n_folds(self.cv_folds)
+        ys = [self._labels(f) for f in learning]
+        seq = _concat([self._sequences(f) for f in learning])
+        seen = [
+            values[seq.mask & (values != N_GAP_BUCKETS)]
+            for values in (seq.gap_cutoff, seq.gap_prev)
+        ]
+        self.max_gap_bucket_ = max([1, *(int(v.max()) for v in seen if v.size)])
+        self.context_mean_ = seq.context.mean(axis=0)
+        self.context_std_ = seq.context.std(axis=0) + 1e-6
+        y = np.concatenate(ys)
+        users = np.concatenate([f.users.to_numpy(dtype=str) for f in learning])
+        cut = np.concatenate([np.full(len(f), i) for i, f in enumerate(learning)])
+        folds = customer_folds(users, n_folds)
+        plan = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(n_folds)]
+        for k, (fit_rows, eval_rows) in enumerate(plan):
+            if not len(eval_rows) or len(np.unique(y[fit_rows])) < 2:
+                raise ModelError(
+                    f"Fold {k} of {n_folds} leaves no held-out customer or too few of both "
+                    f"outcomes to learn from ({len(fit_rows)} rows to train on). Use more "
+                    "customers or fewer cv_folds, or cv_folds=None."
+                )
+        self.net_config_ = self._net_config(table)
+        seed = int(self.random_state)
+        nets, optimizers, generators, streams = [], [], [], []
+        with torch.random.fork_rng(devices=[]):
+            for k in range(n_folds):
+                torch.manual_seed(seed + 1000 * k)
+                net = self._new_net(table)
+                nets.append(net)
+                optimizers.append(self._optimizer(net))
+                generators.append(torch.Generator().manual_seed(seed + 1000 * k))
+                streams.append(torch.get_rng_state())
+            fit_seqs = [seq.take(rows) for rows, _ in plan]
+            eval_seqs = [seq.take(rows) for _, rows in plan]
+            fit_ys = [torch.from_numpy(y[rows]) for rows, _ in plan]
+            self.history_: list[dict[str, float]] = []
+            best_score, best_epoch, waited = -np.inf, 0, 0
+            best_states: list[dict[str, torch.Tensor]] = []
+            best_preds: list[np.ndarray] = []
+            with progress_bar() as bar:
+                task = bar.add_task(
+                    f"sequence transformer, {n_folds} folds", total=int(self.epochs) * n_folds
+                )
+                for epoch in range(1, int(self.epochs) + 1):
+                    preds, scores = [], []
+                    for k, (_, eval_rows) in enumerate(plan):
+                        torch.set_rng_state(streams[k])
+                        loss = self._epoch(
+                            nets[k], optimizers[k], fit_seqs[k], fit_ys[k], generators[k]
+                        )
+                        streams[k] = torch.get_rng_state()
+                        p = self._score(nets[k], eval_seqs[k])
+                        score, record = _held_out_record(y[eval_rows], p, cut[eval_rows])
+                        self.history_.append(
+                            {"fold": float(k), "epoch": float(epoch), "train_loss": loss, **record}
+                        )
+                        preds.append(p)
+                        scores.append(score)
+                        bar.update(task, advance=1, info=f"fold {k + 1} loss {loss:.4f}")
+                    mean = float(np.mean(scores))
+                    bar.update(task, info=f"epoch {epoch} held-out {mean:.4f}")
+                    if mean > best_score:
+                        best_score, best_epoch, waited = mean, epoch, 0
+                        best_states = [copy.deepcopy(net.state_dict()) for net in nets]
+                        best_preds = preds
+                    else:
+                        waited += 1
+                    if waited > int(self.patience):
+                        break
+        for net, state in zip(nets, best_states, strict=True):
+            net.load_state_dict(state)
+            net.eval()
+        self.best_epoch_ = best_epoch
+        oof = np.full(len(y), np.nan)
+        for (_, eval_rows), p in zip(plan, best_preds, strict=True):
+            oof[eval_rows] = p
+        cutoffs = np.concatenate(
+            [np.repeat(np.datetime64(f.cutoff, "ns"), len(f)) for f in learning]
+        )
+        self.oof_ = pd.DataFrame({"cutoff": cutoffs, "user_id": users, "p": oof})
+        self.nets_ = nets
+        self.net_ = nets[0]
+        self.n_train_examples_ = len(y)
+
+    def _optimizer(self, net: _SequenceNet) -> torch.optim.Optimizer:
+        # fused: one kernel per step for every parameter, instead of a dozen small ops each
+        return torch.optim.AdamW(
+            net.parameters(),
+            lr=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            fused=True,
+        )
+
+    def _epoch(
+        self,
+        net: _SequenceNet,
+        optimizer: torch.optim.Optimizer,
+        seq: EventSequences,
+        y_t: torch.Tensor,
+        generator: torch.Generator,
+    ) -> float:
+        """One pass over ``seq`` in length-bucketed batches; the mean training loss."""
+        net.train()
+        total = 0.0
+        for rows in _length_batches(seq.lengths, int(self.batch_size), generator):
+            batch = _as_tensors(seq.take(rows), self.context_mean_, self.context_std_)
+            loss = F.binary_cross_entropy_with_logits(net(batch), y_t[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
+            optimizer.step()
+            total += loss.item() * len(rows)
+        return total / max(1, len(seq))
 
     def _train(
         self,
@@ -583,34 +783,16 @@ class SequenceTransformerModel(RetentionModel):
         valid_seq: EventSequences | None,
         y_valid: np.ndarray | None,
     ) -> None:
-        # fused: one kernel per step for every parameter, instead of a dozen small ops each
-        optimizer = torch.optim.AdamW(
-            net.parameters(),
-            lr=float(self.learning_rate),
-            weight_decay=float(self.weight_decay),
-            fused=True,
-        )
-        loss_fn = nn.BCEWithLogitsLoss()
+        optimizer = self._optimizer(net)
         generator = torch.Generator().manual_seed(int(self.random_state))
-        n = len(y)
-        lengths = seq.lengths
         y_t = torch.from_numpy(y)
-        self.history_: list[dict[str, float]] = []
+        self.history_ = []
         best_score, best_state, best_epoch, waited = -np.inf, None, 0, 0
         with progress_bar() as bar:
             task = bar.add_task("sequence transformer", total=int(self.epochs))
             for epoch in range(1, int(self.epochs) + 1):
-                net.train()
-                total = 0.0
-                for rows in _length_batches(lengths, int(self.batch_size), generator):
-                    batch = _as_tensors(seq.take(rows), self.context_mean_, self.context_std_)
-                    loss = loss_fn(net(batch), y_t[rows])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
-                    optimizer.step()
-                    total += loss.item() * len(rows)
-                record = {"epoch": float(epoch), "train_loss": total / n}
+                loss = self._epoch(net, optimizer, seq, y_t, generator)
+                record = {"epoch": float(epoch), "train_loss": loss}
                 info = f"loss {record['train_loss']:.4f}"
                 if valid_seq is not None and y_valid is not None and len(y_valid):
                     p = self._score(net, valid_seq)
@@ -661,7 +843,11 @@ class SequenceTransformerModel(RetentionModel):
         if len(frame) == 0:
             return np.empty(0, dtype=np.float64)
         with _torch_threads(getattr(self, "n_threads", None)):
-            return self._score(self.net_, self._sequences(frame))
+            seq = self._sequences(frame)
+            nets = getattr(self, "nets_", None) or [self.net_]
+            if len(nets) == 1:
+                return self._score(nets[0], seq)
+            return np.mean([self._score(net, seq) for net in nets], axis=0)
 
     # ------------------------------------------------------------------ save/load as data
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -684,12 +870,23 @@ class SequenceTransformerModel(RetentionModel):
             "horizon_days_": int(self.horizon_days_),
             "train_seconds_": float(self.train_seconds_),
         }
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        nets = getattr(self, "nets_", None) or [self.net_]
         parts: dict[str, Any] = {
-            "net.safetensors": save(weights),
             "context_mean": np.asarray(self.context_mean_),
             "context_std": np.asarray(self.context_std_),
         }
+        if len(nets) == 1:  # the format of every artifact before fold networks
+            weights = {k: v.detach().cpu().contiguous() for k, v in nets[0].state_dict().items()}
+            parts["net.safetensors"] = save(weights)
+        else:  # fold networks: "<fold>.<weight>"
+            state["n_nets_"] = len(nets)
+            parts["nets.safetensors"] = save(
+                {
+                    f"{i}.{k}": v.detach().cpu().contiguous()
+                    for i, net in enumerate(nets)
+                    for k, v in net.state_dict().items()
+                }
+            )
         if self.item_vocabulary_ is not None:
             parts["item_vocabulary"] = [str(i) for i in self.item_vocabulary_]
         return state, parts
@@ -702,10 +899,39 @@ class SequenceTransformerModel(RetentionModel):
         if "n_numeric" not in config:
             # saved before order tokens existed: a per-line model, whatever today's default
             self.tokens = "event"
-        net = _SequenceNet(**config)
-        net.load_state_dict(load(parts["net.safetensors"]))  # strict: every weight, no other
-        net.eval()
-        self.net_ = net
+        if "nets.safetensors" in parts:
+            n_nets = int(state.get("n_nets_", 0))
+            weights = load(parts["nets.safetensors"])
+            per_net: list[dict[str, torch.Tensor]] = [{} for _ in range(n_nets)]
+            for key, value in weights.items():
+                i, _, name = key.partition(".")
+                if not (i.isdigit() and int(i) < n_nets):
+                    raise ModelError(
+                        f"The saved sequence model's weights hold {key!r}, not one of its "
+                        f"{n_nets} fold networks: the artifact is damaged. Train the model again."
+                    )
+                per_net[int(i)][name] = value
+        elif "net.safetensors" in parts:
+            per_net = [load(parts["net.safetensors"])]
+        else:
+            raise ModelError(
+                "The saved sequence model holds no network weights (net.safetensors or "
+                "nets.safetensors): the artifact is damaged. Train the model again."
+            )
+        nets = []
+        for weights_of_net in per_net:
+            net = _SequenceNet(**config)
+            net.load_state_dict(weights_of_net)  # strict: every weight, no other
+            net.eval()
+            nets.append(net)
+        if not nets:
+            raise ModelError(
+                "The saved sequence model lists no fold network (n_nets_ is 0): the artifact "
+                "is damaged. Train the model again."
+            )
+        self.nets_ = nets
+        self.net_ = nets[0]
+        self.oof_ = None  # only needed while an ensemble is stacked on the same frames
         self.net_config_ = config
         self.event_types_ = tuple(str(t) for t in state["event_types_"])
         vocabulary = parts.get("item_vocabulary")
@@ -728,15 +954,23 @@ class SequenceTransformerModel(RetentionModel):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         net = state.pop("net_", None)
-        if net is not None:
-            state["_net_state"] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+        nets = state.pop("nets_", None) or ([net] if net is not None else [])
+        if nets:
+            state["_nets_state"] = [
+                {k: v.detach().cpu().numpy() for k, v in n.state_dict().items()} for n in nets
+            ]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("_net_state", None)
+        one = state.pop("_net_state", None)  # pickled before fold networks
+        many = state.pop("_nets_state", None) or ([one] if one is not None else [])
         self.__dict__.update(state)
-        if weights is not None:
-            net = _SequenceNet(**self.net_config_)
-            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-            net.eval()
-            self.net_ = net
+        if many:
+            nets = []
+            for weights in many:
+                net = _SequenceNet(**self.net_config_)
+                net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+                net.eval()
+                nets.append(net)
+            self.nets_ = nets
+            self.net_ = nets[0]

@@ -51,7 +51,8 @@ _PROMOTE_EXPORTS = {
         "uplift_at_k uplift_auc_score uplift_curve",
         "_uplift_eval": "UpliftEvaluation difference_in_means evaluate_uplift stratified_split "
         "target_policy POLICY_FOLDS POLICY_SHRINKAGE PolicyRule choose_policy_rule "
-        "dr_pseudo_outcomes",
+        "dr_pseudo_outcomes cross_fit_scores fold_of_units refit_policy_rule STACK",
+        "_uplift_rule": "UPLIFT_POLICY_FORMAT UpliftPolicyModel uplift_policy_from_state",
         "_policy": "PolicyComparison dr_contributions evaluate_policies ipw_contributions "
         "one_hot_policy",
         "_budget": "EXACT_MAX_VARS Allocation lagrangian_bound lp_bound optimise_budget "
@@ -168,12 +169,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from retention.strategies._uplift_eval import (  # noqa: F401
         POLICY_FOLDS,
         POLICY_SHRINKAGE,
+        STACK,
         PolicyRule,
         UpliftEvaluation,
         choose_policy_rule,
+        cross_fit_scores,
         difference_in_means,
         dr_pseudo_outcomes,
         evaluate_uplift,
+        fold_of_units,
+        refit_policy_rule,
         stratified_split,
         target_policy,
     )
@@ -186,6 +191,11 @@ if TYPE_CHECKING:  # pragma: no cover
         uplift_at_k,
         uplift_auc_score,
         uplift_curve,
+    )
+    from retention.strategies._uplift_rule import (  # noqa: F401
+        UPLIFT_POLICY_FORMAT,
+        UpliftPolicyModel,
+        uplift_policy_from_state,
     )
 
 __getattr__ = lazy_getattr(__name__, {**_RECOMMEND_EXPORTS, **_PROMOTE_EXPORTS})

@@ -124,6 +124,15 @@ class SASRecRecommender(Recommender):
     average_last : int
         Average the weights of the last this many epochs (1: the last epoch's own), evaluated
         and kept as one model.
+    label_smoothing : float
+        Share of the target's probability mass spread over the other items (cross-entropy's
+        label smoothing; 0: none).
+    n_seeds : int
+        Networks trained with the seeds ``random_state``, ``random_state + 1``, ...; their
+        next-item log-probabilities are averaged (seed averaging). With validation items the
+        first network alone chooses the epoch count (early stopping) and the others train for
+        that many epochs, so the search costs ``n_seeds - 1`` fixed runs more, not
+        ``n_seeds`` searches.
     random_state : int
         Seed of the weights, the batches and the dropout.
     n_threads : int or None
@@ -139,7 +148,12 @@ class SASRecRecommender(Recommender):
     best_epoch_ : int
         Epochs of the kept weights (the best on validation, or ``epochs``).
     history_ : list of dict
-        Per epoch: ``epoch``, ``loss``, ``seconds`` and ``valid_ndcg@10`` when validated.
+        Per epoch of the first network: ``epoch``, ``loss``, ``seconds`` and
+        ``valid_ndcg@10`` when validated.
+    nets_ : list
+        The ``n_seeds`` trained networks (``net_`` is the first).
+    seed_seconds_ : list of float
+        Training seconds of each network.
     """
 
     name = "sasrec"
@@ -159,6 +173,8 @@ class SASRecRecommender(Recommender):
         epochs: int = 200,
         patience: int | None = 5,
         average_last: int = 1,
+        label_smoothing: float = 0.0,
+        n_seeds: int = 1,
         random_state: int = 0,
         n_threads: int | None = None,
         window_days: int | None = 30,
@@ -177,6 +193,8 @@ class SASRecRecommender(Recommender):
         self.epochs = epochs
         self.patience = patience
         self.average_last = average_last
+        self.label_smoothing = label_smoothing
+        self.n_seeds = n_seeds
         self.random_state = random_state
         self.n_threads = n_threads
         self.window_days = window_days
@@ -203,6 +221,12 @@ class SASRecRecommender(Recommender):
         _check_int(self.epochs, "epochs")
         _check_int(self.patience, "patience", allow_none=True)
         _check_int(self.average_last, "average_last")
+        ls = _check_float(self.label_smoothing, "label_smoothing")
+        if ls >= 1:
+            raise ConfigError(
+                f"label_smoothing must be a number in [0, 1); got {self.label_smoothing!r}."
+            )
+        _check_int(self.n_seeds, "n_seeds")
         _check_int(self.random_state, "random_state", minimum=0)
         _check_int(self.n_threads, "n_threads", allow_none=True)
 
@@ -248,41 +272,58 @@ class SASRecRecommender(Recommender):
             v_rows = np.flatnonzero(valid_targets >= 0)
             v_hist = [sequences.history(int(r)) for r in v_rows]
             v_targets = valid_targets[v_rows]
-        rng = np.random.default_rng(int(self.random_state))
         threads = torch.get_num_threads()
         if self.n_threads is not None:
             torch.set_num_threads(int(self.n_threads))
         try:
-            self._train(
-                torch,
-                sequences,
-                inputs,
-                targets,
-                lengths,
-                n_items,
-                rng,
-                validate,
-                v_hist,
-                v_targets,
-            )
+            nets: list[Any] = []
+            seconds: list[float] = []
+            epochs = int(self.epochs)
+            for i in range(int(self.n_seeds)):
+                # the first network chooses the epoch count; the others train that many epochs
+                seed = int(self.random_state) + i
+                t0 = time.perf_counter()
+                net, best_epoch, history = self._train(
+                    torch,
+                    inputs,
+                    targets,
+                    lengths,
+                    n_items,
+                    seed,
+                    epochs,
+                    validate and i == 0,
+                    v_hist,
+                    v_targets,
+                )
+                seconds.append(time.perf_counter() - t0)
+                nets.append(net)
+                if i == 0:
+                    self.best_epoch_, self.history_ = best_epoch, history
+                    epochs = best_epoch
         finally:
             torch.set_num_threads(threads)
+        self.nets_ = nets
+        self.net_ = nets[0]
+        self.seed_seconds_ = seconds
+        self.n_trainable_parameters_ = int(sum(p.numel() for p in self.net_.parameters()))
 
     def _train(
         self,
         torch: Any,
-        sequences: ItemSequences,
         inputs: np.ndarray,
         targets: np.ndarray,
         lengths: np.ndarray,
         n_items: int,
-        rng: np.random.Generator,
+        seed: int,
+        epochs: int,
         validate: bool,
         v_hist: list[np.ndarray],
         v_targets: np.ndarray | None,
-    ) -> None:
+    ) -> tuple[Any, int, list[dict[str, Any]]]:
+        """One network from ``seed``: its kept weights, their epoch count and the history."""
+        rng = np.random.default_rng(seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.random_state))
+            torch.manual_seed(seed)
             net = _net(
                 n_items,
                 int(self.max_length),
@@ -299,9 +340,13 @@ class SASRecRecommender(Recommender):
             recent: deque[dict[str, Any]] = deque(maxlen=int(self.average_last))
             history: list[dict[str, Any]] = []
             best, best_state, best_epoch, stale = -1.0, None, 0, 0
-            epochs = int(self.epochs)
             with progress_bar(transient=True) as bar:
-                task = bar.add_task("training SASRec", total=epochs)
+                label = "training SASRec" + (
+                    f" (seed {seed - int(self.random_state) + 1} of {int(self.n_seeds)})"
+                    if int(self.n_seeds) > 1
+                    else ""
+                )
+                task = bar.add_task(label, total=epochs)
                 for epoch in range(1, epochs + 1):
                     t0 = time.perf_counter()
                     loss = self._epoch(net, opt, inputs, targets, lengths, n_items, rng)
@@ -329,10 +374,7 @@ class SASRecRecommender(Recommender):
             assert best_state is not None
             net.load_state_dict(best_state)
             net.eval()
-        self.net_ = net
-        self.best_epoch_ = int(best_epoch)
-        self.history_ = history
-        self.n_trainable_parameters_ = int(sum(p.numel() for p in net.parameters()))
+        return net, int(best_epoch), history
 
     def _epoch(
         self,
@@ -357,6 +399,7 @@ class SASRecRecommender(Recommender):
         batches = [order[s : s + size] for s in range(0, n, size)]
         rng.shuffle(batches)  # type: ignore[arg-type]
         total, count = 0.0, 0
+        smoothing = float(self.label_smoothing)
         for idx in batches:
             width = int(lengths[idx].max())
             x = torch.from_numpy(inputs[idx, :width])
@@ -368,7 +411,7 @@ class SASRecRecommender(Recommender):
             w = net.item_matrix()
             if self.loss == "ce":
                 logits = hr @ w.T
-                loss = F.cross_entropy(logits, yr)
+                loss = F.cross_entropy(logits, yr, label_smoothing=smoothing)
             else:
                 negs = torch.from_numpy(
                     rng.integers(0, n_items, size=int(self.n_negatives)).astype(np.int64)
@@ -377,7 +420,9 @@ class SASRecRecommender(Recommender):
                 neg = hr @ w[negs].T
                 neg = neg.masked_fill(negs[None, :] == yr[:, None], float("-inf"))
                 logits = torch.cat([pos, neg], dim=1)
-                loss = F.cross_entropy(logits, torch.zeros(len(yr), dtype=torch.long))
+                loss = F.cross_entropy(
+                    logits, torch.zeros(len(yr), dtype=torch.long), label_smoothing=smoothing
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -397,7 +442,7 @@ class SASRecRecommender(Recommender):
         with torch.inference_mode():
             for s in range(0, len(histories), 1024):
                 block = histories[s : s + 1024]
-                scores = self._logits(net, block)
+                scores = self._net_logits(net, block)
                 excl = [np.unique(h) for h in block] if self.exclude_seen else None
                 ranks.append(target_ranks(scores, targets[s : s + 1024], excl))
         net.load_state_dict(live)
@@ -405,26 +450,41 @@ class SASRecRecommender(Recommender):
         return ranking_metrics(np.concatenate(ranks), 10)["ndcg@10"]
 
     # -- scoring ----------------------------------------------------------------------------------
-    def _logits(self, net: Any, histories: Sequence[np.ndarray]) -> np.ndarray:
+    def _net_logits(self, net: Any, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """One network's float32 next-item logits (popularity's log for an empty history)."""
         import torch
 
         x, lengths = self._inputs(histories)
         with torch.inference_mode():
             h = net(torch.from_numpy(x))
             last = h[torch.arange(len(x)), torch.from_numpy(np.maximum(lengths - 1, 0))]
-            logits = (last @ net.item_matrix().T).numpy().astype(np.float64)
+            logits = (last @ net.item_matrix().T).numpy()
         empty = lengths == 0
         if empty.any():
             logits[empty] = np.log(np.maximum(self.popularity_, 1e-12))[None, :]
         return logits
 
+    def _logits(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """The next-item logits (float64): with several networks, the mean of their
+        log-softmax."""
+        nets = getattr(self, "nets_", None) or [self.net_]
+        if len(nets) == 1:
+            return self._net_logits(nets[0], histories).astype(np.float64)
+        total = np.zeros((len(histories), len(self.items_)), dtype=np.float64)
+        for net in nets:
+            z = self._net_logits(net, histories).astype(np.float64)
+            z -= z.max(axis=1, keepdims=True)
+            total += z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return total / len(nets)
+
     def _score(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        self.net_.eval()
-        return self._logits(self.net_, histories).astype(np.float32)
+        for net in getattr(self, "nets_", None) or [self.net_]:
+            net.eval()
+        return self._logits(histories).astype(np.float32)
 
     def item_probabilities(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """The softmax of the next-item logits."""
-        logits = self._logits(self.net_, histories)
+        logits = self._logits(histories)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -449,28 +509,37 @@ class SASRecRecommender(Recommender):
     def _model_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         from safetensors.torch import save
 
-        weights = {k: v.detach().contiguous() for k, v in self.net_.state_dict().items()}
+        nets = getattr(self, "nets_", None) or [self.net_]
+        parts = {}
+        for i, net in enumerate(nets):
+            weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+            parts["net.safetensors" if i == 0 else f"net{i}.safetensors"] = save(weights)
         state = {
             "best_epoch": self.best_epoch_,
             "history": self.history_,
             "n_items": len(self.items_),
+            "n_nets": len(nets),
         }
-        return state, {"net.safetensors": save(weights)}
+        return state, parts
 
     def _set_model_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
         from safetensors.torch import load
 
-        net = _net(
-            int(state["n_items"]),
-            int(self.max_length),
-            int(self.d_model),
-            int(self.n_heads),
-            int(self.n_blocks),
-            float(self.dropout),
-        )
-        net.load_state_dict(load(parts["net.safetensors"]))
-        net.eval()
-        self.net_ = net
+        nets = []
+        for i in range(int(state.get("n_nets", 1))):
+            net = _net(
+                int(state["n_items"]),
+                int(self.max_length),
+                int(self.d_model),
+                int(self.n_heads),
+                int(self.n_blocks),
+                float(self.dropout),
+            )
+            net.load_state_dict(load(parts["net.safetensors" if i == 0 else f"net{i}.safetensors"]))
+            net.eval()
+            nets.append(net)
+        self.nets_ = nets
+        self.net_ = net = nets[0]
         self.best_epoch_ = int(state["best_epoch"])
         self.history_ = list(state["history"])
         self.n_trainable_parameters_ = int(sum(p.numel() for p in net.parameters()))

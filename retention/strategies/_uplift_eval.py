@@ -15,8 +15,10 @@ random split leaks no future into the past), and then:
    several treatments, with each customer's differences between treatments shrunk toward the average
    difference (0, half, all the way: the noisy choice of treatment falls back on the better one on
    average); the rule whose policy has the largest doubly robust value on the left-out folds is kept
-   (with one treatment the ranking is all there is to choose: the chosen model's, by validation
-   Qini);
+   (``nested_values=True``: each rule valued nested, what it learns from units fitted on the other
+   folds for each fold's units, and the ``stack`` of all learners tried too: non-negative weights
+   per treatment fitted by least squares to the doubly robust pseudo-outcomes); with one
+   treatment the ranking is all there is to choose: the chosen model's, by validation Qini;
 4. targets the held-out units with that rule (``policy``) and with each learner's raw scores
    (``model:NAME``): at most ``share`` of them get the treatment with the largest expected net
    gain (uplift x value per outcome - cost per send), when positive, ranked by that gain;
@@ -41,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from retention._progress import progress_bar
-from retention.exceptions import ConfigError
+from retention.exceptions import ConfigError, ModelError
 from retention.strategies._budget import optimise_budget
 from retention.strategies._policy import (
     PolicyComparison,
@@ -76,9 +78,12 @@ __all__ = [
     "PolicyRule",
     "UpliftEvaluation",
     "choose_policy_rule",
+    "cross_fit_scores",
     "difference_in_means",
     "dr_pseudo_outcomes",
     "evaluate_uplift",
+    "fold_of_units",
+    "refit_policy_rule",
     "stratified_split",
     "target_policy",
 ]
@@ -94,6 +99,14 @@ POLICY_FOLDS = 3
 POLICY_SHRINKAGE = (0.0, 0.5, 1.0)
 #: the name of the mean of all learners' uplift among the candidate rules
 ENSEMBLE = "ensemble"
+#: the name of the stacked combination of all learners' uplift among the candidate rules
+STACK = "stack"
+
+
+def _as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
 
 
 def stratified_split(
@@ -192,7 +205,8 @@ class PolicyRule:
     Attributes
     ----------
     model : str
-        The learner whose scores the rule reads, or ``ensemble`` (the mean of ``members``).
+        The learner whose scores the rule reads, ``ensemble`` (the mean of ``members``) or
+        ``stack`` (a weighted sum of them per treatment, ``weights``).
     members : tuple of str
         The learners averaged (one for a single learner).
     calibrated : bool
@@ -207,6 +221,9 @@ class PolicyRule:
         The treatment (0-based column) with the best average net gain on the training half.
     arm_effect : tuple of float
         Each treatment's average effect on the training half (mean pseudo-outcome).
+    weights : tuple of tuple of float
+        ``stack`` only: per treatment, each member's weight (at least 0), fitted by non-negative
+        least squares of the doubly robust pseudo-outcome on the members' cross-fitted scores.
     value : float
         The rule's policy value on the training half: net gain per unit by doubly robust
         estimation on the cross-fitted scores (NaN when the rule was not cross-fitted).
@@ -221,6 +238,7 @@ class PolicyRule:
     anchor: int = 0
     arm_effect: tuple[float, ...] = ()
     value: float = float("nan")
+    weights: tuple[tuple[float, ...], ...] = ()
 
     @property
     def label(self) -> str:
@@ -228,7 +246,12 @@ class PolicyRule:
         return f"{self.model}|shrink{self.shrinkage:g}|{'calibrated' if self.calibrated else 'raw'}"
 
     def scores(self, uplift: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The rule's raw input: the member's uplift, or the mean of the members'."""
+        """The rule's raw input: the member's uplift, the mean of the members', or (``stack``)
+        their weighted sum per treatment."""
+        if self.weights:
+            w = np.asarray(self.weights, dtype=float)  # (K - 1, members)
+            stacked = np.stack([np.asarray(uplift[m], dtype=float) for m in self.members], -1)
+            return np.einsum("ntm,tm->nt", stacked, w)
         return np.mean([np.asarray(uplift[m], dtype=float) for m in self.members], axis=0)
 
     def adjust(self, scores: np.ndarray) -> np.ndarray:
@@ -254,7 +277,221 @@ class PolicyRule:
             "anchor": self.anchor,
             "arm_effect": list(self.arm_effect),
             "cross_fitted_value": self.value,
+            "weights": [list(w) for w in self.weights],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PolicyRule:
+        """The rule of :meth:`to_dict` (``cross_fitted_value`` None reads as NaN).
+
+        Raises
+        ------
+        ModelError
+            A key is missing or holds a value of the wrong kind.
+        """
+        try:
+            members = tuple(str(m) for m in data["members"])
+            value = data.get("cross_fitted_value")
+            rule = cls(
+                model=str(data["model"]),
+                members=members,
+                calibrated=_as_bool(data["calibrated"]),
+                intercept=tuple(float(v) for v in data["intercept"]),
+                slope=tuple(float(v) for v in data["slope"]),
+                shrinkage=float(data["shrinkage"]),
+                anchor=int(data["anchor"]),
+                arm_effect=tuple(float(v) for v in data["arm_effect"]),
+                value=float("nan") if value is None else float(value),
+                weights=tuple(tuple(float(v) for v in w) for w in data.get("weights") or ()),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"The stored targeting rule is malformed ({type(exc).__name__}: {exc}): retrain "
+                "it with `retention uplift train`."
+            ) from None
+        bad_weights = rule.weights and (
+            any(len(w) != len(members) for w in rule.weights)
+            or len(rule.weights) != len(rule.intercept)
+        )
+        if (
+            not members
+            or (rule.calibrated and len(rule.intercept) != len(rule.slope))
+            or bad_weights
+        ):
+            raise ModelError(
+                "The stored targeting rule names no learner or has a calibration of the wrong "
+                "length: retrain it with `retention uplift train`."
+            )
+        if not 0.0 <= rule.shrinkage <= 1.0:
+            raise ModelError(
+                f"The stored targeting rule's shrinkage must be in [0, 1]; got {rule.shrinkage!r}: "
+                "retrain it with `retention uplift train`."
+            )
+        return rule
+
+    def describe(self, treatments: Sequence[str] | None = None) -> str:
+        """The rule in plain words (``treatments``: the names of the score's columns)."""
+        if self.weights:
+            what = (
+                f"a stacked sum of {len(self.members)} learners' uplift "
+                f"({', '.join(self.members)}; non-negative weights per treatment fitted to the "
+                "doubly robust effect)"
+            )
+        elif self.model == ENSEMBLE or len(self.members) > 1:
+            what = f"the mean uplift of {len(self.members)} learners ({', '.join(self.members)})"
+        else:
+            what = f"the uplift of the {self.members[0]}"
+        how = (
+            "calibrated per treatment (a straight line from the score to the doubly robust "
+            "effect, fitted on cross-fitted scores)"
+            if self.calibrated
+            else "as scored (not calibrated)"
+        )
+        parts = [f"{what}, {how}"]
+        n_treat = len(self.arm_effect) or (len(treatments) if treatments else 0)
+        if self.shrinkage > 0 and n_treat > 1:
+            anchor = (
+                repr(treatments[self.anchor])
+                if treatments and self.anchor < len(treatments)
+                else f"treatment {self.anchor + 1}"
+            )
+            parts.append(
+                f"each customer's differences between treatments shrunk "
+                f"{100 * self.shrinkage:.0f}% toward the average difference (anchor {anchor}, "
+                "the best on average)"
+            )
+        return "; ".join(parts)
+
+
+def _calibration(raw: np.ndarray, phi: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per treatment, the straight line (slope at least 0) from the score to the pseudo-outcome."""
+    intercept, slope = [], []
+    for j in range(raw.shape[1]):
+        x, t = raw[:, j], phi[:, j]
+        var = float(np.var(x))
+        b = max(float(np.cov(x, t, bias=True)[0, 1]) / var, 0.0) if var > 0 else 0.0
+        intercept.append(float(t.mean() - b * x.mean()))
+        slope.append(b)
+    return intercept, slope
+
+
+def _stack_weights(
+    oof: Mapping[str, np.ndarray], members: Sequence[str], phi: np.ndarray, rows: np.ndarray
+) -> tuple[list[list[float]], list[float]]:
+    """Per treatment, non-negative weights of the members' scores and an intercept: the least
+    squares fit of the pseudo-outcome on the scores of ``rows`` (centred, so the intercept is
+    free)."""
+    from scipy.optimize import nnls
+
+    weights, intercept = [], []
+    for j in range(phi.shape[1]):
+        A = np.column_stack([np.asarray(oof[m], dtype=float)[rows, j] for m in members])
+        t = phi[rows, j]
+        centre = A.mean(axis=0)
+        w, _ = nnls(A - centre, t - t.mean())
+        weights.append([float(v) for v in w])
+        intercept.append(float(t.mean() - w @ centre))
+    return weights, intercept
+
+
+def _fit_rule(
+    template: PolicyRule,
+    oof: Mapping[str, np.ndarray],
+    phi: np.ndarray,
+    rows: np.ndarray,
+    value_per_outcome: float,
+    costs: np.ndarray,
+) -> PolicyRule:
+    """``template``'s rule (model, members, calibrated, shrinkage) with everything it learns from
+    units fitted on ``rows``: each treatment's average effect and the anchor, the calibration
+    lines (raw scores: none), or the stack's weights and intercepts."""
+    arm_effect = phi[rows].mean(axis=0)
+    anchor = int(np.argmax(arm_effect * float(value_per_outcome) - costs))
+    members = tuple(template.members)
+    lam = float(template.shrinkage) if phi.shape[1] > 1 else 0.0
+    common = {
+        "model": template.model,
+        "members": members,
+        "shrinkage": lam,
+        "anchor": anchor,
+        "arm_effect": tuple(float(v) for v in arm_effect),
+    }
+    if template.model == STACK or template.weights:
+        weights, offset = _stack_weights(oof, members, phi, rows)
+        return PolicyRule(
+            **common,  # type: ignore[arg-type]
+            calibrated=True,
+            intercept=tuple(offset),
+            slope=tuple(1.0 for _ in offset),
+            weights=tuple(tuple(w) for w in weights),
+        )
+    intercept: list[float] = []
+    slope: list[float] = []
+    if template.calibrated:
+        raw = np.mean([np.asarray(oof[m], dtype=float)[rows] for m in members], axis=0)
+        intercept, slope = _calibration(raw, phi[rows])
+    return PolicyRule(
+        **common,  # type: ignore[arg-type]
+        calibrated=template.calibrated,
+        intercept=tuple(intercept),
+        slope=tuple(slope),
+    )
+
+
+def _fit_and_value(
+    template: PolicyRule,
+    oof: Mapping[str, np.ndarray],
+    phi: np.ndarray,
+    folds: np.ndarray | None,
+    context: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    share: float,
+    value_per_outcome: float,
+    costs: np.ndarray,
+) -> PolicyRule:
+    """The rule fitted on every unit, with its doubly robust value on these units.
+
+    With ``folds`` the value is nested: each fold's scores are adjusted by the rule as fitted on
+    the other folds (calibration, stack weights, average effects), so that what the rule learns
+    from the units is not valued on the same units; without, in-sample."""
+    n = len(phi)
+    rule = _fit_rule(template, oof, phi, np.ones(n, dtype=bool), value_per_outcome, costs)
+    if folds is None:
+        adjusted = rule.adjust(rule.scores(oof))
+    else:
+        adjusted = np.zeros_like(phi)
+        for f in np.unique(folds):
+            out = folds == f
+            part = _fit_rule(template, oof, phi, ~out, value_per_outcome, costs)
+            adjusted[out] = part.adjust(part.scores({m: np.asarray(oof[m])[out] for m in oof}))
+    y, codes, propensity, mu, nobody = context
+    arm = target_policy(
+        adjusted, share, value_per_outcome=value_per_outcome, send_cost=costs.tolist()
+    )
+    pi = one_hot_policy(arm, phi.shape[1] + 1)
+    gain = dr_contributions(y, codes, propensity, pi, mu) - nobody
+    spent = np.r_[0.0, costs][arm]
+    return replace(rule, value=float(np.mean(gain * float(value_per_outcome) - spent)))
+
+
+def _rule_inputs(
+    oof: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    codes: np.ndarray,
+    propensity: np.ndarray,
+    mu: np.ndarray,
+    send_cost: Sequence[float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(costs, phi, nobody)`` shared by every rule on these units."""
+    costs = (
+        np.zeros(next(iter(oof.values())).shape[1])
+        if send_cost is None
+        else np.asarray(send_cost, dtype=float)
+    )
+    phi = dr_pseudo_outcomes(y, codes, propensity, mu)
+    nobody = dr_contributions(
+        y, codes, propensity, one_hot_policy(np.zeros(len(y), int), phi.shape[1] + 1), mu
+    )
+    return costs, phi, nobody
 
 
 def choose_policy_rule(
@@ -268,6 +505,8 @@ def choose_policy_rule(
     value_per_outcome: float = 1.0,
     send_cost: Sequence[float] | None = None,
     shrinkage: Sequence[float] = POLICY_SHRINKAGE,
+    folds: np.ndarray | None = None,
+    nested: bool = True,
 ) -> tuple[PolicyRule, list[PolicyRule]]:
     """Choose the targeting rule by its policy's doubly robust value on cross-fitted scores.
 
@@ -282,68 +521,56 @@ def choose_policy_rule(
     share, value_per_outcome, send_cost : as for :func:`target_policy`.
     shrinkage : sequence of float
         Shrinkages tried (with two treatments or more).
+    folds : array of int (n,), optional
+        The fold of each unit in the cross-fitting. Given (and ``nested``), every rule is valued
+        nested: what it learns from units (calibration lines, average effects, stack weights) is
+        fitted on the other folds for each fold's units, so that a rule that learns more is not
+        favoured by valuing it on the units it learned from; and with two learners or more the
+        ``stack`` rule is tried too (non-negative weights per treatment, fitted by least squares
+        to the pseudo-outcomes). Without folds every value is in-sample, and no stack is tried.
+    nested : bool
+        False: in-sample values even when ``folds`` are given (and no stack).
 
     Returns
     -------
     rule : PolicyRule
         The best rule (the first of equals, in the order tried: learners as given, then the
-        ensemble; raw before calibrated; less shrinkage first).
+        ensemble, then the stack; raw before calibrated; less shrinkage first), fitted on every
+        unit.
     tried : list of PolicyRule
         Every rule tried, in that order, each with its cross-fitted ``value`` (net gain per unit).
     """
     if not oof:
         raise ConfigError("Pass the cross-fitted scores of at least one learner.")
     names = list(oof)
-    n = len(y)
-    costs = (
-        np.zeros(next(iter(oof.values())).shape[1])
-        if send_cost is None
-        else np.asarray(send_cost, dtype=float)
-    )
-    phi = dr_pseudo_outcomes(y, codes, propensity, mu)
-    arm_effect = phi.mean(axis=0)
-    anchor = int(np.argmax(arm_effect * float(value_per_outcome) - costs))
-    candidates: list[tuple[str, tuple[str, ...]]] = [(m, (m,)) for m in names]
+    costs, phi, nobody = _rule_inputs(oof, y, codes, propensity, mu, send_cost)
+    fold = None if folds is None or not nested else np.asarray(folds)
+    context = (y, codes, propensity, mu, nobody)
+    candidates: list[tuple[str, tuple[str, ...], tuple[bool, ...]]] = [
+        (m, (m,), (False, True)) for m in names
+    ]
     if len(names) > 1:
-        candidates.append((ENSEMBLE, tuple(names)))
+        candidates.append((ENSEMBLE, tuple(names), (False, True)))
+        if fold is not None:
+            candidates.append((STACK, tuple(names), (True,)))
     levels = sorted({float(v) for v in shrinkage} | {0.0}) if phi.shape[1] > 1 else [0.0]
-    nobody = dr_contributions(
-        y, codes, propensity, one_hot_policy(np.zeros(n, int), phi.shape[1] + 1), mu
-    )
     tried: list[PolicyRule] = []
-    for model, members in candidates:
-        raw = np.mean([np.asarray(oof[m], dtype=float) for m in members], axis=0)
-        for calibrated in (False, True):
-            intercept, slope = [], []
-            if calibrated:
-                for j in range(raw.shape[1]):
-                    x, t = raw[:, j], phi[:, j]
-                    var = float(np.var(x))
-                    b = max(float(np.cov(x, t, bias=True)[0, 1]) / var, 0.0) if var > 0 else 0.0
-                    intercept.append(float(t.mean() - b * x.mean()))
-                    slope.append(b)
+    for model, members, kinds in candidates:
+        for calibrated in kinds:
             for lam in levels:
-                rule = PolicyRule(
-                    model=model,
-                    members=members,
-                    calibrated=calibrated,
-                    intercept=tuple(intercept),
-                    slope=tuple(slope),
-                    shrinkage=lam,
-                    anchor=anchor,
-                    arm_effect=tuple(float(v) for v in arm_effect),
+                template = PolicyRule(model, members, calibrated=calibrated, shrinkage=lam)
+                tried.append(
+                    _fit_and_value(
+                        template,
+                        {m: oof[m] for m in members},
+                        phi,
+                        fold,
+                        context,
+                        share,
+                        value_per_outcome,
+                        costs,
+                    )
                 )
-                arm = target_policy(
-                    rule.adjust(raw),
-                    share,
-                    value_per_outcome=value_per_outcome,
-                    send_cost=costs.tolist(),
-                )
-                pi = one_hot_policy(arm, phi.shape[1] + 1)
-                gain = dr_contributions(y, codes, propensity, pi, mu) - nobody
-                spent = np.r_[0.0, costs][arm]
-                value = float(np.mean(gain * float(value_per_outcome) - spent))
-                tried.append(replace(rule, value=value))
     best = tried[0]
     for rule in tried[1:]:
         if rule.value > best.value:
@@ -351,8 +578,55 @@ def choose_policy_rule(
     return best, tried
 
 
-def _folds(codes: np.ndarray, y: np.ndarray, k: int, random_state: int) -> np.ndarray:
-    """Fold number per unit, every (arm, outcome non-zero) stratum dealt evenly over ``k``."""
+def refit_policy_rule(
+    rule: PolicyRule,
+    oof: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    codes: np.ndarray,
+    propensity: np.ndarray,
+    mu: np.ndarray,
+    share: float,
+    *,
+    value_per_outcome: float = 1.0,
+    send_cost: Sequence[float] | None = None,
+    folds: np.ndarray | None = None,
+) -> PolicyRule:
+    """The same rule (members, raw, calibrated or stacked, shrinkage) with what it learns from the
+    units refitted on these cross-fitted scores: the calibration lines (or stacking weights), each
+    treatment's average effect, the anchor, and its doubly robust value here (nested with
+    ``folds``, as :func:`choose_policy_rule` values it).
+
+    ``refit_policy_rule(best, oof, ...)`` on the scores and folds :func:`choose_policy_rule`
+    chose ``best`` from gives ``best`` back."""
+    missing = [m for m in rule.members if m not in oof]
+    if missing:
+        raise ConfigError(
+            f"The rule {rule.label} averages {', '.join(missing)}: pass their cross-fitted scores."
+        )
+    mine = {m: oof[m] for m in rule.members}
+    costs, phi, nobody = _rule_inputs(mine, y, codes, propensity, mu, send_cost)
+    template = PolicyRule(
+        rule.model,
+        tuple(rule.members),
+        calibrated=rule.calibrated,
+        shrinkage=rule.shrinkage,
+        weights=rule.weights,
+    )
+    return _fit_and_value(
+        template,
+        mine,
+        phi,
+        None if folds is None else np.asarray(folds),
+        (y, codes, propensity, mu, nobody),
+        share,
+        value_per_outcome,
+        costs,
+    )
+
+
+def fold_of_units(codes: np.ndarray, y: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    """Fold number per unit of :func:`cross_fit_scores`: every (arm, outcome non-zero) stratum
+    dealt evenly over ``k`` folds at random (seeded by ``random_state``)."""
     rng = np.random.default_rng([int(random_state), 7919])
     fold = np.zeros(len(codes), dtype=np.int64)
     strata = codes * 2 + (np.asarray(y) != 0)
@@ -406,7 +680,9 @@ class UpliftEvaluation:
         Every rule tried, each with its cross-fitted value (empty without cross-fitting).
     held_out : dict
         For reuse (benchmarks): ``test`` (mask of the held-out units), ``uplift`` (each
-        learner's scores on them), ``mu`` (the outcome model of the DR estimates).
+        learner's scores on them), ``mu`` (the outcome model of the DR estimates), ``choice``
+        (what the cross-fitted choice read on the training half: ``oof`` scores, ``mu``,
+        ``folds``; empty without cross-fitting).
     """
 
     data: UpliftData
@@ -431,7 +707,9 @@ class UpliftEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: per treatment the ``difference`` and, per model, ``qini`` and
-        ``uplift_at_30`` (the contract of ``retention uplift evaluate --json``)."""
+        ``uplift_at_30`` (the contract of ``retention uplift evaluate --json``); the targeting
+        rule of the ``policy`` row as ``chosen_rule`` (its label) with its description, and in
+        full under ``policy.rule``."""
         treatments: dict[str, Any] = {}
         for t in self.data.treatments:
             per_model = {}
@@ -461,6 +739,10 @@ class UpliftEvaluation:
             "treatments": treatments,
             "models": models,
             "chosen_model": self.chosen,
+            "chosen_rule": None if self.rule is None else self.rule.label,
+            "chosen_rule_description": (
+                None if self.rule is None else self.rule.describe(self.data.treatments)
+            ),
             "policy": {
                 "share": self.share,
                 "costs": self.costs,
@@ -497,7 +779,7 @@ def _mean_qini(y: np.ndarray, codes: np.ndarray, uplift: np.ndarray) -> float:
     return float(np.nanmean(scores))
 
 
-def _cross_fitted_rule(
+def cross_fit_scores(
     names: Sequence[str],
     params: Mapping[str, Any],
     X: pd.DataFrame,
@@ -506,13 +788,14 @@ def _cross_fitted_rule(
     e: np.ndarray,
     folds: int,
     random_state: int,
-    share: float,
-    value_per_outcome: float,
-    send: Sequence[float],
-) -> tuple[PolicyRule, list[PolicyRule]]:
-    """Cross-fit every learner (and a T-learner for the pseudo-outcomes) on ``folds`` folds of
-    the training half, then :func:`choose_policy_rule` on the scores of the left-out folds."""
-    fold = _folds(codes, y, folds, random_state)
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Cross-fitted scores: every learner of ``names`` (and a T-learner, for the outcomes per
+    arm) fitted on all folds but one scores the fold left out.
+
+    Returns ``(oof, mu)``: each learner's uplift ``(n, K - 1)`` and the outcome per arm
+    ``(n, K)``, every unit scored by models fitted without it. The folds deal every (arm,
+    outcome non-zero) stratum evenly and depend on ``random_state`` only."""
+    fold = fold_of_units(codes, y, folds, random_state)
     n_arms = e.shape[1]
     oof = {name: np.zeros((len(y), n_arms - 1)) for name in names}
     mu = np.zeros((len(y), n_arms))
@@ -529,9 +812,40 @@ def _cross_fitted_rule(
             outcome = TLearner(**params).fit(X_fit, y[fit], codes[fit], propensity=e[fit])
             mu[out] = outcome.predict_outcomes(X_out)
             bar.advance(task)
-    return choose_policy_rule(
-        oof, y, codes, e, mu, share, value_per_outcome=value_per_outcome, send_cost=send
+    return oof, mu
+
+
+def _cross_fitted_rule(
+    names: Sequence[str],
+    params: Mapping[str, Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    codes: np.ndarray,
+    e: np.ndarray,
+    folds: int,
+    random_state: int,
+    share: float,
+    value_per_outcome: float,
+    send: Sequence[float],
+    nested: bool = False,
+) -> tuple[PolicyRule, list[PolicyRule], dict[str, Any]]:
+    """:func:`cross_fit_scores` on the training half, then :func:`choose_policy_rule` on the
+    scores of the left-out folds; also returns what the choice read (for reuse)."""
+    oof, mu = cross_fit_scores(names, params, X, y, codes, e, folds, random_state)
+    fold = fold_of_units(codes, y, folds, random_state)
+    rule, tried = choose_policy_rule(
+        oof,
+        y,
+        codes,
+        e,
+        mu,
+        share,
+        value_per_outcome=value_per_outcome,
+        send_cost=send,
+        folds=fold,
+        nested=nested,
     )
+    return rule, tried, {"oof": oof, "mu": mu, "folds": fold}
 
 
 def evaluate_uplift(
@@ -541,6 +855,7 @@ def evaluate_uplift(
     models: Sequence[str] = DEFAULT_UPLIFT_MODELS,
     policy_models: Sequence[str] | None = None,
     policy_folds: int | None = None,
+    nested_values: bool = False,
     share: float = 0.3,
     test_size: float = 0.5,
     propensity: str | np.ndarray | None = None,
@@ -570,6 +885,12 @@ def evaluate_uplift(
         is the chosen model's raw scores (as ``model:NAME``). Default: :data:`POLICY_FOLDS` when
         there are two treatments or more (a treatment to choose per unit), 0 with one (the
         ranking is then all there is to choose, and the validation Qini measures exactly that).
+    nested_values : bool
+        False (the default): each candidate rule is valued on the cross-fitted scores of the
+        training half with what it learned from them (calibration lines, average effects) fitted
+        on the same units. True: valued nested (those fitted on the other folds for each fold's
+        units) and the ``stack`` of all learners tried too (see :func:`choose_policy_rule`);
+        measured on Hillstrom in ``benchmarks/uplift.py``.
     share : float
         Most share of the held-out units the policy treats (and random targeting treats).
     test_size : float
@@ -693,7 +1014,7 @@ def evaluate_uplift(
     if policy_folds >= 2:
         for name in [m for m in pnames if m not in uplift_test]:  # learners for the policy only
             uplift_test[name] = _fit_predict(name, params, X_tr, y_tr, a_tr, e_tr, X_te)[1]
-        rule, search = _cross_fitted_rule(
+        rule, search, choice_inputs = _cross_fitted_rule(
             pnames,
             params,
             X_tr,
@@ -705,10 +1026,12 @@ def evaluate_uplift(
             share,
             value_per_outcome,
             send,
+            nested_values,
         )
     else:
         rule = PolicyRule(model=chosen, members=(chosen,))
         search = []
+        choice_inputs = {}
     policy_arm = target_policy(
         rule.adjust(rule.scores(uplift_test)),
         share,
@@ -780,9 +1103,15 @@ def evaluate_uplift(
             "models": names,
             "policy_models": pnames,
             "policy_folds": int(policy_folds),
+            "nested_values": bool(nested_values),
             "best_single_treatment": data.treatments[best - 1],
         },
         rule=rule,
         rule_search=search,
-        held_out={"test": test, "uplift": uplift_test, "mu": outcome_model},
+        held_out={
+            "test": test,
+            "uplift": uplift_test,
+            "mu": outcome_model,
+            "choice": choice_inputs,
+        },
     )

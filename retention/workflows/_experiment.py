@@ -25,6 +25,7 @@ from retention.exceptions import ConfigError, DataError, ReadError, RetentionWar
 from retention.experiments import (
     ESTIMATORS,
     RATIO_METRICS,
+    Comparison,
     DesignResult,
     ExperimentAnalysis,
     ExperimentUnits,
@@ -657,8 +658,42 @@ class ExperimentReport:
         return json_clean(out)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _AnalysisOptions:
+    """What both analyses take beside their data (:class:`AnalyzeCsvRequest`,
+    :class:`AnalyzeExperimentRequest`), keyword-only: the level, the correction for many tests,
+    and sequential looks.
+
+    Attributes
+    ----------
+    sequential : bool or {"always-valid", "group"}
+        Sequential intervals (looked at while it runs): ``True`` or ``"always-valid"`` for the
+        confidence sequence, ``"group"`` for the group-sequential design of ``planned_n``,
+        ``looks``, ``look_n`` and ``spending`` (see :func:`_sequential_design`).
+    alpha : float
+    correction : {"holm", "bh"}
+    planned_n, looks, look_n, spending
+        The group-sequential design (with ``sequential="group"``).
+    """
+
+    sequential: bool | Literal["always-valid", "group"] = False
+    alpha: float = 0.05
+    correction: Literal["holm", "bh"] = "holm"
+    planned_n: int | None = None
+    looks: int | None = None
+    look_n: tuple[int, ...] = ()
+    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "look_n", tuple(self.look_n))
+        _sequential_design(self)
+        object.__setattr__(self, "alpha", _check_alpha(self.alpha))
+        if self.correction not in ("holm", "bh"):
+            raise ConfigError(f"correction must be 'holm' or 'bh'; got {self.correction!r}.")
+
+
 @dataclass(frozen=True)
-class AnalyzeCsvRequest:
+class AnalyzeCsvRequest(_AnalysisOptions):
     """An analysis of a CSV with one row per unit.
 
     Attributes
@@ -676,14 +711,11 @@ class AnalyzeCsvRequest:
         A per-unit denominator column: every metric becomes a ratio metric.
     guardrails : tuple of str
         Guardrail metric columns (must not get worse).
-    sequential : bool or {"always-valid", "group"}
-        Sequential intervals (looked at while it runs): ``True`` or ``"always-valid"`` for the
-        confidence sequence, ``"group"`` for the group-sequential design of ``planned_n``,
-        ``looks``, ``look_n`` and ``spending`` (see :func:`_sequential_design`).
-    alpha : float
     weights : dict, optional
         Planned share per variant, for the sample-ratio check (default equal).
-    correction : {"holm", "bh"}
+
+    And the options of :class:`_AnalysisOptions` (``sequential``, ``alpha``, ``correction``,
+    the group-sequential design), keyword-only.
     """
 
     path: Path
@@ -693,27 +725,16 @@ class AnalyzeCsvRequest:
     covariate: str | None = None
     denominator: str | None = None
     guardrails: tuple[str, ...] = ()
-    sequential: bool | Literal["always-valid", "group"] = False
-    alpha: float = 0.05
     weights: dict[str, float] | None = None
-    correction: Literal["holm", "bh"] = "holm"
-    planned_n: int | None = None
-    looks: int | None = None
-    look_n: tuple[int, ...] = ()
-    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "look_n", tuple(self.look_n))
-        _sequential_design(self)
+        super().__post_init__()
         object.__setattr__(self, "path", Path(self.path))
         if not self.metrics:
             raise ConfigError("Name at least one metric column (--metric COL).")
         object.__setattr__(self, "metrics", tuple(str(m) for m in self.metrics))
         object.__setattr__(self, "guardrails", tuple(str(m) for m in self.guardrails))
         object.__setattr__(self, "control", str(self.control))
-        object.__setattr__(self, "alpha", _check_alpha(self.alpha))
-        if self.correction not in ("holm", "bh"):
-            raise ConfigError(f"correction must be 'holm' or 'bh'; got {self.correction!r}.")
 
     def specs(self) -> list[MetricSpec]:
         out = [
@@ -793,7 +814,7 @@ def analyze_csv(
 
 
 @dataclass(frozen=True)
-class AnalyzeExperimentRequest:
+class AnalyzeExperimentRequest(_AnalysisOptions):
     """An analysis of an experiment of the store.
 
     Attributes
@@ -809,16 +830,15 @@ class AnalyzeExperimentRequest:
     control : str, optional
         Default: the experiment's control.
     population : {"assigned", "exposed"}
-    sequential : bool or {"always-valid", "group"}
-        As in :class:`AnalyzeCsvRequest`, with ``planned_n``, ``looks``, ``look_n`` and
-        ``spending`` for the group-sequential design.
-    alpha : float
     segment_by : str, optional
         Also measure the uplift by segment (``risk_band``, or a ``users`` column) and store it
         in ``segment_uplift``; default ``risk_band`` when the store has scores.
     write : bool
         Store the results (``experiment_results``, ``segment_uplift``) when the store is
         writable.
+
+    And the options of :class:`_AnalysisOptions` (``sequential``, ``alpha``, ``correction``,
+    the group-sequential design), keyword-only.
     """
 
     experiment_id: str
@@ -827,21 +847,12 @@ class AnalyzeExperimentRequest:
     guardrails: tuple[str, ...] | None = None
     control: str | None = None
     population: Literal["assigned", "exposed"] = "assigned"
-    sequential: bool | Literal["always-valid", "group"] = False
-    alpha: float = 0.05
     segment_by: str | None = "risk_band"
     write: bool = True
-    correction: Literal["holm", "bh"] = "holm"
-    planned_n: int | None = None
-    looks: int | None = None
-    look_n: tuple[int, ...] = ()
-    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "look_n", tuple(self.look_n))
-        _sequential_design(self)
+        super().__post_init__()
         object.__setattr__(self, "experiment_id", _check_id(self.experiment_id))
-        object.__setattr__(self, "alpha", _check_alpha(self.alpha))
         if self.population not in ("assigned", "exposed"):
             raise ConfigError(
                 f"population must be 'assigned' or 'exposed'; got {self.population!r}."
@@ -850,6 +861,29 @@ class AnalyzeExperimentRequest:
             if not self.metrics:
                 raise ConfigError("Name at least one metric (--metric), or none for the defaults.")
             object.__setattr__(self, "metrics", tuple(str(m) for m in self.metrics))
+
+
+def _segment_row(segment_by: str, segment: Any, control: str, c: Comparison) -> dict[str, Any]:
+    """One row of ``segment_uplift``: comparison ``c`` (a variant against ``control`` on one
+    metric) within ``segment`` of ``segment_by``."""
+    return {
+        "segment_by": segment_by,
+        "segment": segment,
+        "metric": c.metric,
+        "variant": c.variant,
+        "control": control,
+        "n_control": c.n_control,
+        "n_treatment": c.n_treatment,
+        "uplift": c.difference,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "p_value": c.p_value,
+    }
+
+
+def _overall_rows(analysis: ExperimentAnalysis, control: str) -> list[dict[str, Any]]:
+    """The rows of segment ``all``: the uplift of every non-guardrail metric over everyone."""
+    return [_segment_row("all", "all", control, c) for c in analysis.comparisons if not c.guardrail]
 
 
 def _segment_rows(
@@ -862,24 +896,7 @@ def _segment_rows(
     alpha: float,
 ) -> pd.DataFrame:
     """The uplift per segment (and overall, segment ``all``) of every non-guardrail metric."""
-    rows: list[dict[str, Any]] = []
-    for c in analysis.comparisons:
-        if not c.guardrail:
-            rows.append(
-                {
-                    "segment_by": "all",
-                    "segment": "all",
-                    "metric": c.metric,
-                    "variant": c.variant,
-                    "control": control,
-                    "n_control": c.n_control,
-                    "n_treatment": c.n_treatment,
-                    "uplift": c.difference,
-                    "ci_low": c.ci_low,
-                    "ci_high": c.ci_high,
-                    "p_value": c.p_value,
-                }
-            )
+    rows = _overall_rows(analysis, control)
     plain = [s for s in specs if not s.guardrail]
     moments, counts = store_moments(store, units, plain, segment_by=segment_by)
     for seg in sorted(moments):
@@ -900,22 +917,7 @@ def _segment_rows(
                 metrics=plain,
                 alpha=alpha,
             )
-        for c in seg_analysis.comparisons:
-            rows.append(
-                {
-                    "segment_by": segment_by,
-                    "segment": seg,
-                    "metric": c.metric,
-                    "variant": c.variant,
-                    "control": control,
-                    "n_control": c.n_control,
-                    "n_treatment": c.n_treatment,
-                    "uplift": c.difference,
-                    "ci_low": c.ci_low,
-                    "ci_high": c.ci_high,
-                    "p_value": c.p_value,
-                }
-            )
+        rows += [_segment_row(segment_by, seg, control, c) for c in seg_analysis.comparisons]
     return pd.DataFrame(rows)
 
 
@@ -999,7 +1001,7 @@ def analyze_experiment(
                 "no churn scores on or before the start: the uplift by risk band was not "
                 "measured (run `retention score` first); the overall uplift is stored."
             )
-            segments = _segment_rows_overall(analysis, control)
+            segments = pd.DataFrame(_overall_rows(analysis, control))
         else:
             with prog.stage(f"measuring the uplift by {request.segment_by}"):
                 segments = _segment_rows(
@@ -1019,28 +1021,6 @@ def analyze_experiment(
         segments=segments,
         seconds=time.perf_counter() - started,
         written=written,
-    )
-
-
-def _segment_rows_overall(analysis: ExperimentAnalysis, control: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "segment_by": "all",
-                "segment": "all",
-                "metric": c.metric,
-                "variant": c.variant,
-                "control": control,
-                "n_control": c.n_control,
-                "n_treatment": c.n_treatment,
-                "uplift": c.difference,
-                "ci_low": c.ci_low,
-                "ci_high": c.ci_high,
-                "p_value": c.p_value,
-            }
-            for c in analysis.comparisons
-            if not c.guardrail
-        ]
     )
 
 

@@ -18,7 +18,21 @@ The two windows:
 * the *current* (latest) window: the features at the newest cutoff (the date of the last
   qualifying event, or ``cutoff``) and at the cutoffs before it, one every step of the training
   cutoffs, that fall within ``window_days`` of it; by default as many cutoffs as the training
-  window has, so that both sides pool alike.
+  window has, so that both sides pool alike. When the training cutoffs lie within
+  :data:`CENSORED_DAYS` of the store's first event, their histories were cut short by the
+  store's start; the latest window's features are then computed on the same length of history
+  (each latest cutoff reads events from ``cutoff - (training cutoff - first event)`` on, as
+  ``make_frame(events_from=)`` does: ``history_matched``), unless ``full_history``. The
+  training window's features are never changed.
+
+Two kinds of feature are treated apart (their metadata comes from :mod:`retention.features`):
+
+* features that age with the calendar (:func:`~retention.features.ages_with_calendar`: tenure,
+  days since the sign-up, ...) grow with every cutoff by construction; they are measured and
+  reported, marked ``ages_with_calendar``, but raise no flag unless ``include_ageing``;
+* features that encode a category of the ``users`` table as a number recomputed at each cutoff
+  (:func:`~retention.features.encoded_category`: ``user_country_freq``) are compared on the
+  customers' categories, read from ``users`` (:func:`retention.experiments.category_psi`).
 """
 
 from __future__ import annotations
@@ -51,7 +65,9 @@ from retention.experiments import (
 from retention.features import (
     RETAINED_BY_DEFAULT,
     MinData,
+    ages_with_calendar,
     build_labels,
+    encoded_category,
     make_frame,
     to_cutoff,
     to_horizon,
@@ -90,6 +106,8 @@ MAX_SCORING_RUNS = 50
 MIN_REALISED = 30
 #: comma-separated glob patterns of features to leave out of the flags (``--ignore``)
 IGNORE_ENV = "RETENTION_MONITOR_IGNORE"
+#: a training window this close to the store's first event sees histories cut short by it
+CENSORED_DAYS = 365
 
 
 # ------------------------------------------------------------------------------------- requests
@@ -147,6 +165,16 @@ class MonitorRequest:
         Features (names or glob patterns, ``tenure_*``) whose drift is measured and shown but
         raises no flag: columns known to move (a store's age); default
         ``RETENTION_MONITOR_IGNORE`` (comma-separated), else none.
+    include_ageing : bool
+        Let the features that age with the calendar (tenure, days since the sign-up: see
+        :func:`retention.features.ages_with_calendar`) raise the drift flag too; by default they
+        are measured and shown, marked, but raise none.
+    full_history : bool
+        Compute the latest window's features on every event even when the training window's
+        histories were cut short by the store's start. By default, when the training cutoffs
+        lie within :data:`CENSORED_DAYS` of the store's first event, each latest cutoff reads
+        only as many days of events as its training cutoff had (``history_matched``), so that
+        the store's history growing is not read as drift.
     write : bool
         Record the run in ``monitor_runs`` (and its features and performance).
     """
@@ -156,6 +184,8 @@ class MonitorRequest:
     cutoff: pd.Timestamp | None = None
     thresholds: MonitorThresholds | None = None
     ignore: tuple[str, ...] | None = None
+    include_ageing: bool = False
+    full_history: bool = False
     write: bool = True
 
     def __post_init__(self) -> None:
@@ -170,6 +200,14 @@ class MonitorRequest:
             object.__setattr__(self, "cutoff", to_cutoff(self.cutoff))
         object.__setattr__(self, "thresholds", _thresholds(self.thresholds))
         object.__setattr__(self, "ignore", _ignore(self.ignore))
+        _check_bool(self.include_ageing, "include_ageing")
+        _check_bool(self.full_history, "full_history")
+        _check_bool(self.write, "write")
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False; got {value!r}.")
 
 
 # --------------------------------------------------------------------------------------- report
@@ -191,7 +229,9 @@ class MonitorReport:
     n_reference, n_current : int
         Rows (customers x cutoffs) of each sample.
     features : pd.DataFrame
-        :func:`retention.experiments.drift_table`, with ``drifted`` (PSI above the threshold).
+        :func:`retention.experiments.drift_table`, with ``ignored`` (``--ignore``),
+        ``ages_with_calendar`` and ``drifted`` (PSI above the threshold, and neither ignored
+        nor, unless ``include_ageing``, ageing).
     score : dict
         ``psi, ks, ks_p_value, reference_mean, current_mean`` of P(retained).
     performance : pd.DataFrame
@@ -209,6 +249,11 @@ class MonitorReport:
         ``feature_drift``, ``score_drift``, ``decay``: what passed its threshold.
     notes : list of str
         What could not be measured, and why.
+    history_matched : bool
+        The latest window's features were computed on the training window's length of
+        history: at each latest cutoff only the events from ``history_starts`` on (in
+        ``current_cutoffs`` order; ``history_days`` days before it, the days of history of the
+        training cutoff it is paired with), as if the store had started there.
     created_at : pd.Timestamp
     """
 
@@ -232,6 +277,10 @@ class MonitorReport:
     thresholds: MonitorThresholds
     flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    include_ageing: bool = False
+    history_matched: bool = False
+    history_starts: list[pd.Timestamp] = field(default_factory=list)
+    history_days: list[int] = field(default_factory=list)
     created_at: pd.Timestamp = field(
         default_factory=lambda: pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     )
@@ -243,8 +292,25 @@ class MonitorReport:
 
     @property
     def drifted_features(self) -> list[str]:
-        """Features whose PSI passed the threshold, most shifted first."""
+        """Features whose PSI passed the threshold and that raise the flag, most shifted
+        first."""
         return [str(f) for f in self.features.loc[self.features["drifted"], "feature"]]
+
+    @property
+    def ageing_features(self) -> list[str]:
+        """Features that age with the calendar (measured; they raise the flag only with
+        ``include_ageing``)."""
+        return [str(f) for f in self.features.loc[self.features["ages_with_calendar"], "feature"]]
+
+    @property
+    def flagged_features(self) -> pd.DataFrame:
+        """The rows of :attr:`features` that may raise the flag: neither ignored nor (unless
+        ``include_ageing``) ageing with the calendar."""
+        f = self.features
+        out = ~f["ignored"].astype(bool)
+        if not self.include_ageing:
+            out &= ~f["ages_with_calendar"].astype(bool)
+        return f[out]
 
     def messages(self) -> list[str]:
         """One sentence per flag: what passed which threshold."""
@@ -255,7 +321,8 @@ class MonitorReport:
             shown = ", ".join(f"{r.feature} (PSI {r.psi:.2f})" for r in worst.itertuples())
             n = int(self.features["drifted"].sum())
             out.append(
-                f"{n} of {len(self.features)} features drifted (PSI > {t.feature_psi:g}): {shown}"
+                f"{n} of {len(self.flagged_features)} features drifted (PSI > "
+                f"{t.feature_psi:g}): {shown}"
             )
         if "score_drift" in self.flags:
             out.append(f"the score drifted: PSI {self.score['psi']:.3f} > {t.score_psi:g}")
@@ -284,14 +351,24 @@ class MonitorReport:
                 "messages": self.messages(),
                 "notes": list(self.notes),
                 "thresholds": self.thresholds.to_dict(),
-                "binning": "PSI over the reference's deciles (distinct), a bin for missing "
-                "values, shares floored at 1e-4; KS on the finite values (scipy ks_2samp)",
+                "binning": "PSI over the reference's deciles (distinct), or one bin per distinct "
+                "value when it has at most 10, or one bin per category for a feature that "
+                "encodes a category (user_country_freq: the users table's country), a bin for "
+                "missing values, shares floored at 1e-4; KS on the finite values (scipy "
+                "ks_2samp), on the reference's shares for an encoded category",
+                "include_ageing": self.include_ageing,
+                "ageing_features": self.ageing_features,
+                "history_matched": self.history_matched,
+                "history_start": min(self.history_starts) if self.history_starts else None,
+                "history_starts": list(self.history_starts),
+                "history_days": list(self.history_days),
                 "reference": {"cutoffs": self.reference_cutoffs, "n_rows": self.n_reference},
                 "current": {"cutoffs": self.current_cutoffs, "n_rows": self.n_current},
                 "score": self.score,
                 "features": self.features.assign(
                     drifted=self.features["drifted"].astype(bool),
                     ignored=self.features["ignored"].astype(bool),
+                    ages_with_calendar=self.features["ages_with_calendar"].astype(bool),
                 )
                 .round(6)
                 .to_dict("records"),
@@ -367,10 +444,16 @@ def _current_cutoffs(
 
 
 def _frames(
-    store: Store, cutoffs: Sequence[pd.Timestamp], horizon: int, retained_by: str
+    store: Store,
+    cutoffs: Sequence[pd.Timestamp],
+    horizon: int,
+    retained_by: str,
+    starts: Sequence[pd.Timestamp] | None = None,
 ) -> list[Any]:
+    froms: Sequence[pd.Timestamp | None] = starts if starts else [None] * len(cutoffs)
     return [
-        make_frame(store, c, horizon, with_label=False, retained_by=retained_by) for c in cutoffs
+        make_frame(store, c, horizon, with_label=False, retained_by=retained_by, events_from=s)
+        for c, s in zip(cutoffs, froms, strict=True)
     ]
 
 
@@ -380,6 +463,93 @@ def _pool(frames: Sequence[Any]) -> pd.DataFrame:
         return pd.DataFrame()
     common = [c for c in parts[0].columns if all(c in p.columns for p in parts[1:])]
     return pd.concat([p[common] for p in parts], ignore_index=True)
+
+
+def _pool_users(frames: Sequence[Any]) -> np.ndarray:
+    """The customer of every row of :func:`_pool`, in its order."""
+    parts = [f.features.index.astype(str).to_numpy() for f in frames if len(f)]
+    return np.concatenate(parts) if parts else np.array([], dtype=object)
+
+
+def _categories(
+    store: Store, features: Sequence[str], ref_users: np.ndarray, cur_users: np.ndarray
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """The category labels of the features that encode one (``{feature: (reference labels,
+    current labels)}``, read from ``users``) and the ``users`` column of each."""
+    wanted = [str(f) for f in features if encoded_category(str(f)) is not None]
+    if not wanted or not store.has_table("users"):
+        return {}, {}
+    typed = store.columns("users")
+    if "user_id" not in {c for c, _ in typed}:
+        return {}, {}
+    columns = [c for c, t in typed if t.upper().startswith("VARCHAR")]
+    sources = {f: encoded_category(f, columns) for f in wanted}
+    found = {f: c for f, c in sources.items() if c is not None}
+    if not found:
+        return {}, {}
+    users = store.table_df("users")
+    users["user_id"] = users["user_id"].astype(str)
+    users = users.sort_values("user_id", kind="stable").drop_duplicates("user_id")
+    users = users.set_index("user_id")
+    out = {
+        f: (
+            users[c].reindex(ref_users).to_numpy(dtype=object),
+            users[c].reindex(cur_users).to_numpy(dtype=object),
+        )
+        for f, c in found.items()
+    }
+    return out, found
+
+
+def _store_start(store: Store, reference: Sequence[pd.Timestamp]) -> pd.Timestamp | None:
+    """The day of the store's first event when the training window's cutoffs lie within
+    :data:`CENSORED_DAYS` of it (their histories were cut short by the store's start), else
+    None."""
+    span = store.event_range(None)
+    if span is None:
+        return None
+    first = pd.Timestamp(span[0]).normalize()
+    return first if int((min(reference) - first).days) < CENSORED_DAYS else None
+
+
+def _matched_history(
+    first: pd.Timestamp, reference: Sequence[pd.Timestamp], current: Sequence[pd.Timestamp]
+) -> tuple[list[pd.Timestamp], list[int]]:
+    """For each latest cutoff, the first day of events that gives it as many days of history
+    as the training cutoff it is paired with had since the store's first event ``first``.
+
+    Both windows are paired oldest with oldest, newest with newest (by rank, when their
+    lengths differ: a single latest cutoff pairs with the newest training cutoff)."""
+    ref = sorted(reference)
+    n, m = len(ref), len(current)
+    days = []
+    for k in range(m):
+        j = n - 1 if m == 1 else round(k * (n - 1) / (m - 1))
+        days.append(max(1, int((ref[j] - first).days)))
+    return [c - pd.Timedelta(days=d) for c, d in zip(current, days, strict=True)], days
+
+
+def _censoring_note(
+    first: pd.Timestamp, reference: Sequence[pd.Timestamp], matched: bool, days: Sequence[int]
+) -> str:
+    """The note of a training window whose histories were cut short by the store's start."""
+    head = (
+        f"the training window's first cutoff is {int((min(reference) - first).days)} days "
+        f"after the store's first event ({first:%Y-%m-%d}): histories there are cut short by "
+        "the store's start"
+    )
+    if matched:
+        span = f"{min(days)} to {max(days)}" if min(days) != max(days) else f"{days[0]}"
+        return (
+            f"{head}, so the latest window's features are computed on as many days of history "
+            f"({span} days before each cutoff; history_matched); --full-history compares them "
+            "on every event"
+        )
+    return (
+        f"{head}, so the features that look back further (recency, gaps, trends, the long "
+        "windows, cumulative counts) are partly drifting because the store's history grew "
+        "(--full-history; by default the latest window is computed on as many days of history)"
+    )
 
 
 def _scores(model: Any, frames: Sequence[Any]) -> np.ndarray:
@@ -504,6 +674,13 @@ def _write(store: Store, report: MonitorReport) -> None:
             "drift": [report.drift],
             "flags": [list(report.flags)],
             "thresholds": [json.dumps(report.thresholds.to_dict())],
+            "include_ageing": [report.include_ageing],
+            "history_matched": [report.history_matched],
+            "history_starts": [
+                [c.to_pydatetime() for c in report.history_starts]
+                if report.history_matched
+                else None
+            ],
             "created_at": pd.Series([report.created_at], dtype="datetime64[ns]"),
         }
     )
@@ -569,10 +746,19 @@ def monitor(
             f"(its last training cutoff is {max(reference_cutoffs):%Y-%m-%d}): pass a later "
             "--cutoff, or monitor once newer events are ingested."
         )
+    first = _store_start(store, reference_cutoffs)
+    matched = first is not None and not request.full_history
+    starts: list[pd.Timestamp] = []
+    days: list[int] = []
+    if first is not None and matched:
+        starts, days = _matched_history(first, reference_cutoffs, current_cutoffs)
     with progress.stage("building the training window's features"):
         reference = _frames(store, reference_cutoffs, horizon, retained_by)
-    with progress.stage("building the latest window's features"):
-        current = _frames(store, current_cutoffs, horizon, retained_by)
+    stage = "building the latest window's features" + (
+        " on the training window's length of history" if matched else ""
+    )
+    with progress.stage(stage):
+        current = _frames(store, current_cutoffs, horizon, retained_by, starts)
     ref_x, cur_x = _pool(reference), _pool(current)
     if ref_x.empty or cur_x.empty:
         raise ConfigError(
@@ -581,14 +767,23 @@ def monitor(
             "to compare: check --cutoff and the store's events."
         )
     with progress.stage(f"comparing {ref_x.shape[1]} features"):
-        features = drift_table(ref_x, cur_x)
+        labels, sources = _categories(
+            store, list(ref_x.columns), _pool_users(reference), _pool_users(current)
+        )
+        features = drift_table(ref_x, cur_x, categories=labels)
+        for name, column in sources.items():
+            features.loc[features["feature"] == name, "binning"] = f"categories of users.{column}"
         patterns = request.ignore if request.ignore is not None else _ignore_from_env()
         features["ignored"] = [
             any(fnmatch.fnmatchcase(str(f), p) for p in patterns) for f in features["feature"]
         ]
+        features["ages_with_calendar"] = [ages_with_calendar(str(f)) for f in features["feature"]]
+        may_flag = ~features["ignored"].to_numpy(dtype=bool)
+        if not request.include_ageing:
+            may_flag &= ~features["ages_with_calendar"].to_numpy(dtype=bool)
         features["drifted"] = (
             features["psi"].to_numpy(dtype=float) > thresholds.feature_psi
-        ) & ~features["ignored"].to_numpy(dtype=bool)
+        ) & may_flag
     with progress.stage("scoring both windows"):
         ref_p, cur_p = _scores(loaded.model, reference), _scores(loaded.model, current)
     ks, p_value = ks_test(ref_p, cur_p)
@@ -604,6 +799,17 @@ def monitor(
     if ignored:
         shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
         notes.append(f"{len(ignored)} feature(s) measured but left out of the flags: {shown}")
+    ageing = features[features["ages_with_calendar"] & ~features["ignored"]]
+    if len(ageing) and not request.include_ageing:
+        moved = ageing[ageing["psi"] > thresholds.feature_psi]
+        shown = ", ".join(f"{r.feature} (PSI {r.psi:.2f})" for r in moved.head(3).itertuples())
+        notes.append(
+            f"{len(ageing)} feature(s) age with the calendar and raise no flag "
+            f"(--include-ageing to flag them); {len(moved)} of them passed the threshold"
+            + (f": {shown}" if len(moved) else "")
+        )
+    if first is not None:
+        notes.append(_censoring_note(first, reference_cutoffs, matched, days))
     base, source = _baseline(meta)
     mine = performance[performance["monitored"] & performance["roc_auc"].notna()]
     realised = None if mine.empty else json_clean(mine.iloc[-1].to_dict())
@@ -645,6 +851,10 @@ def monitor(
         thresholds=thresholds,
         flags=flags,
         notes=notes,
+        include_ageing=request.include_ageing,
+        history_matched=matched,
+        history_starts=starts,
+        history_days=days,
         created_at=created,
     )
     if request.write:
@@ -679,7 +889,7 @@ class RetrainRequest:
         Default: the model's.
     out : Path or None
         The new artifact; default beside the model's, named ``NAME-YYYY-MM-DD.retention``.
-    window_days, thresholds, ignore
+    window_days, thresholds, ignore, include_ageing, full_history
         As in :class:`MonitorRequest`.
     min_data : MinData or None
         As in :class:`~retention.workflows.TrainRequest`.
@@ -693,6 +903,8 @@ class RetrainRequest:
     window_days: int | None = None
     thresholds: MonitorThresholds | None = None
     ignore: tuple[str, ...] | None = None
+    include_ageing: bool = False
+    full_history: bool = False
     min_data: MinData | None = None
 
     def __post_init__(self) -> None:
@@ -711,6 +923,8 @@ class RetrainRequest:
         object.__setattr__(self, "window_days", _window(self.window_days))
         object.__setattr__(self, "thresholds", _thresholds(self.thresholds))
         object.__setattr__(self, "ignore", _ignore(self.ignore))
+        _check_bool(self.include_ageing, "include_ageing")
+        _check_bool(self.full_history, "full_history")
         if self.min_data is not None and not isinstance(self.min_data, MinData):
             raise ConfigError(f"min_data must be a MinData or None; got {self.min_data!r}.")
 
@@ -797,6 +1011,8 @@ def retrain(
         cutoff=request.cutoff,
         thresholds=request.thresholds,
         ignore=request.ignore,
+        include_ageing=request.include_ageing,
+        full_history=request.full_history,
     )
     if request.mode == "if_drift":
         report = monitor(store, mon, progress=progress, cache=cache)
@@ -886,13 +1102,24 @@ def dashboard_monitor(store: Store) -> DashboardPart:
                 "realised_ece",
                 "baseline_roc_auc",
                 "decay",
+                "history_matched",
             )
         }
         | {"flags": [] if flags is None else [str(f) for f in flags]},
         "thresholds": json.loads(str(last.get("thresholds") or "{}")),
-        "features": features[
-            ["feature", "family", "psi", "ks", "ks_p_value", "drifted", "ignored"]
-        ].to_dict("records"),
+        "features": features.reindex(
+            columns=[
+                "feature",
+                "family",
+                "psi",
+                "ks",
+                "ks_p_value",
+                "drifted",
+                "ignored",
+                "ages_with_calendar",
+                "binning",
+            ]
+        ).to_dict("records"),
         "performance": performance.drop(columns=["run_id"]).to_dict("records"),
         "history": history[["run_id", "created_at", "score_psi", "max_feature_psi", "decay"]]
         .assign(drift=history["drift"].astype(bool))

@@ -276,6 +276,7 @@ def backtest(
     ens = fitted.get("ensemble")
     if isinstance(ens, EnsembleModel):
         extra["ensemble_weights"] = dict(ens.weights_)
+        extra["ensemble_choice"] = ens.choice()
     for name, model in fitted.items():
         booster = getattr(model, "booster_", None)
         feature_names = getattr(model, "feature_names_", None)

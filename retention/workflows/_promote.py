@@ -6,9 +6,13 @@ current customers (what ``retention uplift evaluate|train|score`` call).
   uplift@30%, the policy against random targeting by IPW and DR (the JSON contract of DESIGN.md);
 * :func:`uplift_train` joins a campaign's ``assignments`` and ``outcomes`` with the customers'
   covariates (the ``users`` columns and, when the store has purchases before the campaign, the
-  point-in-time features at its date), evaluates the learners the same way, refits the chosen one
-  on every unit and stores it in ``uplift_models`` (LightGBM text, no code);
-* :func:`uplift_score` writes each current customer's uplift per treatment to ``uplift_scores``.
+  point-in-time features at its date), evaluates the learners the same way, and stores the
+  targeting rule the evaluation chose (:class:`retention.strategies.UpliftPolicyModel`: the
+  learners it averages, the calibration per treatment and the shrinkage, all refitted on every
+  unit) in ``uplift_models`` (numbers and LightGBM text, no code);
+* :func:`uplift_score` writes each current customer's uplift per treatment under that rule to
+  ``uplift_scores`` (what the plan ranks). A model stored before the rule was (one learner)
+  scores as that learner's raw uplift.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from retention.exceptions import ConfigError, DataError, ModelError, ReadError, 
 from retention.strategies import (
     UPLIFT_LEARNERS,
     FeatureEncoder,
+    PolicyRule,
     UpliftEvaluation,
+    UpliftPolicyModel,
     check_uplift_frame,
     choose_features,
+    design_propensity,
+    estimate_propensity,
     evaluate_uplift,
-    get_uplift_learner,
-    uplift_learner_from_state,
+    uplift_policy_from_state,
 )
 from retention.workflows._common import json_clean, write_json
 from retention.workflows._tracking import tracked
@@ -374,7 +381,10 @@ class UpliftTrainRequest:
 
 @dataclass(frozen=True)
 class UpliftModelRecord:
-    """A stored uplift model: what it learned from, and the learner and encoder rebuilt."""
+    """A stored uplift model: what it learned from, and the rule and encoder rebuilt.
+
+    ``learner_name`` is the rule's label (``ensemble|shrink0.5|calibrated``), or the learner of
+    a model stored before the rule was."""
 
     model_id: str
     experiment_id: str | None
@@ -388,9 +398,15 @@ class UpliftModelRecord:
     metrics: dict[str, Any]
     state: dict[str, Any]
 
-    def learner(self) -> Any:
-        """The fitted learner (rebuilt from LightGBM text)."""
-        return uplift_learner_from_state(self.state["learner"])
+    def model(self) -> UpliftPolicyModel:
+        """The fitted targeting rule and its learners (rebuilt from numbers and LightGBM text;
+        an old single learner as the rule "its raw scores")."""
+        return uplift_policy_from_state(self.state)
+
+    @property
+    def rule(self) -> PolicyRule:
+        """The stored targeting rule."""
+        return self.model().rule_
 
     def encoder(self) -> FeatureEncoder:
         """The feature encoder."""
@@ -399,16 +415,34 @@ class UpliftModelRecord:
 
 @dataclass(frozen=True)
 class UpliftTrainReport:
-    """What :func:`uplift_train` stored, and the evaluation that chose the learner."""
+    """What :func:`uplift_train` stored, and the evaluation that chose the rule.
+
+    Attributes
+    ----------
+    model_id : str
+        The stored model's id.
+    learner : str
+        The stored rule's label (``uplift_models.learner``).
+    evaluation : UpliftEvaluation
+        The evaluation on a held-out half; its ``rule`` was chosen on the training half.
+    n_units : int
+        Units the rule was refitted on (every unit of the campaign).
+    seconds : float
+        Time taken.
+    model : UpliftPolicyModel or None
+        The rule refitted on every unit, as stored (not part of ``to_dict()``).
+    """
 
     model_id: str
     learner: str
     evaluation: UpliftEvaluation
     n_units: int
     seconds: float
+    model: UpliftPolicyModel | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
+        """JSON-ready: the evaluation's keys and ``stored_rule`` (the rule refitted on every
+        unit: its numbers, its description, how it was chosen)."""
         return json_clean(
             {
                 "model_id": self.model_id,
@@ -416,8 +450,40 @@ class UpliftTrainReport:
                 "n_units": self.n_units,
                 "seconds": self.seconds,
                 **self.evaluation.to_dict(),
+                "stored_rule": _stored_rule(self.evaluation, self.model),
             }
         )
+
+
+def _stored_rule(evaluation: UpliftEvaluation, model: UpliftPolicyModel | None) -> dict[str, Any]:
+    """The stored rule and why it was chosen, JSON-ready."""
+    chosen = evaluation.rule
+    out: dict[str, Any] = {}
+    if model is not None:
+        rule = model.rule_
+        out = {
+            **rule.to_dict(),
+            "description": rule.describe(evaluation.data.treatments),
+            "cross_fitted_value_all_units": rule.value,
+        }
+    folds = int(evaluation.settings.get("policy_folds", 0))
+    tried = sorted(evaluation.rule_search, key=lambda r: r.value, reverse=True)
+    if folds >= 2 and chosen is not None:
+        runner = next((r for r in tried if r.label != chosen.label), None)
+        out["chosen_by"] = (
+            f"cross-fitting on the training half ({evaluation.n_train:,} units, {folds} folds): "
+            f"the largest doubly robust value of {len(tried)} rules tried"
+        )
+        out["cross_fitted_value"] = chosen.value
+        out["runner_up"] = None if runner is None else {"rule": runner.label, "value": runner.value}
+    else:
+        out["chosen_by"] = (
+            "the best validation Qini on the training half (one treatment: the ranking is all "
+            "there is to choose)"
+            if len(evaluation.data.treatments) == 1
+            else "the best validation Qini on the training half (no cross-fitting)"
+        )
+    return out
 
 
 def _campaign(store: Store, request: UpliftTrainRequest) -> tuple[pd.DataFrame, str, pd.Timestamp]:
@@ -483,10 +549,15 @@ def _campaign(store: Store, request: UpliftTrainRequest) -> tuple[pd.DataFrame, 
 def uplift_train(
     store: Store, request: UpliftTrainRequest, *, progress: Progress | None = None
 ) -> UpliftTrainReport:
-    """Evaluate the learners on the campaign, refit the chosen one on every unit, store it.
+    """Evaluate the learners on the campaign, refit the targeting rule it chose on every unit,
+    store it.
 
-    The store must be writable. The model goes to ``uplift_models``; its id is a digest of what
-    it learned, so training again on the same data gives the same id.
+    The rule (:attr:`UpliftEvaluation.rule`: chosen by cross-fitting on the training half with
+    two treatments or more, the validation-Qini learner's raw scores with one) is refitted on
+    every unit by :class:`retention.strategies.UpliftPolicyModel` with the evaluation's folds:
+    its learners, its calibration per treatment, each treatment's average effect (for the
+    shrinkage). The store must be writable. The model goes to ``uplift_models``; its id is a
+    digest of what it learned, so training again on the same data and seed gives the same id.
     """
     store.check_writable("store an uplift model")
     prog = as_progress(progress)
@@ -515,11 +586,28 @@ def uplift_train(
             dropped=dropped,
         )
     chosen = evaluation.chosen
-    with prog.stage(f"refitting {chosen} on every unit"):
+    rule = evaluation.rule if evaluation.rule is not None else PolicyRule(chosen, (chosen,))
+    folds = int(evaluation.settings.get("policy_folds", 0))
+    with prog.stage(f"refitting the targeting rule {rule.label} on every unit"):
         encoder = FeatureEncoder(features).fit(data.frame)
         X = encoder.transform(data.frame).reset_index(drop=True)
-        learner = get_uplift_learner(chosen, random_state=request.seed).fit(X, data.y, data.codes)
-    state = {"learner": learner.get_state(), "encoder": encoder.to_dict()}
+        n_arms = len(data.arms)
+        e = (
+            design_propensity(data.codes, n_arms)
+            if request.propensity == "design"
+            else estimate_propensity(X, data.codes, n_arms, random_state=request.seed)
+        )
+        model = UpliftPolicyModel(
+            rule=rule,
+            folds=folds,
+            share=request.share,
+            value_per_outcome=request.value_per_outcome,
+            send_cost=[float(request.costs.get(t, 0.0)) for t in data.treatments],
+            random_state=request.seed,
+            nested=bool(evaluation.settings.get("nested_values", False)),
+        ).fit(X, data.y, data.codes, propensity=e)
+    stored = model.rule_
+    state = {**model.get_state(), "encoder": encoder.to_dict()}
     text = json.dumps(state, sort_keys=True, allow_nan=False)
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     model_id = sha[:12]
@@ -527,6 +615,8 @@ def uplift_train(
     metrics = json_clean(
         {
             "chosen_model": chosen,
+            "rule": stored.label,
+            "stored_rule": _stored_rule(evaluation, model),
             "treatments": {
                 t: {
                     "difference": v["difference"],
@@ -535,7 +625,8 @@ def uplift_train(
                 }
                 for t, v in summary["treatments"].items()
             },
-            "policy": summary["policy"]["policies"].get(f"model:{chosen}", {}),
+            "policy": summary["policy"]["policies"].get("policy", {}),
+            "chosen_model_policy": summary["policy"]["policies"].get(f"model:{chosen}", {}),
             "random": summary["policy"]["policies"].get("random", {}),
             "n_units": summary["n_units"],
         }
@@ -547,7 +638,7 @@ def uplift_train(
             "outcome": [request.outcome],
             "control": [control],
             "treatments": [list(data.treatments)],
-            "learner": [chosen],
+            "learner": [stored.label],
             "features": [list(features)],
             "state": [text],
             "sha256": [sha],
@@ -559,7 +650,7 @@ def uplift_train(
     with store.transaction():
         store.replace_rows("uplift_models", row, {"model_id": model_id})
     return UpliftTrainReport(
-        model_id, chosen, evaluation, len(data.frame), time.perf_counter() - t0
+        model_id, stored.label, evaluation, len(data.frame), time.perf_counter() - t0, model
     )
 
 
@@ -641,12 +732,14 @@ class UpliftScoreReport:
     n_customers: int
     mean_uplift: dict[str, float]
     positive_share: dict[str, float]
+    rule: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return json_clean(
             {
                 "model_id": self.model_id,
+                "rule": self.rule,
                 "cutoff": self.cutoff,
                 "n_customers": self.n_customers,
                 "mean_uplift": self.mean_uplift,
@@ -659,7 +752,8 @@ class UpliftScoreReport:
 def uplift_score(
     store: Store, request: UpliftScoreRequest, *, progress: Progress | None = None
 ) -> UpliftScoreReport:
-    """Each customer's uplift per treatment, into ``uplift_scores`` (rows of the same model and
+    """Each customer's uplift per treatment under the stored targeting rule (its learners' mean,
+    calibrated and shrunk as the rule says), into ``uplift_scores`` (rows of the same model and
     cutoff replaced)."""
     store.check_writable("write uplift scores")
     prog = as_progress(progress)
@@ -685,9 +779,14 @@ def uplift_score(
         raise DataError("No customer has any of the model's covariates: nothing to score.")
     with prog.stage(f"scoring {len(cov):,} customers"):
         X = rec.encoder().transform(cov).reset_index(drop=True)
-        learner = rec.learner()
-        uplift = learner.predict(X)
-        outcomes = learner.predict_outcomes(X)
+        model = rec.model()
+        if model.n_arms_ != len(rec.treatments) + 1:
+            raise ModelError(
+                f"Uplift model {rec.model_id} scores {model.n_arms_ - 1} treatment(s) but names "
+                f"{len(rec.treatments)}: retrain it with `retention uplift train`."
+            )
+        uplift = model.predict(X)
+        outcomes = model.predict_outcomes(X)
     n = len(cov)
     rows = pd.DataFrame(
         {
@@ -715,4 +814,4 @@ def uplift_score(
             RetentionWarning,
             stacklevel=2,
         )
-    return UpliftScoreReport(rec.model_id, cutoff, n, means, pos)
+    return UpliftScoreReport(rec.model_id, cutoff, n, means, pos, model.rule_.label)

@@ -13,6 +13,9 @@ from retention.experiments import (
     PSI_EPS,
     MonitorThresholds,
     bin_shares,
+    category_psi,
+    category_shares,
+    drift_edges,
     drift_table,
     expected_calibration_error,
     ks_test,
@@ -20,6 +23,7 @@ from retention.experiments import (
     psi_edges,
     realised_metrics,
 )
+from retention.features import ages_with_calendar, encoded_category
 from retention.models._drift import feature_profile
 
 
@@ -122,3 +126,75 @@ def test_thresholds_from_defaults_env_and_flags() -> None:
         MonitorThresholds(feature_psi=-1)
     with pytest.raises(ConfigError, match="Unknown threshold"):
         MonitorThresholds.from_env({}, psi=0.1)
+
+
+def test_a_low_cardinality_feature_gets_a_bin_per_distinct_value() -> None:
+    # 0 (60%), 1 (5%), 2 (35%): the deciles merge 1 with 2; one bin per value keeps them apart
+    reference = np.array([0.0] * 60 + [1.0] * 5 + [2.0] * 35)
+    deciles = psi_edges(reference)
+    assert np.searchsorted(deciles, 1.0) == np.searchsorted(deciles, 2.0)
+    edges, kind = drift_edges(reference)
+    assert kind == "distinct values" and list(edges) == [0.0, 1.0, 2.0]
+    # the current sample trades the 1s for 2s: invisible to the deciles, seen per value
+    current = np.array([0.0] * 60 + [2.0] * 40)
+    e = np.array([0.6, 0.05, 0.35, PSI_EPS, PSI_EPS])
+    a = np.array([0.6, PSI_EPS, 0.4, PSI_EPS, PSI_EPS])
+    hand = float(np.sum((a - e) * np.log(a / e)))
+    table = drift_table(
+        pd.DataFrame({"w7d_purchases": reference}), pd.DataFrame({"w7d_purchases": current})
+    )
+    assert table["binning"].iloc[0] == "distinct values"
+    assert table["psi"].iloc[0] == pytest.approx(hand)
+    assert psi(reference, current) == pytest.approx(0.0, abs=1e-9)
+    # many distinct values: the deciles, as before
+    x = np.random.default_rng(4).normal(size=500)
+    assert drift_edges(x)[1] == "deciles" and drift_edges(x)[0] == pytest.approx(psi_edges(x))
+
+
+def test_category_psi_matches_a_hand_computation() -> None:
+    reference = ["uk"] * 80 + ["de"] * 15 + [None] * 5
+    current = ["uk"] * 70 + ["de"] * 10 + ["fr"] * 10 + [None] * 10
+    # bins: de, uk, a category the reference never saw, missing
+    assert category_shares(reference, ["de", "uk"]) == pytest.approx([0.15, 0.8, 0.0, 0.05])
+    e = np.array([0.15, 0.8, PSI_EPS, 0.05])
+    a = np.array([0.1, 0.7, 0.1, 0.1])
+    assert category_psi(reference, current) == pytest.approx(float(np.sum((a - e) * np.log(a / e))))
+    assert category_psi(reference, list(reversed(reference))) == pytest.approx(0.0)
+    assert math.isnan(category_psi([], current))
+
+
+def test_an_encoded_category_is_compared_on_its_categories() -> None:
+    """A share recomputed at each cutoff (0.90 -> 0.91 for the same country) is not drift; the
+    decile binning read it as a large shift, the categories do not."""
+    ref_country = ["uk"] * 900 + ["de"] * 100
+    cur_country = ["uk"] * 910 + ["de"] * 90
+    share = {"uk": 0.9, "de": 0.1}
+    ref = pd.DataFrame({"user_country_freq": [share[c] for c in ref_country]})
+    cur = pd.DataFrame({"user_country_freq": [0.91 if c == "uk" else 0.09 for c in cur_country]})
+    plain = drift_table(ref, cur)
+    assert plain["psi"].iloc[0] > 5  # every customer "moved"
+    table = drift_table(ref, cur, categories={"user_country_freq": (ref_country, cur_country)})
+    row = table.iloc[0]
+    assert row["binning"] == "categories" and row["psi"] == pytest.approx(
+        category_psi(ref_country, cur_country)
+    )
+    assert row["psi"] < 0.01 and row["ks"] == pytest.approx(0.01)  # shares frozen: 1% moved
+    assert row["reference_mean"] == pytest.approx(0.82)  # the feature's own values
+    with pytest.raises(ConfigError, match="one per row of each frame"):
+        drift_table(ref, cur, categories={"user_country_freq": (ref_country[:5], cur_country)})
+
+
+def test_feature_metadata_says_what_ages_and_what_encodes_a_category() -> None:
+    assert all(
+        ages_with_calendar(f)
+        for f in ("tenure_days", "tenure_first_event_days", "tenure_activity_days")
+    )
+    assert ages_with_calendar("user_days_since_signup") and ages_with_calendar(
+        "user_vip_since_days"
+    )
+    for f in ("recency_days", "tenure_active_days", "w365d_spend", "gap_current_days"):
+        assert not ages_with_calendar(f), f
+    assert encoded_category("user_country_freq") == "country"
+    assert encoded_category("user_segment_freq", ["user_id", "Segment", "country"]) == "Segment"
+    assert encoded_category("user_segment_freq", ["user_id"]) is None
+    assert encoded_category("user_country_united_kingdom") is None  # a one-hot: plain 0/1

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import types
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -19,23 +18,15 @@ import pytest
 from retention.exceptions import ConfigError
 from retention.features import EmbeddingCache, TextEncoder, _encoder, text_hash
 
+# one torch thread for every test here (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TEXTS = [
     "REGENCY CAKESTAND 3 TIER",
     "JUMBO BAG RED RETROSPOT",
     "WHITE HANGING HEART T-LIGHT HOLDER",
     "PARTY BUNTING",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine, more threads only wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,9 @@ from retention.features import (
     item_texts,
     serialise_history,
 )
+
+# one torch thread for every test here (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CUT = pd.Timestamp("2011-09-01")
 
@@ -79,17 +81,6 @@ def _frame(
 ) -> CutoffFrame:
     users = pd.Index(sorted(events["user_id"].unique()), name="user_id")
     return CutoffFrame(cutoff, 90, pd.DataFrame(index=users), None, events, items)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine, more threads only wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

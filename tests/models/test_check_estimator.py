@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,9 @@ from retention.models import (
     save_model,
 )
 from retention.models._ensemble import is_fitted
+
+# one torch thread for every test here (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FAST_GBDT = {"n_estimators": 200, "learning_rate": 0.1, "early_stopping_rounds": 20}
 TINY_SEQUENCE = {
@@ -336,17 +339,6 @@ def cdnow() -> pd.DataFrame:
     return rfm_summary(ev, "1997-10-01", unit_days=7.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny networks run faster on one thread (and leave the other core to other tests)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _transaction_case(cls: type, s: pd.DataFrame) -> Case:
     cols = [s["frequency"], s["recency"], s["T"]]
     return Case(
@@ -390,8 +382,10 @@ def test_registered_model(name: str, frames, tiny_encoder, monkeypatch, tmp_path
     check_estimator(_model_case(name, frames, **fast), tmp_path)
 
 
-def test_sequence(frames, tmp_path: Path) -> None:
-    check_estimator(_model_case("sequence", frames, **TINY_SEQUENCE), tmp_path)
+@pytest.mark.parametrize("cv_folds", [None, 3])  # one network, or one per fold of customers
+def test_sequence(cv_folds: int | None, frames, tmp_path: Path) -> None:
+    case = _model_case("sequence", frames, **TINY_SEQUENCE, cv_folds=cv_folds)
+    check_estimator(case, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["text_lm", "text_lm_lora"])

@@ -120,7 +120,7 @@ def test_anchor_sets_the_level_and_keeps_the_ranking(frames, fitted_members) -> 
     train, valid, test = frames
     bg = get_model("bgnbd").fit(train, valid)
     members = [("bgnbd", bg), ("gbdt", fitted_members[1])]
-    anchored = EnsembleModel(members=members, prefit=True).fit(train, valid)  # anchor: bgnbd
+    anchored = EnsembleModel(members=members, anchor="bgnbd", prefit=True).fit(train, valid)
     free = EnsembleModel(members=members, anchor=None, prefit=True).fit(train, valid)
     p, q = anchored.predict_proba(test), free.predict_proba(test)
     assert anchored.anchor_ == 0 and free.anchor_ is None

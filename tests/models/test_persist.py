@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import string
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from retention_synth import synthetic_frames, synthetic_store
+from retention_synth import synthetic_frames, synthetic_store, tiny_bert
 
 import retention
 from retention.exceptions import IncompatibleModelError, ModelError
@@ -27,6 +26,7 @@ from retention.models import (
     MODEL_NAMES,
     GBDTModel,
     RetentionModel,
+    _artifact,
     _persist,
     get_model,
     load_model,
@@ -70,32 +70,6 @@ ITEMS = pd.DataFrame(
 # ------------------------------------------------------------------------------------ fixtures
 
 
-def _tiny_bert(folder: Path) -> Path:
-    """A 2-layer, 32-wide BERT with a character vocabulary (random weights), saved as a folder
-    the text encoder accepts as its name."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    chars = list(string.ascii_lowercase + string.digits + ".,:;/-\"'")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(str(folder))
-    return folder
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread() -> Iterator[None]:
     """One torch thread: tiny networks run faster so on a shared machine."""
@@ -114,7 +88,7 @@ def frames() -> tuple[list[CutoffFrame], CutoffFrame, CutoffFrame]:
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> TextEncoder:
-    return TextEncoder(str(_tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")))
+    return TextEncoder(str(tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")))
 
 
 @pytest.fixture(scope="module")
@@ -540,9 +514,9 @@ def test_a_class_outside_the_allowlist_is_refused(
 
     bad = _rewrite(good, tmp_path / "bad.retention", files=_edit_tree(edit), rehash=True)
     imported: list[str] = []
-    real = _persist.importlib.import_module
+    real = _artifact.importlib.import_module
     monkeypatch.setattr(
-        _persist.importlib, "import_module", lambda m, *a: imported.append(m) or real(m, *a)
+        _artifact.importlib, "import_module", lambda m, *a: imported.append(m) or real(m, *a)
     )
     with pytest.raises(ModelError, match="not one an artifact may hold") as info:
         load_model(bad)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,9 @@ from retention.exceptions import ConfigError, ModelError, NotFittedError
 from retention.features import CutoffFrame, event_sequences
 from retention.models import get_model
 from retention.models._sequence import SequenceTransformerModel
+
+# one torch thread for every test here (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 HORIZON = 30
 START = pd.Timestamp("2011-01-01")
@@ -78,17 +80,6 @@ def _frame(events: pd.DataFrame, cutoff: pd.Timestamp) -> CutoffFrame:
         label=label,
         events=before[before["user_id"].isin(users)].reset_index(drop=True),
     )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread (and do not fight the other tests for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ test.
 from __future__ import annotations
 
 import pickle
-import string
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,53 +17,20 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from retention_synth import synthetic_frames
+from retention_synth import synthetic_frames, tiny_bert
 
 from retention.exceptions import ConfigError, DataError, NotFittedError
 from retention.features import CutoffFrame, TextEncoder, mean_pool
 from retention.models import customer_folds, get_model, load_model, save_model
 from retention.models._text_lm import TextLMModel
 
-
-def _tiny_bert(folder: Path) -> Path:
-    """A 2-layer, 32-wide BERT with a character vocabulary (random weights)."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    chars = list(string.ascii_lowercase + string.digits + ".,:;/-\"'")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(str(folder))
-    return folder
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine, more threads only wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one torch thread for every test here (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TextEncoder:
-    return TextEncoder(str(_tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")))
+    return TextEncoder(str(tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")))
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,51 @@ def test_a_flag_exits_0_unless_fail_on_drift(db: Path, capsys) -> None:
     assert list(runs["drift"]) == [True, True, False, False]
 
 
+def test_ageing_features_flag_only_with_include_ageing(db: Path, tmp_path: Path, capsys) -> None:
+    # everything but the ageing features left out of the flags: they alone could raise one
+    others = ["--ignore", "[!t]*", "--ignore", "tr*", "--ignore", "tenure_active*"]
+    others += ["--score-psi", "1000"]
+    quiet = [*others, "--decay", "1000", "--feature-psi", "0.0001", "--fail-on-drift"]
+    out = tmp_path / "ageing.json"
+    assert main(["monitor", "--db", str(db), *quiet, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ageing, no flag" in printed and "2 feature(s) age with the calendar" in printed
+    payload = json.loads(out.read_text())
+    assert payload["include_ageing"] is False and "tenure_days" in payload["ageing_features"]
+    rows = {f["feature"]: f for f in payload["features"]}
+    assert rows["tenure_days"]["ages_with_calendar"] and not rows["tenure_days"]["drifted"]
+    assert main(["monitor", "--db", str(db), *quiet, "--include-ageing"]) == 3
+    printed = capsys.readouterr().out
+    assert "DRIFT:" in printed and "tenure_days" in printed
+
+
+def test_history_matched_by_default_on_a_young_store_and_full_history(
+    db: Path, tmp_path: Path, capsys
+) -> None:
+    # the training cutoffs lie under a year after the store's first event (days 330 to 360)
+    out = tmp_path / "matched.json"
+    assert main(["monitor", "--db", str(db), *NEVER, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert ", history-matched (events from " in printed
+    assert "computed on as many days of history" in printed and "--full-history" in printed
+    payload = json.loads(out.read_text())
+    assert payload["history_matched"] is True and len(payload["history_days"]) == 3
+    assert payload["history_start"] == min(payload["history_starts"])
+    assert payload["history_starts"][-1] < payload["current"]["cutoffs"][-1]
+    assert "length of history (events from " in out.with_suffix(".html").read_text()
+    full = tmp_path / "full.json"
+    assert main(["monitor", "--db", str(db), *NEVER, "--full-history", "--json", str(full)]) == 0
+    printed = capsys.readouterr().out
+    assert "history-matched" not in printed and "(--full-history; by default" in printed
+    payload = json.loads(full.read_text())
+    assert payload["history_matched"] is False and payload["history_starts"] == []
+    assert payload["history_start"] is None
+    assert payload["reference"] == json.loads(out.read_text())["reference"]
+    assert payload["current"]["n_rows"] > json.loads(out.read_text())["current"]["n_rows"]
+    assert main(["retrain", "--db", str(db), "--if-drift", "--full-history", *NEVER]) == 0
+    assert "not retrained" in capsys.readouterr().out
+
+
 def test_thresholds_come_from_the_environment(db: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("RETENTION_MONITOR_FEATURE_PSI", "0")
     assert main(["monitor", "--db", str(db), "--fail-on-drift"]) == 3

@@ -48,6 +48,56 @@ def test_uplift_evaluate_writes_json_and_html(csv, tmp_path, capsys) -> None:
     html = out.with_suffix(".html").read_text()
     assert "Qini curves: mail" in html and "plotly" in html.lower()
     assert "policy at 30% treated" in printed
+    # the JSON names the policy row's targeting rule (added keys; the others kept)
+    assert payload["chosen_rule"] == payload["policy"]["rule"]["rule"]
+    assert payload["chosen_rule"].split("|")[0] in ("s_learner", "ensemble")
+    assert "targeting rule: " + payload["chosen_rule"] in printed
+
+
+@pytest.mark.slow
+def test_uplift_train_shows_the_stored_rule_and_score_uses_it(tmp_path, capsys) -> None:
+    from retention.data import Mapping, ingest_frame
+
+    db = tmp_path / "camp.duckdb"
+    camp = campaign_frame(1500, seed=9)
+    camp["user_id"] = [f"u{i}" for i in range(len(camp))]
+    with Store(db) as store:
+        ingest_frame(
+            store,
+            camp[["user_id", "x0", "x1", "grade"]],
+            Mapping(columns={"user_id": "user_id"}),
+            table="users",
+            source_name="users",
+        )
+        ts = pd.Series([pd.Timestamp("2024-03-01")] * len(camp), dtype="datetime64[ns]")
+        store.replace_rows(
+            "assignments",
+            pd.DataFrame(
+                {"experiment_id": "c", "user_id": camp["user_id"], "variant": camp["segment"]}
+            ).assign(assigned_ts=ts),
+            {},
+        )
+        store.replace_rows(
+            "outcomes",
+            pd.DataFrame(
+                {"experiment_id": "c", "user_id": camp["user_id"], "metric": "visit"}
+            ).assign(value=camp["outcome"]),
+            {},
+        )
+    out = tmp_path / "t.json"
+    args = ["uplift", "train", "--db", str(db), "--experiment", "c", "--outcome", "visit"]
+    assert main([*args, "--control", "none", "--models", "s_learner", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    rule = payload["stored_rule"]
+    assert rule["rule"] == payload["learner"] == payload["chosen_rule"]
+    assert f"stored targeting rule: {rule['rule']}" in printed
+    assert "chosen by cross-fitting on the training half" in printed  # three arms
+    assert "per 1,000 units" in printed and "refitted on all 1,500 units" in printed
+    assert main(["uplift", "score", "--db", str(db)]) == 0
+    assert f"(rule {rule['rule']})" in capsys.readouterr().out
+    with Store(db, read_only=True) as store:
+        assert store.count_rows("uplift_scores") == 2 * 1500
 
 
 def test_uplift_evaluate_one_line_errors(csv, tmp_path, capsys) -> None:

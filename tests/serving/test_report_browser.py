@@ -1,40 +1,19 @@
-"""The backtest report opened in headless Debian Chromium: every plot draws, offline, no errors.
-
-CI installs ``/usr/bin/chromium`` (``.ci/run``); Playwright drives it without its own browser
-download (never ``playwright install``).
-"""
+"""The backtest report opened in headless Debian Chromium (``tests/browser_helpers.py``): every
+plot draws, offline, no errors."""
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import pytest
+from browser_helpers import BROWSER_MARKS, chromium_page, png_size
 
 from retention.models import BacktestResult
 from retention.serving.report import ReportSection, render_backtest_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium; CI does)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 def make_result(n: int = 500, seed: int = 0) -> BacktestResult:
@@ -60,17 +39,7 @@ def make_events(n_users: int = 80, seed: int = 1) -> pd.DataFrame:
     return pd.DataFrame({"user_id": users, "ts": ts, "event_type": "purchase"})
 
 
-def _png_size(path: Path) -> tuple[int, int]:
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
-
-
 def test_report_renders_in_chromium_offline(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="needs the playwright package (pip install -e '.[dev]')"
-    )
     bars = go.Figure(go.Bar(x=[0.3, 0.2], y=["recency_days", "frequency_90d"], orientation="h"))
     path = render_backtest_report(
         make_result(),
@@ -80,55 +49,29 @@ def test_report_renders_in_chromium_offline(tmp_path: Path) -> None:
             ReportSection("Feature importance", figures=[bars], notes="Longer matters more.")
         ],
     )
-    problems: list[str] = []
-    outside: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on(
-                "console",
-                lambda msg: (
-                    problems.append(f"{msg.type}: {msg.text}")
-                    if msg.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-
-            def block_network(route: object) -> None:
-                url = route.request.url  # type: ignore[attr-defined]
-                if url.startswith(("file:", "data:", "blob:", "about:")):
-                    route.continue_()  # type: ignore[attr-defined]
-                else:
-                    outside.append(url)
-                    route.abort()  # type: ignore[attr-defined]
-
-            page.route("**/*", block_network)
-            page.goto(path.as_uri())
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('div.plot')]"
-                ".every(d => d.querySelector('.main-svg'))",
-                timeout=60_000,
-            )
-            n_divs = page.evaluate("document.querySelectorAll('div.plot').length")
-            drawn = page.evaluate(
-                "[...document.querySelectorAll('div.plot')]"
-                ".filter(d => d.querySelector('.main-svg')).length"
-            )
-            n_svg = page.evaluate("document.querySelectorAll('.main-svg').length")
-            heights = page.evaluate(
-                "[...document.querySelectorAll('div.plot')]"
-                ".map(d => d.getBoundingClientRect().height)"
-            )
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
-    assert problems == []
-    assert outside == []
+    with chromium_page(allow=("file:",)) as browser:
+        page = browser.page
+        page.goto(path.as_uri())
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('div.plot')]"
+            ".every(d => d.querySelector('.main-svg'))",
+            timeout=60_000,
+        )
+        n_divs = page.evaluate("document.querySelectorAll('div.plot').length")
+        drawn = page.evaluate(
+            "[...document.querySelectorAll('div.plot')]"
+            ".filter(d => d.querySelector('.main-svg')).length"
+        )
+        n_svg = page.evaluate("document.querySelectorAll('.main-svg').length")
+        heights = page.evaluate(
+            "[...document.querySelectorAll('div.plot')].map(d => d.getBoundingClientRect().height)"
+        )
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+    assert browser.problems == []
+    assert browser.outside == []
     assert n_divs == 7 and drawn == n_divs
     assert n_svg >= n_divs
     assert min(heights) >= 250  # no plot collapsed to a sliver
-    width, height = _png_size(shot)
+    width, height = png_size(shot)
     assert width == 1400 and height > 2000

@@ -23,6 +23,7 @@ from retention.strategies import (
     RECOMMENDER_NAMES,
     BlendRecommender,
     ItemSequences,
+    SASRecRecommender,
     TransitionRecommender,
     get_recommender,
     leave_last_out,
@@ -144,6 +145,26 @@ def test_the_test_item_never_reaches_training() -> None:
     assert model.matrix_[:, test_codes].nnz == 0
 
 
+def test_the_test_item_never_reaches_sasrec_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    hist = {f"u{i}": ["a", "b", "c", "d", f"test{i}"] for i in range(30)}
+    split = leave_last_out(ItemSequences.from_lists(hist))
+    test_codes = np.unique(split.test_targets[split.test_targets >= 0])
+    seen: list[np.ndarray] = []
+    original = SASRecRecommender._epoch
+
+    def spy(self: Any, net: Any, opt: Any, inputs: np.ndarray, targets: np.ndarray, *a: Any) -> Any:
+        seen.extend([inputs[inputs > 0] - 1, targets[targets >= 0]])
+        return original(self, net, opt, inputs, targets, *a)
+
+    monkeypatch.setattr(SASRecRecommender, "_epoch", spy)
+    params = {**TINY_SASREC, "n_seeds": 2}
+    search = get_recommender("sasrec", **params).fit(split.search, split.valid_targets)
+    type(search)(**search.frozen_params()).fit(split.refit)
+    assert len(seen) == 2 * (len(search.history_) + 3 * search.best_epoch_)
+    trained = np.concatenate(seen)
+    assert len(trained) and not np.isin(trained, test_codes).any()
+
+
 @pytest.mark.slow
 def test_sasrec_is_seeded(split: Any) -> None:
     rows = split.evaluated[:20]
@@ -175,6 +196,57 @@ def test_sampled_softmax_trains(split: Any) -> None:
     m = get_recommender("sasrec", **{**TINY_SASREC, "loss": "sampled", "n_negatives": 32})
     m.fit(split.search)
     assert np.isfinite([h["loss"] for h in m.history_]).all()
+
+
+@pytest.mark.slow
+def test_seed_averaging_searches_once_and_averages_the_seeds(split: Any) -> None:
+    params = {**TINY_SASREC, "epochs": 3, "patience": 1}
+    one = get_recommender("sasrec", **params).fit(split.search, split.valid_targets)
+    three = get_recommender("sasrec", **params, n_seeds=3).fit(split.search, split.valid_targets)
+    # the first network is the single model's own; it alone chose the epoch count
+    assert three.best_epoch_ == one.best_epoch_ and len(three.nets_) == 3
+
+    def strip(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert strip(three.history_) == strip(one.history_)
+    hist = [split.refit.history(int(r)) for r in split.evaluated[:20]]
+    z = [three._net_logits(net, hist).astype(np.float64) for net in three.nets_]
+    np.testing.assert_array_equal(z[0], one._net_logits(one.net_, hist))
+    assert not np.allclose(z[0], z[1])  # another seed, another network
+    logsm = [x - x.max(1, keepdims=True) for x in z]
+    logsm = [x - np.log(np.exp(x).sum(1, keepdims=True)) for x in logsm]
+    np.testing.assert_allclose(
+        three.score_histories(hist), np.mean(logsm, axis=0).astype(np.float32), rtol=1e-6
+    )
+    again = get_recommender("sasrec", **params, n_seeds=3).fit(split.search, split.valid_targets)
+    np.testing.assert_array_equal(again.score_histories(hist), three.score_histories(hist))
+    # the refit trains every seed for the epoch count found, and never validates
+    refit = type(three)(**three.frozen_params()).fit(split.refit)
+    assert len(refit.nets_) == 3 and len(refit.history_) == three.best_epoch_
+    assert all("valid_ndcg@10" not in h for h in refit.history_)
+
+
+@pytest.mark.slow
+def test_seed_averaged_sasrec_round_trip(split: Any, tmp_path: Path) -> None:
+    rec = get_recommender("sasrec", **TINY_SASREC, n_seeds=2).fit(split.search)
+    loaded = load_recommender(save_recommender(rec, tmp_path / "s.recommender"))
+    assert len(loaded.nets_) == 2
+    hist = [split.refit.history(int(r)) for r in split.evaluated[:10]]
+    np.testing.assert_array_equal(loaded.score_histories(hist), rec.score_histories(hist))
+
+
+@pytest.mark.slow
+def test_label_smoothing_changes_the_training(split: Any) -> None:
+    hist = [split.refit.history(int(r)) for r in split.evaluated[:20]]
+    plain = get_recommender("sasrec", **TINY_SASREC).fit(split.search)
+    smooth = get_recommender("sasrec", **TINY_SASREC, label_smoothing=0.2).fit(split.search)
+    # the same seed and batches: only the smoothed targets differ
+    assert not np.allclose(plain.score_histories(hist), smooth.score_histories(hist))
+    with pytest.raises(ConfigError, match="label_smoothing must be a number in"):
+        get_recommender("sasrec", label_smoothing=1.0).fit(split.search)
+    with pytest.raises(ConfigError, match="n_seeds"):
+        get_recommender("sasrec", n_seeds=0).fit(split.search)
 
 
 def test_blend_chooses_weights_on_validation_and_refits_with_them(split: Any) -> None:

@@ -20,8 +20,10 @@ from retention.strategies import (
     check_uplift_frame,
     choose_features,
     choose_policy_rule,
+    design_propensity,
     dr_pseudo_outcomes,
     evaluate_uplift,
+    refit_policy_rule,
     target_policy,
 )
 
@@ -84,6 +86,33 @@ def test_the_rule_follows_the_informative_scores() -> None:
     assert best.value > max(r.value for r in tried if r.model == "noise") + 0.01
 
 
+def test_the_stack_weighs_the_informative_learner_and_refits_to_itself() -> None:
+    n = 12000
+    rng = np.random.default_rng(8)
+    x = rng.random(n)
+    tau = np.column_stack([0.15 * (x > 0.7), 0.10 * (x < 0.2)])
+    arm, y, e, mu = _campaign(n, 9, tau)
+    oof = {
+        "oracle": 0.5 * tau + rng.normal(0, 0.01, tau.shape),
+        "noise": rng.normal(0, 0.2, (n, 2)),
+    }
+    folds = np.arange(n) % 3
+    best, tried = choose_policy_rule(oof, y, arm, e, mu, 0.3, shrinkage=(0.0,), folds=folds)
+    stack = [r for r in tried if r.model == "stack"]
+    assert len(tried) == 3 * 2 + 1 and len(stack) == 1
+    w = np.asarray(stack[0].weights)  # (treatments, members): oracle first
+    assert w.shape == (2, 2) and np.all(w >= 0)
+    assert np.all(w[:, 0] > 1.5) and np.all(w[:, 1] < 0.3)  # the oracle's half-size scores x2
+    assert stack[0].label == "stack|shrink0|calibrated"
+    assert stack[0].value > max(r.value for r in tried if r.model == "noise") + 0.01
+    # refitted on the same scores and folds, every rule is itself again
+    for rule in (best, stack[0], tried[1]):
+        again = refit_policy_rule(rule, oof, y, arm, e, mu, 0.3, folds=folds)
+        assert again == rule
+    # without folds the stack is not tried (its value would be in-sample)
+    assert all(r.model != "stack" for r in choose_policy_rule(oof, y, arm, e, mu, 0.3)[1])
+
+
 def test_shrinkage_wins_when_arm_differences_are_noise() -> None:
     # treatment 1 is better by 0.05 for everyone; the scores' arm differences are pure noise
     n = 15000
@@ -137,6 +166,7 @@ def test_evaluate_uplift_policy_rows(evaluation) -> None:
     assert ev.rule is not None
     assert ev.rule.model in ("s_learner", "s_learner_categorical", "ensemble")
     assert len(ev.rule_search) == 3 * 2 * 3
+    assert ev.settings["nested_values"] is False
     assert ev.rule.value == max(r.value for r in ev.rule_search)
     assert set(ev.held_out["uplift"]) == {"s_learner", "t_learner", "s_learner_categorical"}
     t = ev.policy.table
@@ -156,6 +186,20 @@ def test_evaluate_uplift_policy_rows(evaluation) -> None:
     assert d["rule"]["rule"] == ev.rule.label
     assert isinstance(d["rule"]["cross_fitted_value"], float)
     assert len(pd.Series(d["rules_tried"]).astype(float)) == 18
+    # valued nested, the same scores give the stack too (3 shrinkages) and honest values
+    choice = ev.held_out["choice"]
+    train = ~ev.held_out["test"]
+    data = ev.data
+    args = (choice["oof"], data.y[train], data.codes[train])
+    e = design_propensity(data.codes, 3)[train]
+    again, tried = choose_policy_rule(
+        *args, e, choice["mu"], 0.3, folds=choice["folds"], nested=False
+    )
+    assert again == ev.rule and [r.label for r in tried] == [r.label for r in ev.rule_search]
+    _, nested = choose_policy_rule(*args, e, choice["mu"], 0.3, folds=choice["folds"])
+    assert len(nested) == 18 + 3 and {r.model for r in nested[-3:]} == {"stack"}
+    # raw unshrunk rules learn nothing from units: the same value either way
+    assert nested[0].label == tried[0].label and nested[0].value == pytest.approx(tried[0].value)
     assert "ratio_vs_random_uniform" in d["policies"]["policy"]["ipw"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,28 @@ def test_analysis_errors_are_one_line(tmp_path: Path) -> None:
             )
     with pytest.raises(ConfigError, match="control"):
         workflows.CreateExperimentRequest("x", variants=("a", "b"), control="c")
+
+
+@pytest.mark.parametrize("kind", ["csv", "store"])
+def test_both_analysis_requests_check_their_shared_options_alike(kind: str) -> None:
+    """The level, correction and sequential design are one set of keyword-only options,
+    checked when the request is made (before any data is read)."""
+
+    def make(**options: Any) -> Any:
+        if kind == "csv":
+            return workflows.AnalyzeCsvRequest(
+                Path("units.csv"), "variant", "control", ("visit",), **options
+            )
+        return workflows.AnalyzeExperimentRequest("e1", **options)
+
+    with pytest.raises(ConfigError, match="correction must be 'holm' or 'bh'; got 'nope'"):
+        make(correction="nope")
+    with pytest.raises(ConfigError, match="alpha must be a number strictly between 0 and 1"):
+        make(alpha=1.5)
+    with pytest.raises(ConfigError, match="need --planned-n"):
+        make(looks=3)
+    req = make(sequential="group", planned_n=1000, looks=3, look_n=[300, 600], alpha=0.1)
+    assert req.look_n == (300, 600) and req.alpha == 0.1 and req.correction == "holm"
 
 
 def test_design_from_the_store_uses_the_pre_period_correlation(tmp_path: Path) -> None:

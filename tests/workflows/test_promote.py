@@ -18,8 +18,15 @@ from uplift_synth import campaign_frame
 
 from retention import workflows
 from retention.data import Mapping, Store, ingest_frame
-from retention.exceptions import ConfigError, DataError, RetentionWarning, StoreError
-from retention.strategies import Offer
+from retention.exceptions import (
+    ConfigError,
+    DataError,
+    ModelError,
+    RetentionWarning,
+    StoreError,
+)
+from retention.strategies import FeatureEncoder, Offer, SLearner, UpliftPolicyModel
+from retention.workflows._promote import _covariates
 
 FAST = ("s_learner", "t_learner")
 
@@ -175,10 +182,26 @@ def test_uplift_train_score_round_trip(shop, tmp_path) -> None:
         rec = workflows.read_uplift_model(store)
         assert rec.treatments == ("mail", "sms") and rec.learner_name == rep.learner
         assert any(f.startswith("user_") for f in rec.features)
+        # the stored model is the rule the evaluation chose (three arms: by cross-fitting)
+        assert rep.evaluation.rule is not None and rep.model is not None
+        assert rec.rule.label == rep.evaluation.rule.label == rep.learner
+        assert rec.rule == rep.model.rule_ and np.isfinite(rec.rule.value)
+        d = rep.to_dict()
+        assert d["stored_rule"]["rule"] == rep.learner
+        assert "cross-fitting" in d["stored_rule"]["chosen_by"]
+        assert d["chosen_rule"] == rep.learner
         sc = workflows.uplift_score(store, workflows.UpliftScoreRequest())
-        assert sc.n_customers == 300
+        assert sc.n_customers == 300 and sc.rule == rep.learner
         rows = store.read_rows("uplift_scores")
         assert len(rows) == 600 and set(rows["treatment"]) == {"mail", "sms"}
+        # uplift_scores hold the rule's uplift: the in-memory rule scores the same, exactly
+        cov = _covariates(store, sc.cutoff, 90, None)[list(rec.features)].dropna(how="all")
+        X = rec.encoder().transform(cov).reset_index(drop=True)
+        expected = rep.model.predict(X)
+        assert np.array_equal(rec.model().predict(X), expected)
+        got = rows.pivot(index="user_id", columns="treatment", values="uplift")
+        got = got.loc[cov.index.astype(str), ["mail", "sms"]].to_numpy()
+        assert np.array_equal(got, expected)
         workflows.uplift_score(store, workflows.UpliftScoreRequest())
         assert store.count_rows("uplift_scores") == 600  # replaced, not appended
         # the plan reads the uplift scores: without --offers, the treatments are the offers
@@ -213,6 +236,100 @@ def test_uplift_train_score_round_trip(shop, tmp_path) -> None:
             workflows.read_uplift_model(store)
     with Store(db) as store, pytest.raises(ConfigError, match="No assignments"):
         workflows.uplift_train(store, workflows.UpliftTrainRequest(experiment_id="x", outcome="y"))
+
+
+def _store_state(store: Store, model_id: str, state: dict, *, learner: str) -> None:
+    """An uplift_models row for ``state`` with its digest (as an older version wrote it)."""
+    import hashlib
+
+    text = json.dumps(state, sort_keys=True, allow_nan=False)
+    row = pd.DataFrame(
+        {
+            "model_id": [model_id],
+            "experiment_id": ["spring"],
+            "outcome": ["bought"],
+            "control": ["none"],
+            "treatments": [["mail", "sms"]],
+            "learner": [learner],
+            "features": [["user_x0", "user_x1", "user_grade"]],
+            "state": [text],
+            "sha256": [hashlib.sha256(text.encode()).hexdigest()],
+            "metrics": ["{}"],
+            "cutoff": pd.Series([pd.NaT], dtype="datetime64[ns]"),
+            "created_at": pd.Series([pd.Timestamp("2020-01-01")], dtype="datetime64[ns]"),
+        }
+    )
+    store.replace_rows("uplift_models", row, {"model_id": model_id})
+
+
+@pytest.mark.slow
+def test_uplift_train_two_arms_old_models_and_tampered_rules(shop, tmp_path) -> None:
+    db = tmp_path / "shop.duckdb"
+    db.write_bytes(shop.read_bytes())
+    with Store(db) as store:
+        assign = store.read_rows("assignments", where={"experiment_id": "spring"})
+        pair = assign[assign["variant"] != "sms"].assign(experiment_id="pair")
+        store.replace_rows("assignments", pair, {"experiment_id": "pair"})
+        out = store.read_rows("outcomes", where={"experiment_id": "spring"})
+        out = out[out["user_id"].isin(pair["user_id"])].assign(experiment_id="pair")
+        store.replace_rows("outcomes", out, {"experiment_id": "pair"})
+        req = workflows.UpliftTrainRequest(
+            experiment_id="pair", outcome="bought", control="none", models=FAST, n_boot=0, seed=4
+        )
+        with pytest.warns(RetentionWarning, match="no dates"):
+            rep = workflows.uplift_train(store, req)
+        # one treatment: the rule is the validation-Qini learner's raw ranking
+        ev = rep.evaluation
+        assert rep.learner == f"{ev.chosen}|shrink0|raw" and ev.settings["policy_folds"] == 0
+        assert "validation Qini" in rep.to_dict()["stored_rule"]["chosen_by"]
+        rec = workflows.read_uplift_model(store, rep.model_id)
+        assert rec.treatments == ("mail",) and rec.rule.members == (ev.chosen,)
+        sc = workflows.uplift_score(store, workflows.UpliftScoreRequest(model_id=rep.model_id))
+        rows = store.read_rows("uplift_scores", where={"model_id": rep.model_id})
+        assert len(rows) == sc.n_customers and set(rows["treatment"]) == {"mail"}
+        cov = _covariates(store, sc.cutoff, 90, None)[list(rec.features)].dropna(how="all")
+        X = rec.encoder().transform(cov).reset_index(drop=True)
+        assert rep.model is not None
+        got = rows.set_index("user_id").loc[cov.index.astype(str), "uplift"].to_numpy()
+        assert np.array_equal(got, rep.model.predict(X)[:, 0])
+
+        # a model stored before the rule was (one learner's state) still scores, as that learner
+        cols = ["user_x0", "user_x1", "user_grade"]
+        camp = _covariates(store, sc.cutoff, 90, None)[cols].loc[assign["user_id"].astype(str)]
+        enc = FeatureEncoder(cols).fit(camp)
+        Xc = enc.transform(camp).reset_index(drop=True)
+        codes = assign["variant"].map({"none": 0, "mail": 1, "sms": 2}).to_numpy()
+        spring = store.read_rows("outcomes", where={"experiment_id": "spring"})
+        y = spring.set_index("user_id")["value"].loc[assign["user_id"]].to_numpy(dtype=float)
+        learner = SLearner(n_estimators=20).fit(Xc, y, codes)
+        old = {"learner": learner.get_state(), "encoder": enc.to_dict()}
+        _store_state(store, "old000000000", old, learner="s_learner")
+        old_req = workflows.UpliftScoreRequest(model_id="old000000000")
+        sc_old = workflows.uplift_score(store, old_req)
+        assert sc_old.rule == "s_learner|shrink0|raw"
+        rows = store.read_rows("uplift_scores", where={"model_id": "old000000000"})
+        got = rows.pivot(index="user_id", columns="treatment", values="uplift")
+        cov = _covariates(store, sc_old.cutoff, 90, None)[cols].dropna(how="all")
+        want = learner.predict(enc.transform(cov).reset_index(drop=True))
+        assert np.array_equal(got.loc[cov.index.astype(str), ["mail", "sms"]].to_numpy(), want)
+
+        # a rule stored with the wrong number of treatments, or malformed, is refused on one line
+        rule_model = UpliftPolicyModel(rule=rec.rule, folds=0).fit(Xc, y, codes)
+        state = {**rule_model.get_state(), "encoder": enc.to_dict()}
+        state["rule"]["slope"] = [1.0, 2.0, 3.0]
+        state["rule"]["calibrated"] = True
+        _store_state(store, "bad000000000", state, learner="x")
+        with pytest.raises(ModelError, match="retrain") as info:
+            workflows.uplift_score(store, workflows.UpliftScoreRequest(model_id="bad000000000"))
+        assert "\n" not in str(info.value)
+        # a rule changed after training fails its SHA-256
+        store.con.execute(
+            "UPDATE uplift_models SET state = replace(state, '\"shrinkage\": 0.0', "
+            "'\"shrinkage\": 0.5') WHERE model_id = ?",
+            [rep.model_id],
+        )
+        with pytest.raises(ModelError, match="SHA-256"):
+            workflows.uplift_score(store, workflows.UpliftScoreRequest(model_id=rep.model_id))
 
 
 def test_loyalty_run_twice_adds_nothing_and_tracks_movement(shop, tmp_path) -> None:

@@ -174,6 +174,33 @@ def test_backtest_and_train_log_runs_with_params_metrics_fingerprint_and_artifac
 
 
 @pytest.mark.slow
+def test_a_retrain_to_the_same_out_leaves_the_earlier_model_in_its_run_only(
+    tmp_path: Path, empty_mlflow_db: Path
+) -> None:
+    """Why train copies the artifact into its run rather than tagging its path: ``--out``
+    (default ``model.retention``) is overwritten by the next train, and the registry keeps only
+    the path and SHA-256, so the run's copy is then the one left of the earlier model."""
+    from retention.workflows._common import file_sha256
+
+    db = _events_db(tmp_path / "r.duckdb", empty_mlflow_db, n_users=200, seed=4)
+    out = tmp_path / "model.retention"
+    reports = []
+    with Store(db) as store:
+        for n in (20, 40):
+            params = {**FAST, "n_estimators": n}
+            request = workflows.TrainRequest(
+                out=out, model="gbdt", horizon_days=HORIZON, model_params=params, min_data=SMALL
+            )
+            reports.append(workflows.train(store, request))
+        trains = [r for r in workflows.list_runs(store).runs if r.kind == "train"]  # newest first
+        first = store.model_record(reports[0].model_id)
+    assert reports[0].sha256 != reports[1].sha256 == file_sha256(out)
+    assert first.sha256 == reports[0].sha256  # the registry still names the earlier bytes
+    copies = [Path(r.artifact_uri.removeprefix("file://")) / "model" / out.name for r in trains]
+    assert [file_sha256(c) for c in copies] == [reports[1].sha256, reports[0].sha256]
+
+
+@pytest.mark.slow
 def test_tune_logs_its_best_value_as_the_main_metric(tmp_path: Path, empty_mlflow_db: Path) -> None:
     db = _events_db(tmp_path / "t.duckdb", empty_mlflow_db, n_users=200, seed=2)
     request = workflows.TuneRequest(

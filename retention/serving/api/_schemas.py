@@ -24,10 +24,15 @@ __all__ = [
     "JobOut",
     "KeyCreateIn",
     "KeyOut",
+    "ModelVersionOut",
+    "ModelsOut",
     "NewKeyOut",
     "PlanPageOut",
+    "PromoteIn",
     "ReadyOut",
     "RecommendationsOut",
+    "RollbackIn",
+    "RollbackOut",
     "ScoreBatchIn",
     "ScoreBatchOut",
     "ScoreJobIn",
@@ -329,3 +334,79 @@ class AssignIn(_In):
 
     users: list[Id] | None = Field(default=None, min_length=1, max_length=100_000)
     risk_band: Literal["high", "medium", "low"] | None = None
+
+
+# ------------------------------------------------------------------------------------- registry
+Reason = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class ModelVersionOut(BaseModel):
+    """One model of the store's registry (its artifact's path stays on the server)."""
+
+    model_id: str
+    name: str | None = Field(default=None, description="`gbdt`, `ensemble`, `bgnbd`, ...")
+    stage: Literal["candidate", "production", "archived"]
+    cutoff: str | None = None
+    horizon_days: int | None = None
+    created_at: str | None = None
+    retained_by: str
+    params: dict[str, Any] = Field(default_factory=dict, description="Its hyper-parameters.")
+    artifact: Literal["ok", "missing", "changed"] = Field(
+        description="Whether its artifact is there with the registered SHA-256 (it can serve)."
+    )
+    backtest: dict[str, Any] | None = Field(
+        default=None, description="The latest backtest figures a promotion recorded for it."
+    )
+
+
+class StageChangeOut(BaseModel):
+    """One change of a model's stage, in order (`model_stages`)."""
+
+    seq: int
+    model_id: str
+    stage: str
+    previous_stage: str | None = None
+    action: str
+    forced: bool
+    reason: str | None = None
+    changed_at: str | None = None
+
+
+class ModelsOut(BaseModel):
+    """The registry: every model, newest first, the production one, the stage history."""
+
+    production: str | None
+    models: list[ModelVersionOut]
+    history: list[StageChangeOut]
+
+
+class PromoteIn(_In):
+    """How strict a promotion is (it refits both models on the latest backtest: a job)."""
+
+    margin: float = Field(
+        default=0.005,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="The ROC-AUC the candidate must gain over production on the latest backtest.",
+    )
+    force: bool = Field(default=False, description="Promote whatever the comparison says.")
+    n_bootstrap: int = Field(
+        default=1000, ge=100, le=10_000, description="Resamples of the paired bootstrap."
+    )
+    reason: Reason | None = Field(default=None, description="Why, recorded beside the decision.")
+
+
+class RollbackIn(_In):
+    """Where production goes back to."""
+
+    to: Id | None = Field(
+        default=None, description="A former production model; default the previous one."
+    )
+    reason: Reason | None = Field(default=None, description="Why, recorded.")
+
+
+class RollbackOut(BaseModel):
+    rolled_back: str
+    production: str
+    message: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.markup import escape
 
 from retention._progress import RichProgress
 from retention._settings import get_settings
+from retention.exceptions import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -22,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DbOption",
+    "HorizonOption",
     "NTrainOption",
     "RetainedByOption",
     "app",
@@ -29,6 +32,7 @@ __all__ = [
     "err_console",
     "open_store",
     "parse_cutoff_option",
+    "parse_params_option",
     "progress",
     "resolve_db",
 ]
@@ -89,6 +93,11 @@ DbOption = Annotated[
 ]
 
 
+#: ``--horizon DAYS``: the label window a model learns (backtest, train, tune)
+HorizonOption = Annotated[
+    int,
+    typer.Option("--horizon", min=1, help="Label window in days: a purchase in [cutoff, +DAYS)."),
+]
 #: ``--n-train N``: how many learning cutoffs (backtest, train, tune)
 NTrainOption = Annotated[int, typer.Option("--n-train", min=1, help="Number of training cutoffs.")]
 #: ``--retained-by``: the activity that counts as coming back (label, population, BTYD)
@@ -136,3 +145,22 @@ def parse_cutoff_option(value: str | None) -> pd.Timestamp | None:
     from retention import workflows
 
     return None if value is None else workflows.to_cutoff(value)
+
+
+def parse_params_option(value: str | None, model: str) -> dict[str, Any]:
+    """``--params`` (train, tune): a JSON object (``'{"num_leaves": 8}'``) or a JSON file (a
+    plain object, or what ``retention tune --json`` wrote)."""
+    from retention import workflows
+
+    if value is None:
+        return {}
+    if value.lstrip().startswith("{"):
+        try:
+            payload = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--params is not a valid JSON object ({exc}). Pass e.g. "
+                "--params '{\"num_leaves\": 8}' or a JSON file."
+            ) from exc
+        return workflows.model_params_from(payload, model)
+    return workflows.read_model_params(Path(value), model)

@@ -185,8 +185,9 @@ def analyze_command(
         Path | None, typer.Option("--report", help="Write an HTML page with the intervals.")
     ] = None,
 ) -> None:
-    """Analyse an A/B test: a CSV (--csv --variant --control --metric) or a stored experiment
-    (--experiment ID --db)."""
+    """Analyse an A/B test: a CSV (--csv) or an experiment of the store (--experiment ID).
+
+    A CSV needs --variant, --control and --metric too; a stored experiment is read from --db."""
     if (csv is None) == (experiment is None):
         raise ConfigError(
             "Pass either --csv FILE --variant COL --control VALUE --metric COL, or "
@@ -486,8 +487,9 @@ def offpolicy_command(
     n_sim: Annotated[int, typer.Option("--n-sim", help="TS Monte Carlo draws.")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
-    """Off-policy estimates (DM, IPW, SNIPW, DR) of the Bernoulli TS policy's click rate from
-    the bundled uniform-random Open Bandit log, against its on-policy click rate."""
+    """Off-policy estimates (DM, IPW, SNIPW, DR) of the Bernoulli TS policy's click rate.
+
+    From the bundled uniform-random Open Bandit log, against the policy's on-policy click rate."""
     rep = workflows.evaluate_offpolicy(
         workflows.OffPolicyRequest(n_runs=runs, n_sim=n_sim), progress=progress()
     )

@@ -82,6 +82,23 @@ IgnoreOption = Annotated[
         show_default=False,
     ),
 ]
+IncludeAgeingOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-ageing",
+        help="Let the features that age with the calendar (tenure, days since the sign-up) "
+        "raise the drift flag too; by default they are measured, marked, and raise none.",
+    ),
+]
+FullHistoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--full-history",
+        help="Compute the latest window's features on every event even when the training "
+        "window's histories were cut short by the store's start (by default they are then "
+        "computed on as many days of history as the training cutoffs had).",
+    ),
+]
 DecayOption = Annotated[
     float | None,
     typer.Option(
@@ -108,6 +125,14 @@ def _fmt(value: object, spec: str = ".3f") -> str:
     return "-"
 
 
+def _history_text(starts: list[str]) -> str:
+    """``, history-matched (events from DAY)``, or ``from FIRST..LAST`` when they differ."""
+    if not starts:
+        return ""
+    days = starts[0] if len(set(starts)) == 1 else f"{starts[0]}..{starts[-1]}"
+    return f", history-matched (events from {days})"
+
+
 def _print_report(rep: MonitorReport) -> None:
     payload = rep.to_dict()
     ref, cur = payload["reference"], payload["current"]
@@ -115,20 +140,37 @@ def _print_report(rep: MonitorReport) -> None:
         f"model {rep.model_id} ({rep.registry_name or '?'}"
         f"{', ' + rep.stage if rep.stage else ''}), horizon {rep.horizon_days} days: training "
         f"window {ref['cutoffs'][0]}..{ref['cutoffs'][-1]} ({ref['n_rows']:,} rows) against "
-        f"latest window {cur['cutoffs'][0]}..{cur['cutoffs'][-1]} ({cur['n_rows']:,} rows)",
+        f"latest window {cur['cutoffs'][0]}..{cur['cutoffs'][-1]} ({cur['n_rows']:,} rows)"
+        + (_history_text(payload["history_starts"]) if rep.history_matched else ""),
         highlight=False,
         soft_wrap=True,
     )
-    table = Table(title="Most shifted features (PSI over the training deciles; KS)")
-    for col, justify in (("feature", "left"), ("PSI", "right"), ("KS", "right"), ("p", "right")):
+    table = Table(
+        title="Most shifted features (PSI over the training window's bins; KS); ageing: grows "
+        "with the calendar"
+    )
+    for col, justify in (
+        ("feature", "left"),
+        ("PSI", "right"),
+        ("KS", "right"),
+        ("p", "right"),
+        ("bins", "left"),
+        ("", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in rep.features.head(10).itertuples():
-        style = "bold red" if row.drifted else ("dim" if row.ignored else None)
+        quiet = row.ignored or (row.ages_with_calendar and not rep.include_ageing)
+        style = "bold red" if row.drifted else ("dim" if quiet else None)
+        mark = "ignored" if row.ignored else ""
+        if row.ages_with_calendar:
+            mark = "ageing" if rep.include_ageing else "ageing, no flag"
         table.add_row(
             str(row.feature),
             _fmt(row.psi),
             _fmt(row.ks),
             _fmt(row.ks_p_value, ".1e"),
+            str(row.binning),
+            mark,
             style=style,
         )
     console.print(table)
@@ -205,6 +247,8 @@ def monitor_command(
     score_psi: ScorePsiOption = None,
     decay: DecayOption = None,
     ignore: IgnoreOption = None,
+    include_ageing: IncludeAgeingOption = False,
+    full_history: FullHistoryOption = False,
     fail_on_drift: Annotated[
         bool,
         typer.Option(
@@ -213,8 +257,9 @@ def monitor_command(
         ),
     ] = False,
 ) -> None:
-    """Drift of each feature and of the score since training (PSI, KS), and the realised
-    ROC-AUC and calibration of earlier scores; recorded in monitor_runs."""
+    """Drift of each feature and of the score since training (PSI, KS); kept in monitor_runs.
+
+    Also the realised ROC-AUC and calibration of earlier scores."""
     from retention.serving.report import render_monitor_report
 
     html = report if report is not None else (json_out.with_suffix(".html") if json_out else None)
@@ -228,6 +273,8 @@ def monitor_command(
         cutoff=parse_cutoff_option(cutoff),
         thresholds=_thresholds(feature_psi, score_psi, decay),
         ignore=tuple(ignore) if ignore else None,
+        include_ageing=include_ageing,
+        full_history=full_history,
     )
     with open_store(db, read_only=False) as store:
         rep = workflows.monitor(store, request, progress=progress())
@@ -286,13 +333,16 @@ def retrain_command(
     score_psi: ScorePsiOption = None,
     decay: DecayOption = None,
     ignore: IgnoreOption = None,
+    include_ageing: IncludeAgeingOption = False,
+    full_history: FullHistoryOption = False,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", help="Write what was done as JSON.", show_default=False),
     ] = None,
 ) -> None:
-    """Retrain on the newest cutoff when drift or decay passes a threshold (or --always); the
-    new model is registered as a candidate, never promoted."""
+    """Retrain on the newest cutoff when drift or decay passes a threshold (or --always).
+
+    The new model is registered as a candidate, never promoted."""
     if if_drift and always:
         raise typer.BadParameter("pass --if-drift or --always, not both.", param_hint="--always")
     if out is not None:
@@ -308,6 +358,8 @@ def retrain_command(
         window_days=window,
         thresholds=_thresholds(feature_psi, score_psi, decay),
         ignore=tuple(ignore) if ignore else None,
+        include_ageing=include_ageing,
+        full_history=full_history,
     )
     with open_store(db, read_only=False) as store:
         rep = workflows.retrain(store, request, progress=progress())

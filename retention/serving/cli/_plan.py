@@ -86,8 +86,9 @@ def plan_command(
         ),
     ] = "value",
 ) -> None:
-    """Choose each customer's action (an offer or none) within the budget, with the reasons,
-    items and tier; write the plan table."""
+    """Choose each customer's action (an offer or none) within the budget; write the plan table.
+
+    With each action: its reasons, the customer's recommended items and loyalty tier."""
     path = resolve_db(db)
     request = workflows.PlanRequest(
         budget=budget,

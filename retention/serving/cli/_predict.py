@@ -12,12 +12,14 @@ from retention import workflows
 from retention.exceptions import ConfigError
 from retention.serving.cli._app import (
     DbOption,
+    HorizonOption,
     NTrainOption,
     RetainedByOption,
     app,
     console,
     open_store,
     parse_cutoff_option,
+    parse_params_option,
     progress,
     resolve_db,
 )
@@ -33,11 +35,6 @@ __all__ = ["backtest_command", "score_command", "train_command"]
 #: the default of ``--models``, a literal so that ``retention --help`` need not import the models
 #: (tests/serving/test_cli_predict.py checks it equals ``workflows.DEFAULT_BACKTEST_MODELS``)
 DEFAULT_MODELS = "bgnbd,paretonbd,mbgnbd,gbdt,ensemble"
-
-HorizonOption = Annotated[
-    int,
-    typer.Option("--horizon", min=1, help="Label window in days: a purchase in [cutoff, +DAYS)."),
-]
 
 
 @app.command("backtest")
@@ -150,8 +147,6 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a model on the latest complete cutoffs and save a versioned artifact."""
-    from retention.serving.cli._tune import parse_params_option
-
     workflows.check_output_path(out, "--out", "model.retention")  # before training, not after
     if params is not None and params_from_tune:
         raise ConfigError("Pass either --params or --params-from-tune, not both.")

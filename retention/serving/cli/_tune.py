@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from retention import workflows
-from retention.exceptions import ConfigError
 from retention.serving.cli._app import (
     DbOption,
+    HorizonOption,
     NTrainOption,
     RetainedByOption,
     app,
     console,
     open_store,
     parse_cutoff_option,
+    parse_params_option,
     progress,
 )
 
-__all__ = ["parse_params_option", "tune_command"]
-
-
-def parse_params_option(value: str | None, model: str) -> dict[str, Any]:
-    """``--params``: a JSON object (``'{"num_leaves": 8}'``) or a JSON file (a plain object, or
-    what ``retention tune --json`` wrote)."""
-    if value is None:
-        return {}
-    if value.lstrip().startswith("{"):
-        try:
-            payload = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"--params is not a valid JSON object ({exc}). Pass e.g. "
-                "--params '{\"num_leaves\": 8}' or a JSON file."
-            ) from exc
-        return workflows.model_params_from(payload, model)
-    return workflows.read_model_params(Path(value), model)
+__all__ = ["tune_command"]
 
 
 @app.command("tune")
@@ -62,7 +45,7 @@ def tune_command(
             "score; default: last purchase). Only earlier label windows are used.",
         ),
     ] = None,
-    horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
+    horizon: HorizonOption = 90,
     n_train: NTrainOption = 3,
     retained_by: RetainedByOption = "purchase",
     storage: Annotated[
@@ -97,8 +80,9 @@ def tune_command(
         ),
     ] = None,
 ) -> None:
-    """Search a model's hyper-parameters on the learning cutoffs before CUTOFF (never CUTOFF's
-    own labels); print and store the best, resumable."""
+    """Search a model's hyper-parameters on the learning cutoffs before CUTOFF; store the best.
+
+    CUTOFF's own labels are never used. The best is printed too; a search can be resumed."""
     if json_out is not None:  # before the search, not after it
         workflows.check_output_path(json_out, "--json", "tune.json")
     request = workflows.TuneRequest(

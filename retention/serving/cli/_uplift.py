@@ -20,7 +20,7 @@ from retention.serving.cli._app import (
     progress,
 )
 
-__all__ = ["parse_costs", "print_evaluation", "uplift_app"]
+__all__ = ["parse_costs", "print_evaluation", "print_stored_rule", "uplift_app"]
 
 uplift_app = typer.Typer(
     name="uplift",
@@ -135,9 +135,61 @@ def print_evaluation(payload: dict[str, Any]) -> None:
             f"{_f(ipw.get('ratio_high'), 3)})",
         )
     console.print(table)
+    if payload.get("chosen_rule"):
+        console.print(
+            f"the policy row's targeting rule: {payload['chosen_rule']} "
+            f"({payload.get('chosen_rule_description') or ''})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if payload["dropped"]:
         shown = "; ".join(f"{c} ({r})" for c, r in payload["dropped"].items())
         console.print(f"left out of the features: {shown}", highlight=False, soft_wrap=True)
+
+
+def print_stored_rule(payload: dict[str, Any]) -> None:
+    """Print the rule ``retention uplift train`` stored: what it is, why, its cross-fitted value."""
+    rule = payload.get("stored_rule") or {}
+    if not rule:
+        return
+    console.print(
+        f"stored targeting rule: {rule.get('rule')}: {rule.get('description')}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    why = f"chosen by {rule.get('chosen_by')}"
+    value = rule.get("cross_fitted_value")
+    if value is not None:
+        why += f", net gain {_f(1000 * value)} per 1,000 units"
+        runner = rule.get("runner_up")
+        if runner:
+            why += f" (next: {runner['rule']}, {_f(1000 * runner['value'])})"
+    console.print(why, highlight=False, soft_wrap=True)
+    details = []
+    if rule.get("calibrated"):
+        lines = ", ".join(
+            f"{t}: {_f(a)} + {_f(b)} x score"
+            for t, a, b in zip(
+                payload["treatments"], rule["intercept"], rule["slope"], strict=False
+            )
+        )
+        details.append(f"calibration {lines}")
+    if rule.get("shrinkage"):
+        effects = ", ".join(
+            f"{t} {_f(v)}" for t, v in zip(payload["treatments"], rule["arm_effect"], strict=False)
+        )
+        details.append(f"average effects {effects}")
+    if rule.get("cross_fitted_value_all_units") is not None:
+        details.append(
+            "cross-fitted value on every unit "
+            f"{_f(1000 * rule['cross_fitted_value_all_units'])} per 1,000"
+        )
+    if details:
+        console.print(
+            f"refitted on all {payload['n_units']:,} units: " + "; ".join(details),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @uplift_app.command("evaluate")
@@ -168,8 +220,9 @@ def evaluate_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and models.")] = 0,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 500,
 ) -> None:
-    """Fit S-, T-, X-learners and the transformed outcome on a randomised file; Qini, uplift@30%,
-    and the policy against random targeting on a held-out half (IPW and doubly robust)."""
+    """Fit S-, T-, X-learners and the transformed outcome on a randomised file; Qini, uplift@30%.
+
+    The policy is valued against random targeting on a held-out half (IPW and doubly robust)."""
     from retention.serving.report import render_uplift_report
 
     request = workflows.UpliftEvaluateRequest(
@@ -224,7 +277,9 @@ def train_command(
         Path | None, typer.Option("--json", help="Also write the evaluation as JSON.")
     ] = None,
 ) -> None:
-    """Choose an uplift learner on a stored campaign, refit it on every unit, store it."""
+    """Choose a targeting rule on a stored campaign, refit it on every unit and store it.
+
+    The rule: which learners, which calibration, how much shrinkage between treatments."""
     request = workflows.UpliftTrainRequest(
         experiment_id=experiment,
         outcome=outcome,
@@ -241,8 +296,9 @@ def train_command(
         rep = workflows.uplift_train(store, request, progress=progress())
     payload = rep.to_dict()
     print_evaluation(payload)
+    print_stored_rule(payload)
     console.print(
-        f"stored uplift model {rep.model_id} ({rep.learner}, {rep.n_units:,} units) in "
+        f"stored uplift model {rep.model_id} (rule {rep.learner}, {rep.n_units:,} units) in "
         "uplift_models",
         highlight=False,
         soft_wrap=True,
@@ -263,7 +319,7 @@ def score_command(
         typer.Option("--cutoff", help="Feature date, YYYY-MM-DD (default: after the last event)."),
     ] = None,
 ) -> None:
-    """Write each current customer's uplift per treatment to uplift_scores."""
+    """Write each current customer's uplift per treatment (stored rule) to uplift_scores."""
     request = workflows.UpliftScoreRequest(model_id=model_id, cutoff=parse_cutoff_option(cutoff))
     with open_store(db, read_only=False) as store:
         rep = workflows.uplift_score(store, request, progress=progress())
@@ -273,7 +329,7 @@ def score_command(
     )
     console.print(
         f"scored {rep.n_customers:,} customers at {rep.cutoff:%Y-%m-%d} with uplift model "
-        f"{rep.model_id}; {means}",
+        f"{rep.model_id} (rule {rep.rule}); {means}",
         highlight=False,
         soft_wrap=True,
     )

@@ -28,9 +28,12 @@ DRIFT_COLOR = "#D55E00"
 
 def psi_figure(features: pd.DataFrame, threshold: float, top: int = 30) -> go.Figure:
     """Horizontal bars of each feature's PSI (the ``top`` most shifted), drifted ones in red,
-    ignored ones (``--ignore``) in grey, with the threshold as a dashed line."""
+    ignored ones (``--ignore``) and those that age with the calendar (no flag unless
+    ``--include-ageing``) in grey, with the threshold as a dashed line."""
     rows = features.head(top)
-    ignored = rows["ignored"] if "ignored" in rows else [False] * len(rows)
+    ignored = rows["ignored"] if "ignored" in rows else pd.Series(False, index=rows.index)
+    if "ages_with_calendar" in rows:
+        ignored = ignored.astype(bool) | rows["ages_with_calendar"].astype(bool)
     colors = [
         DRIFT_COLOR if d else (REFERENCE_COLOR if i else PALETTE[0])
         for d, i in zip(rows["drifted"], ignored, strict=True)
@@ -213,6 +216,12 @@ def render_monitor_report(
         path,
         title=title or f"Monitoring of model {report.model_id}",
         subtitle=f"training window {ref[0]:%Y-%m-%d}..{ref[-1]:%Y-%m-%d} · latest window "
-        f"{cur[0]:%Y-%m-%d}..{cur[-1]:%Y-%m-%d}",
+        f"{cur[0]:%Y-%m-%d}..{cur[-1]:%Y-%m-%d}"
+        + (
+            f" on the training window's length of history (events from "
+            f"{min(report.history_starts):%Y-%m-%d})"
+            if report.history_matched and report.history_starts
+            else ""
+        ),
         summary=summary,
     )

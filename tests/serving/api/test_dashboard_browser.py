@@ -1,9 +1,8 @@
 """The dashboard in headless Debian Chromium: sign in with a key, load every page, look up a
 customer; no console error, no failed request, nothing fetched from outside the service.
 
-CI installs ``/usr/bin/chromium`` (``.ci/run``); Playwright drives it without a browser download
-of its own (never ``playwright install``). Screenshots go to the test's tmp folder, and also to
-``$RETENTION_SCREENSHOT_DIR`` when set (the README's come from there). With
+Chromium and its listeners come from ``tests/browser_helpers.py``. Screenshots go to the test's
+tmp folder, and also to ``$RETENTION_SCREENSHOT_DIR`` when set (the README's come from there). With
 ``$RETENTION_DASHBOARD_DB`` set to a store, a copy of it is served instead of the test store
 (e.g. the demo's Online Retail store, for the README).
 """
@@ -12,43 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
 from pathlib import Path
-from typing import Any
 
-import pytest
 from api_helpers import Keys, LiveServer
+from browser_helpers import BROWSER_MARKS, chromium_page, png_size
 
 from retention import workflows
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGES = ["overview", "cohorts", "risk", "drivers", "customers", "plan", "experiments", "models"]
 #: pages whose plots must all draw (the others draw only when their stage has data)
 PLOTTED = {"overview": 2, "cohorts": 1, "risk": 1, "drivers": 2, "models": 1}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium; CI does)",
-    ),
-]
-
-
-def _png_size(path: Path) -> tuple[int, int]:
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
+pytestmark = BROWSER_MARKS
 
 
 def _store(api_db: Path, keys: Keys, tmp_path: Path) -> tuple[Path, str, str]:
@@ -67,98 +41,60 @@ def _store(api_db: Path, keys: Keys, tmp_path: Path) -> tuple[Path, str, str]:
 
 
 def test_dashboard_in_chromium(api_db: Path, keys: Keys, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="needs the playwright package (pip install -e '.[dev]')"
-    )
     db, key, customer = _store(api_db, keys, tmp_path)
     shots = tmp_path / "shots"
     shots.mkdir()
-    problems: list[str] = []
-    outside: list[str] = []
-    with LiveServer(db) as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on(
-                "console",
-                lambda msg: (
-                    problems.append(f"console {msg.type}: {msg.text}")
-                    if msg.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-            page.on(
-                "requestfailed",
-                lambda req: problems.append(f"failed: {req.url} ({req.failure}) from {page.url}"),
-            )
-            page.on(
-                "response",
-                lambda res: (
-                    problems.append(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None
-                ),
-            )
+    with LiveServer(db) as url, chromium_page(allow=(url,)) as browser:
+        page, problems = browser.page, browser.problems
+        # without a key, a page sends the browser to the login page
+        page.goto(f"{url}/dashboard/risk")
+        page.wait_for_url("**/dashboard/login?next=risk")
+        page.fill("#key", "rk_000000000000_" + "x" * 43)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "not valid" in page.inner_text("#error")
+        problems.clear()  # the refused sign-in's 401 was the point
+        page.fill("#key", key)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/dashboard/risk")
+        page.wait_for_selector("#app[data-ready='1']", state="attached", timeout=60_000)
 
-            def only_the_service(route: Any) -> None:
-                if route.request.url.startswith((url, "data:", "blob:", "about:")):
-                    route.continue_()
-                else:
-                    outside.append(route.request.url)
-                    route.abort()
-
-            page.route("**/*", only_the_service)
-
-            # without a key, a page sends the browser to the login page
-            page.goto(f"{url}/dashboard/risk")
-            page.wait_for_url("**/dashboard/login?next=risk")
-            page.fill("#key", "rk_000000000000_" + "x" * 43)
-            page.click("button[type=submit]")
-            page.wait_for_selector("#error:not([hidden])")
-            assert "not valid" in page.inner_text("#error")
-            problems.clear()  # the refused sign-in's 401 was the point
-            page.fill("#key", key)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/dashboard/risk")
+        for name in PAGES:
+            page.goto(f"{url}/dashboard/{name}")
             page.wait_for_selector("#app[data-ready='1']", state="attached", timeout=60_000)
+            assert page.is_hidden("#error"), page.inner_text("#error")
+            assert "key " in page.inner_text("#who")
+            if name in PLOTTED:
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('div.plot')]"
+                    ".every(d => d.querySelector('.main-svg'))",
+                    timeout=60_000,
+                )
+                n = page.evaluate("document.querySelectorAll('div.plot .main-svg').length")
+                assert n >= PLOTTED[name], name
+            if name == "customers":
+                page.fill("#customer-input", customer)
+                page.click("#lookup-form button")
+                page.wait_for_selector("[data-testid=customer-id]")
+                page.wait_for_selector("#customer[aria-busy='false']")
+                assert customer in page.inner_text("[data-testid=customer-id]")
+                assert "%" in page.inner_text("[data-testid=customer-p] .value")
+                assert page.inner_text("[data-testid=customer-band] .value") in {
+                    "high",
+                    "medium",
+                    "low",
+                }
+                assert page.query_selector("#plot-reasons .main-svg") is not None
+                assert page.is_visible("[data-testid=customer-recommendations]")
+                assert page.is_visible("[data-testid=customer-plan]")
+            page.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
 
-            for name in PAGES:
-                page.goto(f"{url}/dashboard/{name}")
-                page.wait_for_selector("#app[data-ready='1']", state="attached", timeout=60_000)
-                assert page.is_hidden("#error"), page.inner_text("#error")
-                assert "key " in page.inner_text("#who")
-                if name in PLOTTED:
-                    page.wait_for_function(
-                        "() => [...document.querySelectorAll('div.plot')]"
-                        ".every(d => d.querySelector('.main-svg'))",
-                        timeout=60_000,
-                    )
-                    n = page.evaluate("document.querySelectorAll('div.plot .main-svg').length")
-                    assert n >= PLOTTED[name], name
-                if name == "customers":
-                    page.fill("#customer-input", customer)
-                    page.click("#lookup-form button")
-                    page.wait_for_selector("[data-testid=customer-id]")
-                    page.wait_for_selector("#customer[aria-busy='false']")
-                    assert customer in page.inner_text("[data-testid=customer-id]")
-                    assert "%" in page.inner_text("[data-testid=customer-p] .value")
-                    assert page.inner_text("[data-testid=customer-band] .value") in {
-                        "high",
-                        "medium",
-                        "low",
-                    }
-                    assert page.query_selector("#plot-reasons .main-svg") is not None
-                    assert page.is_visible("[data-testid=customer-recommendations]")
-                    assert page.is_visible("[data-testid=customer-plan]")
-                page.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
-
-            page.click("#logout")
-            page.wait_for_url("**/dashboard/login**")
-        finally:
-            browser.close()
-    assert problems == []
-    assert outside == []
+        page.click("#logout")
+        page.wait_for_url("**/dashboard/login**")
+    assert browser.problems == []
+    assert browser.outside == []
     for name in PAGES:
-        width, height = _png_size(shots / f"dashboard-{name}.png")
+        width, height = png_size(shots / f"dashboard-{name}.png")
         assert width == 1400 and height >= 600
     target = os.environ.get("RETENTION_SCREENSHOT_DIR")
     if target:

@@ -274,7 +274,7 @@
     box.append(table([["n_drifted", "drifted features"], ["n_features", "features"], ["max_feature_psi", "max PSI", "2"], ["score_psi", "score PSI", "2"], ["realised_roc_auc", "realised ROC-AUC", "2"], ["baseline_roc_auc", "reference ROC-AUC", "2"], ["decay", "decay", "2"]], [run], "table-monitor"));
     const feats = part.data.features || [];
     if (feats.length) {
-      await plot("plot-monitor-psi", [{ type: "bar", orientation: "h", y: feats.map((f) => f.feature), x: feats.map((f) => f.psi), marker: { color: feats.map((f) => (f.drifted ? "#c0392b" : "#5b8def")) } }],
+      await plot("plot-monitor-psi", [{ type: "bar", orientation: "h", y: feats.map((f) => f.feature), x: feats.map((f) => f.psi), marker: { color: feats.map((f) => (f.drifted ? "#c0392b" : (f.ignored || f.ages_with_calendar ? "#9aa0a6" : "#5b8def"))) } }],
         { title: { text: "PSI per feature (latest run)" }, yaxis: { autorange: "reversed" }, margin: { l: 200, r: 30, t: 40, b: 40 }, height: 60 + 22 * feats.length });
     }
     const perf = part.data.performance || [];
