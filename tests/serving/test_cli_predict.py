@@ -63,6 +63,31 @@ def test_errors_are_one_line_with_exit_2(db: Path, tmp_path: Path, capsys) -> No
     assert "No store" in capsys.readouterr().err
 
 
+def test_backtest_params_reach_the_named_model(db: Path, tmp_path: Path, capsys) -> None:
+    args = ["backtest", "--db", str(db), "--cutoff", CUTOFF, "--horizon", "45"]
+    args += ["--models", "bgnbd,gbdt_rfm"]
+    runs = {}
+    for label, extra in {
+        "default": [],
+        "stumps": ["--params", 'gbdt_rfm={"num_leaves": 2, "n_estimators": 3}'],
+    }.items():
+        out = tmp_path / f"{label}.json"
+        assert main([*args, *extra, "--json", str(out)]) == 0
+        runs[label] = json.loads(out.read_text())["models"]
+    assert runs["stumps"]["bgnbd"] == runs["default"]["bgnbd"]  # the other model is untouched
+    assert runs["stumps"]["gbdt_rfm"]["log_loss"] != runs["default"]["gbdt_rfm"]["log_loss"]
+    capsys.readouterr()
+
+    for bad, message in {
+        "gbdt_rfm": "not MODEL=JSON",
+        'gbdt={"num_leaves": 2}': "not in --models",
+        "gbdt_rfm={num_leaves": "not a valid JSON object",
+    }.items():
+        assert main([*args, "--params", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_backtest_on_online_retail_end_to_end(retail_db: Path, tmp_path: Path) -> None:
     out = tmp_path / "retail.json"

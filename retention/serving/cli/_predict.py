@@ -37,6 +37,29 @@ __all__ = ["backtest_command", "score_command", "train_command"]
 DEFAULT_MODELS = "bgnbd,paretonbd,mbgnbd,gbdt,ensemble"
 
 
+def _backtest_params(values: list[str], models: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--params MODEL=JSON|FILE`` (backtest) as ``{model: params}``, each model one of
+    ``--models``."""
+    out: dict[str, dict[str, Any]] = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        name = name.strip()
+        if not sep or not name or not spec.strip():
+            raise ConfigError(
+                f"--params {value!r} is not MODEL=JSON or MODEL=FILE: pass e.g. "
+                """--params 'sequence={"cv_folds": 5}'."""
+            )
+        if name not in models:
+            raise ConfigError(
+                f"--params names {name!r}, which is not in --models ({','.join(models)}): "
+                "add it to --models or fix the name."
+            )
+        if name in out:
+            raise ConfigError(f"--params gives {name!r} twice: pass each model's once.")
+        out[name] = parse_params_option(spec, name)
+    return out
+
+
 @app.command("backtest")
 def backtest_command(
     cutoff: Annotated[
@@ -61,9 +84,22 @@ def backtest_command(
     ] = None,
     n_train: NTrainOption = 3,
     retained_by: RetainedByOption = "purchase",
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--params",
+            help=(
+                "MODEL=JSON or MODEL=FILE: hyper-parameters of one listed model (repeatable), "
+                """e.g. --params 'sequence={"cv_folds": 5}' or --params gbdt=tune.json."""
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Fit models on earlier cutoffs, measure them on CUTOFF, write JSON and an HTML report."""
     from retention.serving.report import render_backtest_report
+
+    names = tuple(m.strip() for m in models.split(","))
+    model_params = _backtest_params(params or [], names)
 
     html = report if report is not None else (json_out.with_suffix(".html") if json_out else None)
     if json_out is not None:  # before the backtest, not after it
@@ -74,9 +110,10 @@ def backtest_command(
     request = workflows.BacktestRequest(
         cutoff=workflows.to_cutoff(cutoff),
         horizon_days=horizon,
-        models=tuple(m.strip() for m in models.split(",")),
+        models=names,
         n_train=n_train,
         retained_by=retained_by,
+        model_params=model_params,
     )
     with open_store(db, read_only=True) as store:
         result = workflows.backtest(store, request, progress=progress())
