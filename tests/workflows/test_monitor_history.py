@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sim_store import insert_purchases
 
 from retention import workflows
 from retention.data import Store
@@ -61,13 +62,7 @@ def simulate(n_users: int = 3000, seed: int = 3, drift: bool = False) -> pd.Data
 def _store(path: Path, drift: bool = False) -> tuple[Path, str]:
     events = simulate(drift=drift)
     with Store(path) as store:
-        store.con.register("_ev", events)
-        store.con.execute(
-            "INSERT INTO events (event_id, user_id, ts, event_type, order_id, amount) "
-            "SELECT event_id, user_id, ts, 'purchase', event_id, CAST(amount AS DECIMAL(18,2)) "
-            "FROM _ev"
-        )
-        store.con.unregister("_ev")
+        insert_purchases(store, events)
         rep = workflows.train(
             store,
             workflows.TrainRequest(

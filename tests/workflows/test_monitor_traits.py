@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sim_store import insert_purchases
 
 from retention import workflows
 from retention.data import Store
@@ -58,13 +59,7 @@ def simulate(n_users: int = 700, seed: int = 0, mix: bool = False) -> tuple[pd.D
 def _store(path: Path, mix: bool = False) -> tuple[Path, str]:
     events, users = simulate(mix=mix)
     with Store(path) as store:
-        store.con.register("_ev", events)
-        store.con.execute(
-            "INSERT INTO events (event_id, user_id, ts, event_type, order_id, amount) "
-            "SELECT event_id, user_id, ts, 'purchase', event_id, CAST(amount AS DECIMAL(18,2)) "
-            "FROM _ev"
-        )
-        store.con.unregister("_ev")
+        insert_purchases(store, events)
         store.con.register("_us", users)
         store.con.execute(
             "INSERT INTO users (user_id, signup_ts, country) SELECT user_id, signup_ts, country "
