@@ -27,6 +27,14 @@ and RecTools' convention); ``all`` / ``unexcluded`` repeat the figures without t
     python benchmarks/recommend.py --models transition,sasrec --max-users 3000
     python benchmarks/recommend.py --models transition,sasrec,blend --skip-online-retail \
         --params '{"sasrec": {"average_last": 3}}' --refit-params '{"sasrec": {"n_seeds": 3}}'
+    python benchmarks/recommend.py --models transition,sasrec_categories,blend \
+        --skip-online-retail --refit-params '{"sasrec_categories": {"n_seeds": 3}}' \
+        --params '{"sasrec_categories": {"average_last": 3, "patience": 5, "d_model": 128}}'
+
+``sasrec_categories`` is SASRec with each item's category tokens added to its embedding
+(``item_categories=True``): on Beauty the bundled brand/category ids (S3-Rec's
+``item2attributes``), with ``--sequences FILE`` those of ``--items FILE`` (a CSV with
+``item_id`` and ``category``).
 
 Published on the same Beauty splits (full ranking, refit protocol; HR@10 / NDCG@10): SASRec with
 sampled softmax, 256 negatives 0.0921 / 0.0531; eSASRec 0.0928 / 0.0523; DuoRec 0.0845 / 0.0443;
@@ -79,6 +87,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "als": ("als", {}),
     "text": ("text", {}),
     "sasrec": ("sasrec", {}),  # full softmax cross-entropy (the default)
+    # the same, with each item's category tokens (the items table) added to its embedding
+    "sasrec_categories": ("sasrec", {"item_categories": True}),
     "sasrec_sampled": ("sasrec", {"loss": "sampled", "n_negatives": 256, "n_blocks": 1}),
 }
 ANCHORS = {
@@ -122,6 +132,7 @@ def leave_last_out_run(
     overrides: dict[str, Any],
     k: int = 10,
     refit_overrides: dict[str, Any] | None = None,
+    items: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     split = leave_last_out(seqs)
     rows = split.evaluated
@@ -138,7 +149,7 @@ def leave_last_out_run(
         log(f"[{name}] search fit on {len(seqs):,} customers, {seqs.n_items:,} items")
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            search = make(name, overrides).fit(split.search, split.valid_targets)
+            search = make(name, overrides).fit(split.search, split.valid_targets, items=items)
         except RetentionError as exc:  # e.g. text similarity on a file without item text
             out[name] = {"error": str(exc)}
             log(f"[{name}] skipped: {exc}")
@@ -149,7 +160,7 @@ def leave_last_out_run(
         t0, c0 = time.perf_counter(), time.process_time()
         # the refit takes the search's choices (epoch count, ...) and any --refit-params
         frozen = {**search.frozen_params(), **(refit_overrides or {}).get(name, {})}
-        refit = type(search)(**frozen).fit(split.refit)
+        refit = type(search)(**frozen).fit(split.refit, items=items)
         t_refit, c_refit = time.perf_counter() - t0, time.process_time() - c0
         t0 = time.perf_counter()
         test = refit.evaluate(test_hist, test_t, k=k)
@@ -372,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON overrides of the refit only (leave-last-out), e.g. "
         '{"sasrec": {"n_seeds": 3}}: seed averaging at the epoch count the search found',
     )
+    parser.add_argument(
+        "--items",
+        type=Path,
+        help="with --sequences: an items CSV (item_id, category: tokens such as brand and "
+        "category ids, space separated) for the models that read it (sasrec_categories); "
+        "Amazon Beauty uses its bundled brand/category ids",
+    )
     parser.add_argument("--skip-online-retail", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "recommend.json")
     args = parser.parse_args(argv)
@@ -397,11 +415,26 @@ def main(argv: list[str] | None = None) -> int:
             seqs = read_sequences(args.sequences)
             if args.max_users:
                 seqs = seqs.take(np.arange(min(args.max_users, len(seqs))))
-            result = leave_last_out_run(seqs, names, overrides, refit_overrides=refit_overrides)
+            items = None
+            if args.items is not None:
+                if not args.items.is_file():
+                    print(f"error: --items {args.items}: no such file", file=sys.stderr)
+                    return 2
+                items = pd.read_csv(args.items, dtype=str, keep_default_na=False)
+                if not {"item_id", "category"} <= set(items.columns):
+                    print(
+                        f"error: {args.items} needs the columns item_id and category; it has "
+                        f"{', '.join(items.columns)}",
+                        file=sys.stderr,
+                    )
+                    return 2
+            result = leave_last_out_run(
+                seqs, names, overrides, refit_overrides=refit_overrides, items=items
+            )
             result.update({"file": str(args.sequences), "retention": __version__})
             print(json.dumps(result, indent=2, allow_nan=True))
             return 0
-        from retention.data import dataset_path
+        from retention.data import amazon_beauty_items, dataset_path
 
         beauty_file = Path("/work/shared/datasets/amazon_beauty/Beauty.txt")
         if not beauty_file.is_file():
@@ -411,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_users:
             seqs = seqs.take(np.arange(min(args.max_users, len(seqs))))
         t0, c0 = time.perf_counter(), time.process_time()
-        beauty = leave_last_out_run(seqs, names, overrides, refit_overrides=refit_overrides)
+        beauty = leave_last_out_run(
+            seqs, names, overrides, refit_overrides=refit_overrides, items=amazon_beauty_items()
+        )
         beauty["seconds"] = time.perf_counter() - t0
         beauty["cpu_seconds"] = time.process_time() - c0
         report: dict[str, Any] = {

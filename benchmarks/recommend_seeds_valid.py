@@ -5,6 +5,7 @@ given parameters and ``n_seeds`` networks (the first chooses the epoch count on 
 item, the others train that many epochs), then reports on the validation item only: each network
 alone, the average of 2..n networks (log-probabilities, and probabilities), and blends with the
 transition model over a grid of weights and softmax temperatures. The test item is never read.
+With ``"item_categories": true`` the model reads the bundled items table (brand/category ids).
 
     python benchmarks/recommend_seeds_valid.py \\
         '{"loss": "sampled", "n_negatives": 2048, "epochs": 16, "patience": null, "n_seeds": 3}'
@@ -26,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from retention.data import dataset_path  # noqa: E402
+from retention.data import amazon_beauty_items, dataset_path  # noqa: E402
 from retention.strategies import (  # noqa: E402
     get_recommender,
     leave_last_out,
@@ -55,7 +56,9 @@ def main() -> int:
     vt = split.valid_targets[rows]
     excl = [np.unique(h) for h in vh]
     t0, c0 = time.perf_counter(), time.process_time()
-    m = get_recommender("sasrec", **params).fit(split.search, split.valid_targets)
+    # the items table (brand/category ids) for a model that reads it
+    items = amazon_beauty_items() if params.get("item_categories") else None
+    m = get_recommender("sasrec", **params).fit(split.search, split.valid_targets, items=items)
     out = {
         "params": params,
         "best_epoch": m.best_epoch_,

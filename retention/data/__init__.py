@@ -8,6 +8,7 @@
 from retention.data._contract import EVENT_TYPES, TABLES, ColumnSpec, TableSpec, table_spec
 from retention.data._datasets import (
     DatasetInfo,
+    amazon_beauty_items,
     dataset_path,
     get_dataset,
     list_datasets,
@@ -43,6 +44,7 @@ __all__ = [
     "ModelRecord",
     "Store",
     "TableSpec",
+    "amazon_beauty_items",
     "check_file",
     "dataset_path",
     "get_dataset",

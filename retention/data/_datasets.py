@@ -29,7 +29,14 @@ from retention.data._mapping import Mapping
 from retention.data._store import Store
 from retention.exceptions import ConfigError, ReadError, StoreError
 
-__all__ = ["DatasetInfo", "dataset_path", "get_dataset", "list_datasets", "load_dataset"]
+__all__ = [
+    "DatasetInfo",
+    "amazon_beauty_items",
+    "dataset_path",
+    "get_dataset",
+    "list_datasets",
+    "load_dataset",
+]
 
 FILES = Path(__file__).parent / "files"
 
@@ -421,17 +428,25 @@ def _amazon_beauty() -> list[tuple[str, _Step]]:
         return _ingest_built(store, frame, name, "events", seq_path)
 
     def items(store: Store) -> IngestReport:
-        with gzip.open(attr_path, "rt", encoding="utf-8") as fh:
-            attrs: dict[str, list[int]] = json.load(fh)
-        frame = pd.DataFrame(
-            {
-                "item": list(attrs),
-                "attributes": [" ".join(str(a) for a in values) for values in attrs.values()],
-            }
-        )
+        frame = amazon_beauty_items().rename(columns={"item_id": "item", "category": "attributes"})
         return _ingest_built(store, frame, name, "items", attr_path)
 
     return [("events", events), ("items", items)]
+
+
+def amazon_beauty_items() -> pd.DataFrame:
+    """The bundled Amazon Beauty items as the ``items`` table holds them after
+    :func:`load_dataset`: ``item_id`` (the ids of the sequences file) and ``category``, the
+    item's brand/category attribute ids, space separated (S3-Rec's ``item2attributes``)."""
+    path = dataset_path("amazon_beauty", "amazon_beauty_item2attributes.json.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        attrs: dict[str, list[int]] = json.load(fh)
+    return pd.DataFrame(
+        {
+            "item_id": list(attrs),
+            "category": [" ".join(str(a) for a in values) for values in attrs.values()],
+        }
+    )
 
 
 def _bandit_log(path: Path) -> pd.DataFrame:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from retention._progress import progress_bar
 from retention.exceptions import ConfigError
@@ -31,7 +33,17 @@ from retention.strategies._recommend_metrics import ranking_metrics, target_rank
 __all__ = ["SASRecRecommender"]
 
 
-def _net(n_items: int, max_length: int, d: int, heads: int, blocks: int, dropout: float) -> Any:
+def _net(
+    n_items: int,
+    max_length: int,
+    d: int,
+    heads: int,
+    blocks: int,
+    dropout: float,
+    tokens: np.ndarray | None = None,
+) -> Any:
+    """The network; ``tokens`` (``(n_items + 1, width)`` category-token ids, 0 for none, row 0
+    the padding item) adds each item's mean token embedding to its id embedding."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -78,17 +90,45 @@ def _net(n_items: int, max_length: int, d: int, heads: int, blocks: int, dropout
             nn.init.normal_(self.pos.weight, std=0.02)
             with torch.no_grad():
                 self.item.weight[0].zero_()
+            self.token: nn.Embedding | None = None
+            if tokens is not None:
+                tok = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+                self.register_buffer("tokens", tok)
+                self.token = nn.Embedding(int(tok.max()) + 1, d, padding_idx=0)
+                nn.init.normal_(self.token.weight, std=0.02)
+                with torch.no_grad():
+                    self.token.weight[0].zero_()
+                # each item's token mean as a sparse (items x tokens) product: 5x cheaper than
+                # gathering (items, width, d) and summing, forward and backward
+                rows, cols = torch.nonzero(tok > 0, as_tuple=True)
+                counts = (tok > 0).sum(1).clamp(min=1).float()
+                mean = torch.sparse_coo_tensor(
+                    torch.stack([rows, tok[rows, cols]]),
+                    1.0 / counts[rows],
+                    (len(tok), self.token.num_embeddings),
+                    check_invariants=True,
+                ).coalesce()
+                self.register_buffer("token_mean", mean, persistent=False)
 
-        def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        def table(self) -> torch.Tensor:
+            """Every item's embedding (row 0: padding): its id's, plus its tokens' mean."""
+            if self.token is None:
+                return self.item.weight
+            return self.item.weight + torch.sparse.mm(self.token_mean, self.token.weight)
+
+        def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+            """The output at every position; ``table`` is :meth:`table`'s (computed once per
+            step by the caller, which also scores with it)."""
             length = seq.shape[1]
-            x = self.item(seq) * math.sqrt(d) + self.pos.weight[:length][None]
+            table = self.table() if table is None else table
+            x = F.embedding(seq, table) * math.sqrt(d) + self.pos.weight[:length][None]
             x = self.drop(x) * (seq > 0).unsqueeze(-1)
             for blk in self.blocks:
                 x = blk(x)
             return self.norm(x)
 
         def item_matrix(self) -> torch.Tensor:
-            return self.item.weight[1:]
+            return self.table()[1:]
 
     return Net()
 
@@ -127,6 +167,11 @@ class SASRecRecommender(Recommender):
     label_smoothing : float
         Share of the target's probability mass spread over the other items (cross-entropy's
         label smoothing; 0: none).
+    item_categories : bool
+        Add to each item's id embedding the mean embedding of its category tokens (the items
+        table's ``category``, split at spaces and at ``> | / , ;``), so that items of one brand
+        or category share what is learned, in the input and in the output layer. Items without
+        a category keep their id embedding alone; without an items table this changes nothing.
     n_seeds : int
         Networks trained with the seeds ``random_state``, ``random_state + 1``, ...; their
         next-item log-probabilities are averaged (seed averaging). With validation items the
@@ -174,6 +219,7 @@ class SASRecRecommender(Recommender):
         patience: int | None = 5,
         average_last: int = 1,
         label_smoothing: float = 0.0,
+        item_categories: bool = False,
         n_seeds: int = 1,
         random_state: int = 0,
         n_threads: int | None = None,
@@ -194,6 +240,7 @@ class SASRecRecommender(Recommender):
         self.patience = patience
         self.average_last = average_last
         self.label_smoothing = label_smoothing
+        self.item_categories = item_categories
         self.n_seeds = n_seeds
         self.random_state = random_state
         self.n_threads = n_threads
@@ -225,6 +272,10 @@ class SASRecRecommender(Recommender):
         if ls >= 1:
             raise ConfigError(
                 f"label_smoothing must be a number in [0, 1); got {self.label_smoothing!r}."
+            )
+        if not isinstance(self.item_categories, bool | np.bool_):
+            raise ConfigError(
+                f"item_categories must be True or False; got {self.item_categories!r}."
             )
         _check_int(self.n_seeds, "n_seeds")
         _check_int(self.random_state, "random_state", minimum=0)
@@ -264,6 +315,9 @@ class SASRecRecommender(Recommender):
 
         inputs, targets, lengths = self._training_pairs(sequences)
         n_items = sequences.n_items
+        self.category_tokens_, self.item_tokens_ = (
+            _category_tokens(items, sequences.items) if self.item_categories else ([], None)
+        )
         validate = valid_targets is not None and bool((valid_targets >= 0).any())
         v_hist: list[np.ndarray] = []
         v_targets: np.ndarray | None = None
@@ -331,6 +385,7 @@ class SASRecRecommender(Recommender):
                 int(self.n_heads),
                 int(self.n_blocks),
                 float(self.dropout),
+                self.item_tokens_,
             )
             opt = torch.optim.AdamW(
                 net.parameters(),
@@ -404,11 +459,12 @@ class SASRecRecommender(Recommender):
             width = int(lengths[idx].max())
             x = torch.from_numpy(inputs[idx, :width])
             y = torch.from_numpy(targets[idx, :width])
-            h = net(x)
+            table = net.table()
+            h = net(x, table)
             real = y >= 0
             hr = h[real]
             yr = y[real]
-            w = net.item_matrix()
+            w = table[1:]
             if self.loss == "ce":
                 logits = hr @ w.T
                 loss = F.cross_entropy(logits, yr, label_smoothing=smoothing)
@@ -510,7 +566,7 @@ class SASRecRecommender(Recommender):
         from safetensors.torch import save
 
         nets = getattr(self, "nets_", None) or [self.net_]
-        parts = {}
+        parts: dict[str, Any] = {}
         for i, net in enumerate(nets):
             weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
             parts["net.safetensors" if i == 0 else f"net{i}.safetensors"] = save(weights)
@@ -519,12 +575,18 @@ class SASRecRecommender(Recommender):
             "history": self.history_,
             "n_items": len(self.items_),
             "n_nets": len(nets),
+            "category_tokens": list(self.category_tokens_),
         }
+        if self.item_tokens_ is not None:
+            parts["item_tokens"] = self.item_tokens_
         return state, parts
 
     def _set_model_state(self, state: dict[str, Any], parts: dict[str, Any]) -> None:
         from safetensors.torch import load
 
+        self.category_tokens_ = list(state.get("category_tokens", []))
+        tokens = parts.get("item_tokens")
+        self.item_tokens_ = None if tokens is None else np.asarray(tokens, dtype=np.int64)
         nets = []
         for i in range(int(state.get("n_nets", 1))):
             net = _net(
@@ -534,6 +596,7 @@ class SASRecRecommender(Recommender):
                 int(self.n_heads),
                 int(self.n_blocks),
                 float(self.dropout),
+                self.item_tokens_,
             )
             net.load_state_dict(load(parts["net.safetensors" if i == 0 else f"net{i}.safetensors"]))
             net.eval()
@@ -551,5 +614,38 @@ def _average(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return copy.deepcopy(states[0])
     out = {}
     for key in states[0]:
-        out[key] = sum(s[key].float() for s in states) / len(states)
+        if states[0][key].is_floating_point():
+            out[key] = sum(s[key].float() for s in states) / len(states)
+        else:  # buffers such as the item tokens: the same in every state
+            out[key] = states[-1][key].clone()
     return out
+
+
+#: what separates the tokens of a category ("Beauty > Skin Care > Face", "12 7 3", "a|b")
+_TOKEN_SPLIT = re.compile(r"[\s>|/,;]+")
+
+
+def _category_tokens(
+    items: pd.DataFrame | None, vocab: pd.Index
+) -> tuple[list[str], np.ndarray | None]:
+    """The category tokens and each item's token ids (``(len(vocab) + 1, width)``, 0 for none,
+    row 0 for the padding item), from the items table's ``category``; ``([], None)`` when no
+    item of ``vocab`` has one."""
+    if items is None or "item_id" not in items.columns or "category" not in items.columns:
+        return [], None
+    col = items.assign(item_id=items["item_id"].astype(str)).drop_duplicates("item_id")
+    category = col.set_index("item_id")["category"].reindex(vocab.astype(str))
+    per_item = [
+        [t for t in _TOKEN_SPLIT.split(str(c).strip().lower()) if t] if isinstance(c, str) else []
+        for c in category.to_numpy()
+    ]
+    names = sorted({t for toks in per_item for t in toks})
+    if not names:
+        return [], None
+    ids = {t: i + 1 for i, t in enumerate(names)}
+    width = max(len(dict.fromkeys(toks)) for toks in per_item)
+    out = np.zeros((len(vocab) + 1, width), dtype=np.int64)
+    for row, toks in enumerate(per_item, start=1):
+        codes = [ids[t] for t in dict.fromkeys(toks)]
+        out[row, : len(codes)] = codes
+    return names, out

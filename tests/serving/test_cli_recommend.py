@@ -50,6 +50,8 @@ def test_all_customers_into_the_store(
         (["--user", "1", "-k", "0"], "k must be a positive integer"),
         (["--user", "1", "--recommender", "magic"], "Unknown recommender"),
         (["--user", "1", "--model", "missing.recommender"], "No recommender file"),
+        (["--user", "1", "--params", "{nope"], "--params is not a valid JSON object"),
+        (["--user", "1", "--params", '{"bogus": 1}'], "Bad parameters for recommender"),
     ],
 )
 def test_errors_are_one_line(
@@ -60,6 +62,20 @@ def test_errors_are_one_line(
     assert code == 2
     assert match in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_params_reach_the_recommender(
+    retail_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retention.strategies import load_recommender
+
+    saved = tmp_path / "t.recommender"
+    args = ["recommend", "--db", str(retail_db), "--user", "12748", "-k", "3", "--json"]
+    extra = ["--params", '{"weights": [1.0, 0.25]}', "--save-model", str(saved)]
+    code = main([*args, *extra])
+    capsys.readouterr()
+    assert code == 0
+    assert tuple(load_recommender(saved).weights) == (1.0, 0.25)
 
 
 def test_benchmark_rejects_a_malformed_sequences_file_in_one_line(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
 from test_check_estimator import Case, check_estimator
 
-from retention.data import dataset_path
+from retention.data import amazon_beauty_items, dataset_path
 from retention.exceptions import ConfigError, IncompatibleModelError, ModelError
 from retention.strategies import (
     RECOMMENDER_NAMES,
@@ -247,6 +247,62 @@ def test_label_smoothing_changes_the_training(split: Any) -> None:
         get_recommender("sasrec", label_smoothing=1.0).fit(split.search)
     with pytest.raises(ConfigError, match="n_seeds"):
         get_recommender("sasrec", n_seeds=0).fit(split.search)
+
+
+@pytest.mark.slow
+def test_item_categories_tie_items_of_one_category(split: Any, tmp_path: Path) -> None:
+    items = amazon_beauty_items()
+    hist = [split.refit.history(int(r)) for r in split.evaluated[:20]]
+    params = {**TINY_SASREC, "item_categories": True}
+    rec = get_recommender("sasrec", **params).fit(split.search, items=items)
+    # every item of the slice has brand/category ids: each row holds its own tokens
+    vocab = split.search.items
+    row = 1 + int(np.flatnonzero(vocab == vocab[0])[0])
+    own = items.set_index("item_id").loc[str(vocab[0]), "category"].split()
+    names = [rec.category_tokens_[t - 1] for t in rec.item_tokens_[row] if t > 0]
+    assert sorted(names) == sorted(own) and rec.item_tokens_[0].sum() == 0
+    # two items with the same tokens and untrained (zero) ids get the same embedding
+    net = rec.net_
+    with torch_no_grad():
+        net.item.weight.zero_()
+        table = net.table().numpy()
+    same = [i for i in range(1, len(table)) if (rec.item_tokens_[i] == rec.item_tokens_[row]).all()]
+    assert np.allclose(table[same], table[row]) and np.abs(table[row]).sum() > 0
+    # round trip, and a model without the items table is the plain model
+    fresh = get_recommender("sasrec", **params).fit(split.search, items=items)
+    loaded = load_recommender(save_recommender(fresh, tmp_path / "c.recommender"))
+    np.testing.assert_array_equal(loaded.score_histories(hist), fresh.score_histories(hist))
+    assert loaded.category_tokens_ == fresh.category_tokens_
+    plain = get_recommender("sasrec", **TINY_SASREC).fit(split.search)
+    alone = get_recommender("sasrec", **params).fit(split.search)
+    assert alone.item_tokens_ is None
+    np.testing.assert_array_equal(alone.score_histories(hist), plain.score_histories(hist))
+    assert not np.allclose(fresh.score_histories(hist), plain.score_histories(hist))
+    with pytest.raises(ConfigError, match="item_categories must be True or False"):
+        get_recommender("sasrec", item_categories="yes").fit(split.search)
+
+
+def test_category_tokens_split_paths_and_skip_items_without_one() -> None:
+    from retention.strategies._sasrec import _category_tokens
+
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "a"],
+            "category": ["Home > Kitchen > Mugs", None, "home|garden", "ignored duplicate"],
+        }
+    )
+    names, tokens = _category_tokens(items, pd.Index(["c", "a", "b", "z"], dtype=object))
+    assert names == ["garden", "home", "kitchen", "mugs"]
+    rows = [sorted(names[t - 1] for t in r if t > 0) for r in tokens]
+    assert rows == [[], ["garden", "home"], ["home", "kitchen", "mugs"], [], []]
+    assert _category_tokens(items.drop(columns="category"), pd.Index(["a"])) == ([], None)
+    assert _category_tokens(None, pd.Index(["a"])) == ([], None)
+
+
+def torch_no_grad() -> Any:
+    import torch
+
+    return torch.no_grad()
 
 
 def test_blend_chooses_weights_on_validation_and_refits_with_them(split: Any) -> None:

@@ -16,6 +16,7 @@ from retention.serving.cli._app import (
     console,
     open_store,
     parse_cutoff_option,
+    parse_params_option,
     progress,
     resolve_db,
 )
@@ -48,6 +49,15 @@ def recommend_command(
     recommender: Annotated[
         str, typer.Option("--recommender", help=f"Which to fit: {RECOMMENDERS}.")
     ] = "transition",
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help="Hyper-parameters of the recommender: a JSON object or a JSON file, e.g. "
+            "'{\"item_categories\": true}' for sasrec.",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option("--model", help="Use a recommender saved with --save-model instead."),
@@ -78,6 +88,7 @@ def recommend_command(
         k=k,
         cutoff=parse_cutoff_option(cutoff),
         recommender=recommender,
+        params=parse_params_option(params, recommender),
         model_path=model,
         save_model=save_model,
         exclude_seen=not repeat,
