@@ -143,7 +143,7 @@ class Recommender(BaseEstimator):
         self.indptr_ = seqs.indptr.copy()
         self.codes_ = seqs.codes.copy()
         self.popularity_ = self._popularity(seqs)
-        self.titles_ = _titles(items, seqs.items)
+        self.titles_ = _item_column(items, seqs.items, "title")
         self._fit(seqs, valid_targets, items)
         return self
 
@@ -354,12 +354,13 @@ class Recommender(BaseEstimator):
         return None
 
 
-def _titles(items: pd.DataFrame | None, vocab: pd.Index) -> np.ndarray | None:
-    """The title of each item of ``vocab`` from the items table (None without one)."""
-    if items is None or "item_id" not in items.columns or "title" not in items.columns:
+def _item_column(items: pd.DataFrame | None, vocab: pd.Index, column: str) -> np.ndarray | None:
+    """Each item of ``vocab``'s ``column`` in the items table, as text (None where it has none);
+    None without an items table or without that column."""
+    if items is None or "item_id" not in items.columns or column not in items.columns:
         return None
     col = items.assign(item_id=items["item_id"].astype(str)).drop_duplicates("item_id")
-    values = col.set_index("item_id")["title"].reindex(vocab).to_numpy(dtype=object)
+    values = col.set_index("item_id")[column].reindex(vocab).to_numpy(dtype=object)
     return np.array([None if pd.isna(t) else str(t) for t in values], dtype=object)
 
 

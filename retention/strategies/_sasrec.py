@@ -26,7 +26,13 @@ import pandas as pd
 
 from retention._progress import progress_bar
 from retention.exceptions import ConfigError
-from retention.strategies._recommend_base import Recommender, _check_float, _check_int, _last_items
+from retention.strategies._recommend_base import (
+    Recommender,
+    _check_float,
+    _check_int,
+    _item_column,
+    _last_items,
+)
 from retention.strategies._recommend_data import ItemSequences
 from retention.strategies._recommend_metrics import ranking_metrics, target_ranks
 
@@ -93,13 +99,13 @@ def _net(
             self.token: nn.Embedding | None = None
             if tokens is not None:
                 tok = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
-                self.register_buffer("tokens", tok)
                 self.token = nn.Embedding(int(tok.max()) + 1, d, padding_idx=0)
                 nn.init.normal_(self.token.weight, std=0.02)
                 with torch.no_grad():
                     self.token.weight[0].zero_()
                 # each item's token mean as a sparse (items x tokens) product: 5x cheaper than
-                # gathering (items, width, d) and summing, forward and backward
+                # gathering (items, width, d) and summing, forward and backward; derived from
+                # ``tokens`` (the model's ``item_tokens_``), so not part of the saved weights
                 rows, cols = torch.nonzero(tok > 0, as_tuple=True)
                 counts = (tok > 0).sum(1).clamp(min=1).float()
                 mean = torch.sparse_coo_tensor(
@@ -310,6 +316,18 @@ class SASRecRecommender(Recommender):
         return inputs, targets, lengths
 
     # -- fitting ----------------------------------------------------------------------------------
+    def _new_net(self, n_items: int) -> Any:
+        """A network of this model's shape over ``n_items`` items (and ``item_tokens_``)."""
+        return _net(
+            n_items,
+            int(self.max_length),
+            int(self.d_model),
+            int(self.n_heads),
+            int(self.n_blocks),
+            float(self.dropout),
+            self.item_tokens_,
+        )
+
     def _fit(self, sequences: ItemSequences, valid_targets: np.ndarray | None, items: Any) -> None:
         import torch
 
@@ -378,15 +396,7 @@ class SASRecRecommender(Recommender):
         rng = np.random.default_rng(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = _net(
-                n_items,
-                int(self.max_length),
-                int(self.d_model),
-                int(self.n_heads),
-                int(self.n_blocks),
-                float(self.dropout),
-                self.item_tokens_,
-            )
+            net = self._new_net(n_items)
             opt = torch.optim.AdamW(
                 net.parameters(),
                 lr=float(self.learning_rate),
@@ -589,15 +599,7 @@ class SASRecRecommender(Recommender):
         self.item_tokens_ = None if tokens is None else np.asarray(tokens, dtype=np.int64)
         nets = []
         for i in range(int(state.get("n_nets", 1))):
-            net = _net(
-                int(state["n_items"]),
-                int(self.max_length),
-                int(self.d_model),
-                int(self.n_heads),
-                int(self.n_blocks),
-                float(self.dropout),
-                self.item_tokens_,
-            )
+            net = self._new_net(int(state["n_items"]))
             net.load_state_dict(load(parts["net.safetensors" if i == 0 else f"net{i}.safetensors"]))
             net.eval()
             nets.append(net)
@@ -614,10 +616,7 @@ def _average(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return copy.deepcopy(states[0])
     out = {}
     for key in states[0]:
-        if states[0][key].is_floating_point():
-            out[key] = sum(s[key].float() for s in states) / len(states)
-        else:  # buffers such as the item tokens: the same in every state
-            out[key] = states[-1][key].clone()
+        out[key] = sum(s[key].float() for s in states) / len(states)
     return out
 
 
@@ -631,13 +630,12 @@ def _category_tokens(
     """The category tokens and each item's token ids (``(len(vocab) + 1, width)``, 0 for none,
     row 0 for the padding item), from the items table's ``category``; ``([], None)`` when no
     item of ``vocab`` has one."""
-    if items is None or "item_id" not in items.columns or "category" not in items.columns:
+    category = _item_column(items, vocab, "category")
+    if category is None:
         return [], None
-    col = items.assign(item_id=items["item_id"].astype(str)).drop_duplicates("item_id")
-    category = col.set_index("item_id")["category"].reindex(vocab.astype(str))
     per_item = [
-        [t for t in _TOKEN_SPLIT.split(str(c).strip().lower()) if t] if isinstance(c, str) else []
-        for c in category.to_numpy()
+        [] if c is None else [t for t in _TOKEN_SPLIT.split(c.strip().lower()) if t]
+        for c in category
     ]
     names = sorted({t for toks in per_item for t in toks})
     if not names:
