@@ -14,6 +14,10 @@ and kept as ``choice``); a line per ensemble says whether it is below its best m
 cutoff. A member without its own out-of-fold predictions (``sequence``) is refitted on the folds
 of customers once, and that time (``out_of_fold_seconds``) counts in every ensemble it joins.
 
+The text LMs start from BG/NBD by default (``btyd_offset``: the network's logit is added to the
+log-odds of a BG/NBD fitted on each cutoff's own history, as gradient boosting boosts from it);
+``text_lm_lora_bare`` and ``text_lm_bare`` are the same models without it, in the same run.
+
 The text LMs learn from every learning history (all customers of the 3 training cutoffs and the
 validation cutoff), with early stopping and out-of-fold predictions on folds of customers
 (``retention.models.customer_folds``; the test cutoff is never seen); the frozen lower encoder
@@ -28,6 +32,8 @@ the markdown table of the README and the targets of issue 11 item 6 (``text_lm_l
 with its defaults except for the flags below, which the output repeats.
 
     python benchmarks/transformers.py [--epochs 30] [--text-lm-layers 1] [--skip text_lm]
+        [--cutoff 2011-06-12]   # a validation design: where the text LM's settings were chosen
+        [--text-lm-params '{"lora_r": 16}']
 """
 
 from __future__ import annotations
@@ -69,11 +75,32 @@ from retention.models import (  # noqa: E402
 CUTOFF, HORIZON = "2011-09-10", 90
 # sequence before gbdt_text: both embed the item texts, the second reads the store's cache
 # the ensembles are stacked as soon as their members exist (before the slow full fine-tuning)
-SINGLE = ["bgnbd", "gbdt", "sequence", "gbdt_text", "text_lm_lora", "ENSEMBLES", "text_lm"]
+SINGLE = [
+    "bgnbd",
+    "gbdt",
+    "sequence",
+    "sequence_btyd",
+    "gbdt_text",
+    "text_lm_lora",
+    "text_lm_lora_bare",
+    "ENSEMBLES",
+    "text_lm",
+    "text_lm_bare",
+]
+#: rows that are a registered model with other parameters: name -> (model, parameters)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # the text LMs without the BG/NBD start (btyd_offset, on by default): the whole score
+    # learned from the text, as before
+    "text_lm_lora_bare": ("text_lm_lora", {"btyd_offset": False}),
+    "text_lm_bare": ("text_lm", {"btyd_offset": False}),
+    # the sequence model started from BG/NBD (off by default)
+    "sequence_btyd": ("sequence", {"btyd_offset": True}),
+}
 ENSEMBLES = {
     "ensemble": ["bgnbd", "gbdt"],
     "ensemble+sequence": ["bgnbd", "gbdt", "sequence"],
     "gbdt+sequence": ["gbdt", "sequence"],
+    "ensemble+sequence_btyd": ["bgnbd", "gbdt", "sequence_btyd"],
     "ensemble+text_lm": ["bgnbd", "gbdt", "text_lm_lora"],
     "ensemble+transformers": ["bgnbd", "gbdt", "gbdt_text", "sequence", "text_lm_lora"],
 }
@@ -119,6 +146,16 @@ def main() -> None:
     parser.add_argument(
         "--sequence-folds", type=int, default=0, help="sequence cv_folds (0: the model's default)"
     )
+    parser.add_argument(
+        "--cutoff",
+        default=CUTOFF,
+        help=f"test cutoff (default {CUTOFF}; an earlier one is a validation design)",
+    )
+    parser.add_argument(
+        "--text-lm-params",
+        default="",
+        help="JSON of further text-LM parameters, e.g. '{\"lora_r\": 16}' (both text LMs)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated models not to run")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument(
@@ -150,10 +187,12 @@ def main() -> None:
         text_lm["trainable_layers"] = None if layers == "all" else int(layers)
     if args.text_lm_folds:
         text_lm["cv_folds"] = args.text_lm_folds
+    if args.text_lm_params:
+        text_lm.update(json.loads(args.text_lm_params))
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = {
-        "test_cutoff": CUTOFF,
+        "test_cutoff": args.cutoff,
         "horizon_days": HORIZON,
         "sequence_epochs": args.epochs,
         "text_lm": text_lm,
@@ -167,6 +206,9 @@ def main() -> None:
         params["sequence"]["cv_folds"] = args.sequence_folds
         settings["sequence_folds"] = args.sequence_folds
     params["text_lm"] = params["text_lm_lora"] = text_lm
+    for variant, (base_model, extra_params) in VARIANTS.items():
+        params[variant] = {**params.get(base_model, {}), **extra_params}
+        settings.setdefault("variants", {})[variant] = params[variant]
 
     rows: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Any] = {}
@@ -183,7 +225,7 @@ def main() -> None:
             if cached:
                 train, valid, test = pickle.loads(args.frames_cache.read_bytes())
             else:
-                train, valid, test = training_frames(store, CUTOFF, HORIZON)
+                train, valid, test = training_frames(store, args.cutoff, HORIZON)
                 if args.frames_cache is not None:
                     args.frames_cache.write_bytes(pickle.dumps((train, valid, test)))
             frames_s = time.perf_counter() - t0
@@ -260,7 +302,8 @@ def main() -> None:
                     model, fit_s, cpu_s = pickle.loads(saved.read_bytes())
                     print(f"{name}: reusing {saved} (trained in {fit_s:.0f} s)", flush=True)
                 else:
-                    model = get_model(name, **params.get(name, {}))
+                    base = VARIANTS[name][0] if name in VARIANTS else name
+                    model = get_model(base, **params.get(name, {}))
                     t1, c1 = time.perf_counter(), time.process_time()
                     model.fit(train, valid)
                     fit_s, cpu_s = time.perf_counter() - t1, time.process_time() - c1
@@ -284,7 +327,7 @@ def main() -> None:
                         ignore_index=True,
                     )
                     oof_s[name] = (time.perf_counter() - t1, time.process_time() - c1)
-                if name == "sequence":
+                if name.startswith("sequence"):
                     extra = {
                         "best_epoch": getattr(model, "best_epoch_", None),
                         "epochs_run": len(getattr(model, "history_", [])),
@@ -294,6 +337,7 @@ def main() -> None:
                 if name.startswith("text_lm"):
                     extra = {k.rstrip("_"): getattr(model, k, None) for k in TEXT_LM_EXTRA}
                     extra["trainable_layers"] = model.trainable_layers
+                    extra["btyd_offset"] = model.btyd_offset
                     extra["history"] = model.history_
                     print(
                         f"{name}: {json.dumps({k: v for k, v in extra.items() if k != 'history'})}"
@@ -301,7 +345,7 @@ def main() -> None:
                 record(name, model, fit_s, [*train], cpu_s)
                 if name in oof_s:
                     rows[name]["out_of_fold_seconds"] = round(oof_s[name][0], 1)
-                if name == "sequence" or name.startswith("text_lm"):
+                if name.startswith(("sequence", "text_lm")):
                     rows[name].update(extra)
                     write(args.out, settings, rows)
 
@@ -323,15 +367,16 @@ def main() -> None:
             f"{rows[name]['choice']['level']})"
         )
         targets[f"{name}_vs_best_member"] = {"best": best, "gap": round(gap, 4), "met": met}
-    if "gbdt" in rows and "text_lm_lora" in rows:
-        gap = rows["text_lm_lora"]["roc_auc"] - rows["gbdt"]["roc_auc"]
+    for lora in ("text_lm_lora", "text_lm_lora_bare"):
+        if "gbdt" not in rows or lora not in rows:
+            continue
+        gap = rows[lora]["roc_auc"] - rows["gbdt"]["roc_auc"]
         met = gap >= -LORA_GAP
         print(
-            f"{'MET   ' if met else 'MISSED'} text_lm_lora ROC-AUC "
-            f"{rows['text_lm_lora']['roc_auc']:.4f} vs gbdt {rows['gbdt']['roc_auc']:.4f}: "
-            f"{gap:+.4f} (target >= -{LORA_GAP})"
+            f"{'MET   ' if met else 'MISSED'} {lora} ROC-AUC {rows[lora]['roc_auc']:.4f} vs gbdt "
+            f"{rows['gbdt']['roc_auc']:.4f}: {gap:+.4f} (target >= -{LORA_GAP})"
         )
-        targets["text_lm_lora_vs_gbdt"] = {"gap": round(gap, 4), "needed": -LORA_GAP, "met": met}
+        targets[f"{lora}_vs_gbdt"] = {"gap": round(gap, 4), "needed": -LORA_GAP, "met": met}
     if "ensemble" in rows and "ensemble+transformers" in rows:
         gain = rows["ensemble+transformers"]["roc_auc"] - rows["ensemble"]["roc_auc"]
         for key, needed in (("ensemble_with_transformers", 0.0), ("earlier_gain", TARGET)):

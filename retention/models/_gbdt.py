@@ -29,7 +29,7 @@ from retention.models._calibration import CALIBRATION_METHODS, Calibrator
 from retention.models._drift import feature_profile
 from retention.models._oof import N_FOLDS, check_n_folds, customer_folds
 
-__all__ = ["RFM_FAMILIES", "GBDTModel"]
+__all__ = ["RFM_FAMILIES", "GBDTModel", "btyd_details", "btyd_log_odds"]
 
 #: the families of ``feature_set="rfm"``
 RFM_FAMILIES: tuple[str, ...] = ("recency", "frequency", "monetary", "tenure")
@@ -49,6 +49,76 @@ _BTYD_CACHE: list[
 ] = []
 _BTYD_CACHE_SIZE = 8
 _BTYD_LOCK = threading.Lock()
+
+
+def btyd_details(frame: CutoffFrame) -> pd.DataFrame:
+    """The outputs of a default BG/NBD fitted on ``frame``'s own history (unsupervised), one row
+    per customer of ``frame.users`` (columns of ``_BTYD_COLUMNS`` and ``degenerate``), from the
+    module's cache of the frames seen last: what gradient boosting adds as ``btyd_*`` features
+    and boosts from, and what the text LM starts from (``btyd_offset``)."""
+    with _BTYD_LOCK:
+        for f, events, features, details in _BTYD_CACHE:
+            if f() is frame and events() is frame.events and features() is frame.features:
+                return details
+    details = _fit_btyd(frame)
+    with _BTYD_LOCK:
+        refs = (weakref.ref(frame), weakref.ref(frame.events), weakref.ref(frame.features))
+        _BTYD_CACHE.append((*refs, details))
+        del _BTYD_CACHE[:-_BTYD_CACHE_SIZE]
+    return details
+
+
+def btyd_log_odds(frame: CutoffFrame, users: pd.Index | None = None) -> np.ndarray:
+    """The log-odds of :func:`btyd_details`' P(retained) for ``users`` (default
+    ``frame.users``), in their order: the start a neural model's logit is added to
+    (``btyd_offset`` of the text LM and the sequence model), as the booster's raw score is."""
+    from retention.models._calibration import logit
+
+    who = frame.users if users is None else users
+    p = btyd_details(frame)["p_retained"].reindex(who).to_numpy(dtype=float)
+    if np.isnan(p).any():
+        raise ModelError(
+            f"BG/NBD gave no P(retained) for some customers at {frame.cutoff:%Y-%m-%d}; set "
+            "btyd_offset=False to train without it."
+        )
+    out: np.ndarray = logit(p)
+    return out
+
+
+def _fit_btyd(frame: CutoffFrame) -> pd.DataFrame:
+    """BG/NBD fitted on ``frame``'s own history (unsupervised), predicted for ``frame``."""
+    from retention.models._registry import get_model
+
+    bg = get_model("bgnbd")
+    unlabeled = CutoffFrame(
+        cutoff=frame.cutoff,
+        horizon_days=frame.horizon_days,
+        features=frame.features,
+        label=None,
+        events=frame.events,
+        items=frame.items,
+        retained_by=frame.retained_by,
+    )
+    try:
+        with warnings.catch_warnings():
+            # a degenerate or thin BG/NBD still gives finite features, and the booster
+            # learns how far to trust them; bgnbd warns where it is the model asked for
+            warnings.simplefilter("ignore", RetentionWarning)
+            bg.fit([unlabeled], None)
+            # the features keep P(alive) even where the fit is degenerate (a number the
+            # booster may learn to ignore); predict_details hides it then
+            details = bg._details(unlabeled, mask_degenerate=False)
+            degenerate = bool(bg.fit_report(unlabeled)["degenerate"])
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise ModelError(
+            f"The BG/NBD features could not be computed at cutoff {frame.cutoff:%Y-%m-%d}: "
+            f"{exc}. Set btyd_features=False (gbdt) or btyd_offset=False (text_lm) to train "
+            "without them."
+        ) from exc
+    keep = [c for c in _BTYD_COLUMNS if c in details.columns]
+    out = details[keep].reindex(frame.users)
+    out["degenerate"] = float(degenerate)
+    return out
 
 
 def check_frames(
@@ -281,59 +351,12 @@ class GBDTModel(RetentionModel):
             cols = [c for c in cols if not c.startswith("text_")]
         return cols
 
-    def _btyd_details(self, frame: CutoffFrame) -> pd.DataFrame:
-        """BG/NBD outputs for ``frame``, from the module's cache of the frames seen last."""
-        with _BTYD_LOCK:
-            for f, events, features, details in _BTYD_CACHE:
-                if f() is frame and events() is frame.events and features() is frame.features:
-                    return details
-        details = self._fit_btyd(frame)
-        with _BTYD_LOCK:
-            refs = (weakref.ref(frame), weakref.ref(frame.events), weakref.ref(frame.features))
-            _BTYD_CACHE.append((*refs, details))
-            del _BTYD_CACHE[:-_BTYD_CACHE_SIZE]
-        return details
-
-    def _fit_btyd(self, frame: CutoffFrame) -> pd.DataFrame:
-        """BG/NBD fitted on ``frame``'s own history (unsupervised), predicted for ``frame``."""
-        from retention.models._registry import get_model
-
-        bg = get_model("bgnbd")
-        unlabeled = CutoffFrame(
-            cutoff=frame.cutoff,
-            horizon_days=frame.horizon_days,
-            features=frame.features,
-            label=None,
-            events=frame.events,
-            items=frame.items,
-            retained_by=frame.retained_by,
-        )
-        try:
-            with warnings.catch_warnings():
-                # a degenerate or thin BG/NBD still gives finite features, and the booster
-                # learns how far to trust them; bgnbd warns where it is the model asked for
-                warnings.simplefilter("ignore", RetentionWarning)
-                bg.fit([unlabeled], None)
-                # the features keep P(alive) even where the fit is degenerate (a number the
-                # booster may learn to ignore); predict_details hides it then
-                details = bg._details(unlabeled, mask_degenerate=False)
-                degenerate = bool(bg.fit_report(unlabeled)["degenerate"])
-        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-            raise ModelError(
-                f"The BG/NBD features could not be computed at cutoff {frame.cutoff:%Y-%m-%d}: "
-                f"{exc}. Set btyd_features=False to train without them."
-            ) from exc
-        keep = [c for c in _BTYD_COLUMNS if c in details.columns]
-        out = details[keep].reindex(frame.users)
-        out["degenerate"] = float(degenerate)
-        return out
-
     def _matrix(self, frame: CutoffFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         cols = self._base_columns(frame)
         X = frame.features[cols].copy()
         btyd = None
         if self._use_btyd():
-            btyd = self._btyd_details(frame)
+            btyd = btyd_details(frame)
             for c in _BTYD_COLUMNS:
                 if c in btyd.columns:
                     X[f"btyd_{c}"] = btyd[c].to_numpy(dtype=float)

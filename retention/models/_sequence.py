@@ -366,6 +366,10 @@ class SequenceTransformerModel(RetentionModel):
         refitting the model on folds; the model predicts the mean of the fold networks.
         ``valid_customer_share`` is then unused. None: one network, trained on ``train``,
         stopped early on held-out customers of ``valid``.
+    btyd_offset : bool
+        Start from BG/NBD: the network's logit is added to the log-odds of the P(retained) of a
+        BG/NBD fitted on each cutoff's own history (what gradient boosting boosts from,
+        ``retention.models._gbdt.btyd_log_odds``), so the network learns a correction to it.
 
     Attributes
     ----------
@@ -385,6 +389,8 @@ class SequenceTransformerModel(RetentionModel):
         ``cv_folds``: the held-out fold's log loss and mean per-cutoff ROC-AUC).
     best_epoch_ : int
         Epoch (1-based) whose weights were kept.
+    btyd_offset_ : bool
+        Whether the networks were trained (and so score) on top of the BG/NBD log-odds.
     n_trainable_parameters_ : int
         Trainable parameters of ``net_``.
     train_seconds_, n_train_examples_ : float, int
@@ -419,6 +425,7 @@ class SequenceTransformerModel(RetentionModel):
         items_per_token: int = 4,
         n_threads: int | None = 1,
         cv_folds: int | None = None,
+        btyd_offset: bool = False,
     ) -> None:
         self.max_events = max_events
         self.d_model = d_model
@@ -438,9 +445,12 @@ class SequenceTransformerModel(RetentionModel):
         self.items_per_token = items_per_token
         self.n_threads = n_threads
         self.cv_folds = cv_folds
+        self.btyd_offset = btyd_offset
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
+        if not isinstance(self.btyd_offset, bool):
+            raise ConfigError(f"btyd_offset must be true or false, got {self.btyd_offset!r}.")
         positive = ("max_events", "d_model", "n_heads", "n_layers", "epochs", "batch_size")
         if self.tokens not in TOKEN_UNITS:
             raise ConfigError(
@@ -521,6 +531,16 @@ class SequenceTransformerModel(RetentionModel):
                 values[clip] = max_gap
         return seq
 
+    def _offsets(self, frame: CutoffFrame, users: pd.Index | None = None) -> np.ndarray:
+        """What the network's logit is added to for ``users`` of ``frame`` (default every
+        customer, in ``frame.users`` order): the BG/NBD log-odds when trained so, else 0."""
+        who = frame.users if users is None else users
+        if not getattr(self, "btyd_offset_", False):
+            return np.zeros(len(who), dtype=np.float32)
+        from retention.models._gbdt import btyd_log_odds
+
+        return btyd_log_odds(frame, who).astype(np.float32)
+
     # ------------------------------------------------------------------ fit
     def fit(
         self, train: Sequence[CutoffFrame], valid: CutoffFrame | None = None
@@ -564,6 +584,7 @@ class SequenceTransformerModel(RetentionModel):
         self.item_vocabulary_ = table[0] if table is not None else None
         self.max_gap_bucket_ = None
         self.oof_: pd.DataFrame | None = None
+        self.btyd_offset_ = bool(self.btyd_offset)
         if cv:
             self._fit_folds(seen_frames, table)
         else:
@@ -631,13 +652,16 @@ class SequenceTransformerModel(RetentionModel):
         ]
         self.max_gap_bucket_ = max([1, *(int(v.max()) for v in seen if v.size)])
         y = np.concatenate([yy[~h] for yy, h in zip(ys, held, strict=True)])
+        offset = np.concatenate(
+            [self._offsets(f, f.users[~h]) for f, h in zip(train, held, strict=True)]
+        )
         self.context_mean_ = seq.context.mean(axis=0)
         self.context_std_ = seq.context.std(axis=0) + 1e-6
-        valid_seq = (
-            self._sequences(valid, valid.users if held_valid is None else valid.users[held_valid])
-            if valid is not None
-            else None
-        )
+        valid_users = None
+        if valid is not None:
+            valid_users = valid.users if held_valid is None else valid.users[held_valid]
+        valid_seq = self._sequences(valid, valid_users) if valid is not None else None
+        valid_offset = self._offsets(valid, valid_users) if valid is not None else None
 
         self.net_config_ = self._net_config(table)
         with torch.random.fork_rng(devices=[]):
@@ -645,7 +669,7 @@ class SequenceTransformerModel(RetentionModel):
             net = self._new_net(table)
             self.net_ = net
             self.nets_ = [net]
-            self._train(net, seq, y, valid_seq, y_valid)
+            self._train(net, seq, y, valid_seq, y_valid, offset, valid_offset)
         self.n_train_examples_ = len(y)
 
     def _fit_folds(
@@ -671,6 +695,7 @@ class SequenceTransformerModel(RetentionModel):
         self.context_mean_ = seq.context.mean(axis=0)
         self.context_std_ = seq.context.std(axis=0) + 1e-6
         y = np.concatenate(ys)
+        offset = np.concatenate([self._offsets(f) for f in learning])
         users = np.concatenate([f.users.to_numpy(dtype=str) for f in learning])
         cut = np.concatenate([np.full(len(f), i) for i, f in enumerate(learning)])
         folds = customer_folds(users, n_folds)
@@ -696,6 +721,7 @@ class SequenceTransformerModel(RetentionModel):
             fit_seqs = [seq.take(rows) for rows, _ in plan]
             eval_seqs = [seq.take(rows) for _, rows in plan]
             fit_ys = [torch.from_numpy(y[rows]) for rows, _ in plan]
+            fit_offsets = [torch.from_numpy(offset[rows]) for rows, _ in plan]
             self.history_: list[dict[str, float]] = []
             best_score, best_epoch, waited = -np.inf, 0, 0
             best_states: list[dict[str, torch.Tensor]] = []
@@ -709,10 +735,15 @@ class SequenceTransformerModel(RetentionModel):
                     for k, (_, eval_rows) in enumerate(plan):
                         torch.set_rng_state(streams[k])
                         loss = self._epoch(
-                            nets[k], optimizers[k], fit_seqs[k], fit_ys[k], generators[k]
+                            nets[k],
+                            optimizers[k],
+                            fit_seqs[k],
+                            fit_ys[k],
+                            generators[k],
+                            fit_offsets[k],
                         )
                         streams[k] = torch.get_rng_state()
-                        p = self._score(nets[k], eval_seqs[k])
+                        p = self._score(nets[k], eval_seqs[k], offset[eval_rows])
                         score, record = _held_out_record(y[eval_rows], p, cut[eval_rows])
                         self.history_.append(
                             {"fold": float(k), "epoch": float(epoch), "train_loss": loss, **record}
@@ -761,13 +792,15 @@ class SequenceTransformerModel(RetentionModel):
         seq: EventSequences,
         y_t: torch.Tensor,
         generator: torch.Generator,
+        offset: torch.Tensor,
     ) -> float:
-        """One pass over ``seq`` in length-bucketed batches; the mean training loss."""
+        """One pass over ``seq`` in length-bucketed batches; the mean training loss. ``offset``
+        (per row) is added to the network's logit."""
         net.train()
         total = 0.0
         for rows in _length_batches(seq.lengths, int(self.batch_size), generator):
             batch = _as_tensors(seq.take(rows), self.context_mean_, self.context_std_)
-            loss = F.binary_cross_entropy_with_logits(net(batch), y_t[rows])
+            loss = F.binary_cross_entropy_with_logits(net(batch) + offset[rows], y_t[rows])
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
@@ -782,20 +815,23 @@ class SequenceTransformerModel(RetentionModel):
         y: np.ndarray,
         valid_seq: EventSequences | None,
         y_valid: np.ndarray | None,
+        offset: np.ndarray,
+        valid_offset: np.ndarray | None,
     ) -> None:
         optimizer = self._optimizer(net)
         generator = torch.Generator().manual_seed(int(self.random_state))
         y_t = torch.from_numpy(y)
+        off_t = torch.from_numpy(offset)
         self.history_ = []
         best_score, best_state, best_epoch, waited = -np.inf, None, 0, 0
         with progress_bar() as bar:
             task = bar.add_task("sequence transformer", total=int(self.epochs))
             for epoch in range(1, int(self.epochs) + 1):
-                loss = self._epoch(net, optimizer, seq, y_t, generator)
+                loss = self._epoch(net, optimizer, seq, y_t, generator, off_t)
                 record = {"epoch": float(epoch), "train_loss": loss}
                 info = f"loss {record['train_loss']:.4f}"
                 if valid_seq is not None and y_valid is not None and len(y_valid):
-                    p = self._score(net, valid_seq)
+                    p = self._score(net, valid_seq, valid_offset)
                     q = np.clip(p, 1e-7, 1 - 1e-7)
                     record["valid_loss"] = float(
                         -np.mean(y_valid * np.log(q) + (1 - y_valid) * np.log(1 - q))
@@ -825,8 +861,11 @@ class SequenceTransformerModel(RetentionModel):
         self.best_epoch_ = best_epoch
 
     # ------------------------------------------------------------------ predict
-    def _score(self, net: _SequenceNet, seq: EventSequences) -> np.ndarray:
-        """Probabilities in row order; batches of similar length, each trimmed of padding."""
+    def _score(
+        self, net: _SequenceNet, seq: EventSequences, offset: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Probabilities in row order; batches of similar length, each trimmed of padding.
+        ``offset`` (per row) is added to the network's logit."""
         net.eval()
         out = np.empty(len(seq), dtype=np.float64)
         order = np.argsort(seq.lengths, kind="stable")
@@ -834,7 +873,10 @@ class SequenceTransformerModel(RetentionModel):
             for start in range(0, len(seq), _SCORE_BATCH):
                 rows = order[start : start + _SCORE_BATCH]
                 batch = _as_tensors(seq.take(rows), self.context_mean_, self.context_std_)
-                out[rows] = torch.sigmoid(net(batch)).double().numpy()
+                logit = net(batch).double()
+                if offset is not None:
+                    logit = logit + torch.from_numpy(offset[rows].astype(np.float64))
+                out[rows] = torch.sigmoid(logit).numpy()
         return out
 
     def predict_proba(self, frame: CutoffFrame) -> np.ndarray:
@@ -844,10 +886,11 @@ class SequenceTransformerModel(RetentionModel):
             return np.empty(0, dtype=np.float64)
         with _torch_threads(getattr(self, "n_threads", None)):
             seq = self._sequences(frame)
+            offset = self._offsets(frame) if getattr(self, "btyd_offset_", False) else None
             nets = getattr(self, "nets_", None) or [self.net_]
             if len(nets) == 1:
-                return self._score(nets[0], seq)
-            return np.mean([self._score(net, seq) for net in nets], axis=0)
+                return self._score(nets[0], seq, offset)
+            return np.mean([self._score(net, seq, offset) for net in nets], axis=0)
 
     # ------------------------------------------------------------------ save/load as data
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -869,6 +912,7 @@ class SequenceTransformerModel(RetentionModel):
             "valid_cutoff_": self.valid_cutoff_,
             "horizon_days_": int(self.horizon_days_),
             "train_seconds_": float(self.train_seconds_),
+            "btyd_offset_": bool(getattr(self, "btyd_offset_", False)),
         }
         nets = getattr(self, "nets_", None) or [self.net_]
         parts: dict[str, Any] = {
@@ -949,6 +993,10 @@ class SequenceTransformerModel(RetentionModel):
         self.valid_cutoff_ = state["valid_cutoff_"]
         self.horizon_days_ = int(state["horizon_days_"])
         self.train_seconds_ = float(state["train_seconds_"])
+        # saved before the option: trained without the offset, and a clone refits so
+        self.btyd_offset_ = bool(state.get("btyd_offset_", False))
+        if "btyd_offset_" not in state:
+            self.btyd_offset = False
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -965,6 +1013,7 @@ class SequenceTransformerModel(RetentionModel):
         one = state.pop("_net_state", None)  # pickled before fold networks
         many = state.pop("_nets_state", None) or ([one] if one is not None else [])
         self.__dict__.update(state)
+        self.__dict__.setdefault("btyd_offset", False)  # pickled before the option
         if many:
             nets = []
             for weights in many:

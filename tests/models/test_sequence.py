@@ -339,3 +339,48 @@ def test_an_artifact_saved_before_order_tokens_still_reads_lines(frames) -> None
     again._set_state(state, parts)
     assert again.tokens == "event"
     np.testing.assert_array_equal(again.predict_proba(test), model.predict_proba(test))
+
+
+@pytest.mark.parametrize("cv_folds", [None, 2])
+def test_btyd_offset_adds_the_bgnbd_log_odds_in_training_and_scoring(
+    frames, cv_folds: int | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With ``btyd_offset`` every training row's logit is shifted by its own cutoff's BG/NBD
+    log-odds (one network, or fold networks and their out-of-fold rows), and so is every score."""
+    from retention.models import load_model, save_model
+    from retention.models._calibration import logit
+    from retention.models._gbdt import btyd_log_odds
+
+    train, valid, test = frames
+    seen: list[np.ndarray] = []
+    original = SequenceTransformerModel._epoch
+
+    def spy(self, net, optimizer, seq, y_t, generator, offset):  # type: ignore[no-untyped-def]
+        seen.append(offset.numpy().copy())
+        return original(self, net, optimizer, seq, y_t, generator, offset)
+
+    monkeypatch.setattr(SequenceTransformerModel, "_epoch", spy)
+    model = SequenceTransformerModel(**{**TINY, "epochs": 2}, cv_folds=cv_folds, btyd_offset=True)
+    model.fit(train, valid)
+    learning = [*train, valid] if cv_folds else train
+    every = np.concatenate([btyd_log_odds(f) for f in learning])
+    assert np.abs(every).max() > 0.1 and seen
+    # each epoch's offsets are a subset of the learning rows' own BG/NBD log-odds, never zeros
+    for offset in seen:
+        assert np.isin(offset, every.astype(np.float32)).all() and np.abs(offset).max() > 0.1
+    seq = model._sequences(test)
+    bare = np.mean([model._score(net, seq) for net in model.nets_], axis=0)
+    p = model.predict_proba(test)
+    if cv_folds is None:  # one network: the logits differ by the offset exactly
+        offset = btyd_log_odds(test)
+        ok = np.abs(offset) < 10  # where logit() does not clip the probabilities
+        assert ok.mean() > 0.8
+        np.testing.assert_allclose((logit(p) - logit(bare))[ok], offset[ok], atol=1e-5)
+    else:  # the out-of-fold rows were scored with their own offsets
+        assert model.oof_ is not None and len(model.oof_) == len(every)
+    assert np.abs(p - bare).max() > 0.01
+    loaded = load_model(save_model(model, tmp_path / "seq.retention"))
+    np.testing.assert_allclose(loaded.predict_proba(test), p, atol=1e-6)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).predict_proba(test), p)
+    with pytest.raises(ConfigError, match="btyd_offset must be true or false"):
+        SequenceTransformerModel(**TINY, btyd_offset=1).fit(train, valid)  # type: ignore[arg-type]

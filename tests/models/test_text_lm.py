@@ -97,9 +97,9 @@ def test_no_fold_network_learns_the_customers_it_scores(
     calls: list[tuple[np.ndarray, np.ndarray]] = []
     original = TextLMModel._train_one
 
-    def spy(self, fold, upper, cached, y, fit_idx, eval_idx, rng):  # type: ignore[no-untyped-def]
+    def spy(self, fold, upper, cached, y, fit_idx, eval_idx, rng, **kw):  # type: ignore[no-untyped-def]
         calls.append((fit_idx.copy(), eval_idx.copy()))
-        return original(self, fold, upper, cached, y, fit_idx, eval_idx, rng)
+        return original(self, fold, upper, cached, y, fit_idx, eval_idx, rng, **kw)
 
     monkeypatch.setattr(TextLMModel, "_train_one", spy)
     model = _model(tiny, method="lora", cv_folds=3).fit(train, valid)
@@ -112,6 +112,50 @@ def test_no_fold_network_learns_the_customers_it_scores(
         assert len(set(customer_folds(users[eval_idx], 3))) == 1
     # the out-of-fold prediction of a row is the held-out score of its own fold's network
     assert model.oof_ is not None and model.oof_["user_id"].tolist() == users.tolist()
+
+
+def test_btyd_offset_adds_the_bgnbd_log_odds_in_training_and_scoring(
+    tiny: TextEncoder, frames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``btyd_offset`` the network learns a correction to BG/NBD: every learning row's
+    logit is shifted by its own cutoff's BG/NBD log-odds, and so is every score."""
+    from retention.models._calibration import logit
+    from retention.models._gbdt import btyd_details
+
+    train, valid, test = frames
+    seen: list[np.ndarray] = []
+    original = TextLMModel._train_one
+
+    def spy(self, fold, upper, cached, y, fit_idx, eval_idx, rng, **kw):  # type: ignore[no-untyped-def]
+        seen.append(kw["offset"].copy())
+        assert (
+            float(upper.head.bias.detach()) == 0.0
+        )  # the level comes from BG/NBD, not the base rate
+        return original(self, fold, upper, cached, y, fit_idx, eval_idx, rng, **kw)
+
+    monkeypatch.setattr(TextLMModel, "_train_one", spy)
+    _model(tiny, method="lora", btyd_offset=True, cv_folds=2).fit(train, valid)
+    expected = np.concatenate(
+        [logit(btyd_details(f)["p_retained"].to_numpy()) for f in [*train, valid]]
+    )
+    assert len(seen) == 2 and np.abs(expected).max() > 0.1
+    for offset in seen:  # per learning row, in the order of the rows (users of each cutoff)
+        np.testing.assert_allclose(offset, expected)
+    # a score is sigmoid(network + offset): one network, so the logits differ by the offset
+    single = _model(tiny, method="lora", btyd_offset=True, cv_folds=None).fit(train, valid)
+    p = single.predict_proba(test)
+    bare = single._predict_texts(single._examples(test).tolist())
+    np.testing.assert_allclose(
+        logit(p) - logit(bare), logit(btyd_details(test)["p_retained"].to_numpy()), atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        load_model(save_model(single, tmp_path / "o")).predict_proba(test), p
+    )
+    # a model saved before the option (no btyd_offset_) scores as it was trained: no offset
+    del single.btyd_offset_
+    np.testing.assert_allclose(single.predict_proba(test), bare)
+    with pytest.raises(ConfigError, match="btyd_offset must be true or false"):
+        _model(tiny, btyd_offset="yes").fit(train, valid)
 
 
 def test_frozen_layers_plus_top_layers_equal_the_encoder(tiny: TextEncoder, frames) -> None:
@@ -155,7 +199,8 @@ def test_frozen_layers_plus_top_layers_equal_the_encoder(tiny: TextEncoder, fram
 
 def test_padding_never_changes_the_output(tiny: TextEncoder, frames) -> None:
     train, valid, test = frames
-    model = _model(tiny, method="full").fit(train, valid)
+    # the network alone (no BG/NBD offset), so that its scores on any texts compare
+    model = _model(tiny, method="full", btyd_offset=False).fit(train, valid)
     p = model.predict_proba(test)
     texts = model._examples(test).tolist()
     lengths = np.array([len(t) for t in texts])
@@ -197,6 +242,7 @@ def test_fine_tuning_lowers_the_training_loss(tiny: TextEncoder, frames) -> None
             learning_rate=3e-3,
             dropout=0.0,
             cv_folds=None,
+            btyd_offset=False,  # the whole score is learned: BG/NBD on 16 customers is no start
         )
         model.fit([small], None)
         assert model.oof_ is None and model.best_epoch_ == epochs  # nothing held out
