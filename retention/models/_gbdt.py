@@ -112,8 +112,8 @@ def _fit_btyd(frame: CutoffFrame) -> pd.DataFrame:
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         raise ModelError(
             f"The BG/NBD features could not be computed at cutoff {frame.cutoff:%Y-%m-%d}: "
-            f"{exc}. Set btyd_features=False (gbdt) or btyd_offset=False (text_lm) to train "
-            "without them."
+            f"{exc}. Set btyd_features=False (gbdt) or btyd_offset=False (text_lm, sequence) to "
+            "train without them."
         ) from exc
     keep = [c for c in _BTYD_COLUMNS if c in details.columns]
     out = details[keep].reindex(frame.users)

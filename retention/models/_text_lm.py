@@ -381,10 +381,10 @@ class TextLMModel(RetentionModel):
             frame.events, frame.items, frame.cutoff, max_chars=self._chars, users=frame.users
         )
 
-    def _offsets(self, frame: CutoffFrame, *, use: bool) -> np.ndarray:
+    def _offsets(self, frame: CutoffFrame) -> np.ndarray:
         """Per customer of ``frame`` (in ``frame.users`` order), what the network's logit is
-        added to: the BG/NBD log-odds when ``use``, else 0."""
-        if not use:
+        added to: the BG/NBD log-odds when trained so (``btyd_offset_``), else 0."""
+        if not getattr(self, "btyd_offset_", False):
             return np.zeros(len(frame), dtype=np.float64)
         from retention.models._gbdt import btyd_log_odds
 
@@ -635,7 +635,7 @@ class TextLMModel(RetentionModel):
             texts += self._examples(f).tolist()
         labels = np.concatenate([f.label.reindex(f.users).to_numpy(dtype=float) for f in frames])  # type: ignore[union-attr]
         self.btyd_offset_ = bool(self.btyd_offset)
-        offsets = np.concatenate([self._offsets(f, use=self.btyd_offset_) for f in frames])
+        offsets = np.concatenate([self._offsets(f) for f in frames])
         users = np.concatenate([f.users.to_numpy(dtype=str) for f in frames])
         cutoffs = np.concatenate([np.repeat(np.datetime64(f.cutoff, "ns"), len(f)) for f in frames])
         if np.isnan(labels).any():
@@ -661,7 +661,7 @@ class TextLMModel(RetentionModel):
             vt = self._examples(valid)
             vy = valid.label.reindex(valid.users).to_numpy(dtype=float)  # type: ignore[union-attr]
             ok = ~np.isnan(vy)
-            vt, vy, vo = vt[ok], vy[ok], self._offsets(valid, use=self.btyd_offset_)[ok]
+            vt, vy, vo = vt[ok], vy[ok], self._offsets(valid)[ok]
             if len(np.unique(vy)) == 2:
                 vkeep = np.arange(len(vy))
                 if self.max_valid_examples is not None:
@@ -884,8 +884,8 @@ class TextLMModel(RetentionModel):
             if not texts:
                 return np.zeros(0)
             # what training used (an artifact saved before the option has none)
-            use = bool(getattr(self, "btyd_offset_", False))
-            return self._predict_texts(texts, self._offsets(frame, use=True) if use else None)
+            offset = self._offsets(frame) if getattr(self, "btyd_offset_", False) else None
+            return self._predict_texts(texts, offset)
 
     # ------------------------------------------------------------------------------------------
     # save/load and pickling: the trained weights travel as safetensors bytes, the network is
