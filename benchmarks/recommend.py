@@ -75,6 +75,7 @@ from retention.strategies import (  # noqa: E402
     leave_last_out,
     read_sequences,
 )
+from retention.workflows import json_clean  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODELS = "popularity,cooccurrence,transition,ease,als,sasrec_sampled,sasrec,blend"
@@ -432,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                 seqs, names, overrides, refit_overrides=refit_overrides, items=items
             )
             result.update({"file": str(args.sequences), "retention": __version__})
-            print(json.dumps(result, indent=2, allow_nan=True))
+            # strict JSON (NaN, say of a segment with no user, is null), as other tools parse it
+            print(json.dumps(json_clean(result), indent=2, allow_nan=False))
             return 0
         from retention.data import amazon_beauty_items, dataset_path
 
@@ -484,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_online_retail:
             report["online_retail"] = online_retail_run(names, overrides)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+        args.out.write_text(json.dumps(json_clean(report), indent=2, allow_nan=False) + "\n")
         print(
             table(
                 f"Amazon Beauty, leave-last-out ({beauty['n_users']:,} users, {beauty['n_items']:,} items)",

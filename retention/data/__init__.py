@@ -5,7 +5,14 @@
 ...     report = ingest(store, "orders.csv", Mapping.from_cli(["user_id=CustomerID"]))
 """
 
-from retention.data._contract import EVENT_TYPES, TABLES, ColumnSpec, TableSpec, table_spec
+from retention.data._contract import (
+    COLUMN_SYNONYMS,
+    EVENT_TYPES,
+    TABLES,
+    ColumnSpec,
+    TableSpec,
+    table_spec,
+)
 from retention.data._datasets import (
     DatasetInfo,
     amazon_beauty_items,
@@ -28,6 +35,7 @@ from retention.data._store import (
 )
 
 __all__ = [
+    "COLUMN_SYNONYMS",
     "EPOCH_UNITS",
     "EVENT_TYPES",
     "FORMATS",

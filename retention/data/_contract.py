@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "COLUMN_SYNONYMS",
     "EVENT_TYPES",
     "TABLES",
     "ColumnSpec",
@@ -147,6 +148,43 @@ OUTCOMES = TableSpec(
     ),
     key=("experiment_id", "user_id", "metric"),
 )
+
+#: source column names that often hold a canonical column (compared in lower case, letters and
+#: digits only): a file without the canonical column whose column by one of these names would go
+#: unread is told the ``--map`` that reads it (never mapped without being asked)
+COLUMN_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "user_id": (
+        "customer", "customerid", "client", "clientid", "user", "userid", "member", "memberid",
+        "account", "accountid", "shopper", "shopperid", "buyer", "buyerid", "visitor",
+        "visitorid", "reviewerid",
+    ),
+    "ts": (
+        "timestamp", "time", "date", "datetime", "eventtime", "eventdate", "createdat",
+        "orderdate", "invoicedate", "purchasedate", "unixreviewtime",
+    ),
+    "event_type": (
+        "event", "type", "kind", "action", "eventname", "activity", "behavior", "behaviour",
+    ),
+    "item_id": (
+        "item", "itemid", "product", "productid", "sku", "asin", "stockcode", "article",
+        "articleid",
+    ),
+    "order_id": (
+        "order", "orderid", "orderref", "invoice", "invoiceno", "invoiceid", "transaction",
+        "transactionid", "basket", "basketid", "receipt",
+    ),
+    "quantity": ("qty", "units", "count", "quantityordered"),
+    "amount": (
+        "price", "unitprice", "revenue", "value", "total", "sales", "spend", "linetotal",
+        "ordervalue", "gmv", "paid",
+    ),
+    "rating": ("score", "stars", "reviewscore", "overall"),
+    "text": ("review", "reviewtext", "comment", "body", "message", "reviewbody", "content"),
+    "title": ("name", "productname", "itemname"),
+    "category": ("categoryname", "productcategory", "department"),
+    "price": ("unitprice", "listprice"),
+    "signup_ts": ("signup", "signupdate", "registered", "registrationdate", "createdat"),
+}  # fmt: skip
 
 #: every table ``ingest`` can write, by name
 TABLES: dict[str, TableSpec] = {t.name: t for t in (EVENTS, ITEMS, USERS, ASSIGNMENTS, OUTCOMES)}

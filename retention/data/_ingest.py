@@ -100,6 +100,9 @@ class IngestReport:
         Wall time of the ingest.
     columns : dict of str to str
         Canonical column -> the source it was read from.
+    unread : list of str
+        Source columns nothing read (the table has no column for them; a warning named the
+        ``--map`` of those whose name is a usual one for an empty canonical column).
     """
 
     ingest_id: int
@@ -113,6 +116,7 @@ class IngestReport:
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     columns: dict[str, str] = field(default_factory=dict)
+    unread: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +142,7 @@ class IngestReport:
             "reasons": dict(self.reasons),
             "seconds": self.seconds,
             "columns": dict(self.columns),
+            "unread": list(self.unread),
         }
 
 
@@ -508,6 +513,7 @@ def _write(
         quarantined=quarantined,
         reasons={str(k): int(v) for k, v in reasons.items()},
         columns=plan.sources,
+        unread=plan.unread,
     )
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from retention.data._contract import EVENT_TYPES, ColumnSpec, TableSpec
+from retention.data._contract import COLUMN_SYNONYMS, EVENT_TYPES, ColumnSpec, TableSpec
 from retention.data._expr import MapExpression, parse_map_expression
 from retention.data._mapping import EPOCH_UNITS, Mapping
 from retention.data._readers import SAMPLE_ROWS, Source
@@ -169,6 +169,8 @@ class StagePlan:
     epoch : dict of str to str
         Time column -> the epoch unit its numbers were read in (``epoch_s``...), when sniffed or
         given.
+    unread : list of str
+        Source columns that nothing reads (not kept: the table has no column for them).
     """
 
     sql: str
@@ -178,6 +180,7 @@ class StagePlan:
     extras: dict[str, str] = field(default_factory=dict)
     text_columns: list[str] = field(default_factory=list)
     epoch: dict[str, str] = field(default_factory=dict)
+    unread: list[str] = field(default_factory=list)
 
 
 def _find(columns: list[str], name: str) -> str | None:
@@ -188,6 +191,31 @@ def _find(columns: list[str], name: str) -> str | None:
         return unq[1:-1]
     matches = [c for c in columns if c.lower() == unq.lower()]
     return matches[0] if len(matches) == 1 else None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "", name.lower())
+
+
+def _synonyms(columns: list[str], wanted: list[str]) -> dict[str, str]:
+    """Canonical column -> the one column of ``columns`` whose name is a usual name for it
+    (:data:`COLUMN_SYNONYMS`), for those of ``wanted`` that have exactly one."""
+    out: dict[str, str] = {}
+    for canonical in wanted:
+        names = set(COLUMN_SYNONYMS.get(canonical, ()))
+        hits = [c for c in columns if _norm(c) in names]
+        if len(hits) == 1 and hits[0] not in out.values():
+            out[canonical] = hits[0]
+    return out
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _map_flag(canonical: str, column: str) -> str:
+    value = f"{canonical}={column}"
+    return f"--map {value}" if re.fullmatch(r"[\w.=-]+", value) else f"--map '{value}'"
 
 
 def _sanitize(name: str, taken: set[str]) -> str:
@@ -536,7 +564,8 @@ class _Builder:
                     resolved[canonical] = ("col", found)
         missing = [c for c in spec.required if c not in resolved]
         if missing:
-            fix = " ".join(f"--map {c}=COLUMN" for c in missing)
+            likely = _synonyms(s.columns, missing)
+            fix = " ".join(_map_flag(c, likely.get(c, "COLUMN")) for c in missing)
             hint = ""
             if s.columns and all(re.fullmatch(r"column\d+", c) for c in s.columns):
                 hint = " (the file seems to have no header: map by position, e.g. column0)"
@@ -572,6 +601,7 @@ class _Builder:
                     store_col = _sanitize(source_col, taken)
                     extra_values[store_col] = ("col", source_col)
                     extras[store_col] = source_col
+        unread = self.unread(resolved) if not spec.extra_columns else []
 
         # types of expressions (binding may demote sniffed types, so bind all first)
         expr_types: dict[str, str] = {}
@@ -713,7 +743,34 @@ class _Builder:
             extras=extras,
             text_columns=text_columns,
             epoch=epoch,
+            unread=unread,
         )
+
+    def unread(self, resolved: dict[str, tuple[str, str]]) -> list[str]:
+        """The source columns nothing reads; a warning names the ``--map`` for those whose name
+        is a usual one for a canonical column the mapping leaves empty."""
+        used = {v for kind, v in resolved.values() if kind == "col"}
+        for checked in self.exprs.values():
+            used |= set(checked.columns)
+        unread = [c for c in self.source.columns if c not in used]
+        empty = [c for c in self.spec.names if c not in resolved and c != "event_id"]
+        likely = _synonyms(unread, empty)
+        if likely:
+            flags = " ".join(_map_flag(c, col) for c, col in likely.items())
+            cols = _and([repr(col) for col in likely.values()])
+            one = len(likely) == 1
+            note = ""
+            if "amount" in likely and "price" in _norm(likely["amount"]):
+                note = "; amount is the money of the whole line, a unit price times quantity"
+            warnings.warn(
+                f"{self.label}: the column{'' if one else 's'} {cols} {'is' if one else 'are'} "
+                f"not read but look{'s' if one else ''} like {_and(list(likely))}; to read "
+                f"{'it' if one else 'them'}, ingest the file into a new store (with a column "
+                f"more, the same rows would be new events) with {flags}{note}.",
+                RetentionWarning,
+                stacklevel=8,  # the caller of ingest()
+            )
+        return unread
 
     @staticmethod
     def event_id(values: dict[str, str], constants: dict[str, str]) -> str:

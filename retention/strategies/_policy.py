@@ -105,7 +105,10 @@ class PolicyComparison:
         outcome per unit), ``incremental`` (total gain over treating nobody, on these units),
         ``incremental_low`` / ``incremental_high`` (bootstrap interval), ``per_1000`` (gain per
         1,000 units), and, when a reference policy is named, ``ratio`` (incremental over the
-        reference's) with ``ratio_low`` / ``ratio_high``.
+        reference's) with ``ratio_low`` / ``ratio_high``. A ratio is NaN when the reference
+        gains nothing over treating nobody (its incremental is 0 or less, where a ratio of two
+        losses would read as a gain), its interval NaN too when the reference's resampled gain is
+        0 or less in more than ``1 - level`` of the resamples (the ratio is then unbounded).
     n_units : int
         Units valued.
     n_boot : int
@@ -244,14 +247,15 @@ def evaluate_policies(
                 (f"ratio_vs_{r}", r) for r in other_references
             ]
             for column, ref in refs:
+                # a ratio to a reference that gains nothing (or loses) means nothing: two
+                # losses would divide to a "gain" above 1
                 ref_total = float(gains[ref].sum())
-                row[column] = total / ref_total if ref_total != 0 else np.nan
+                row[column] = total / ref_total if ref_total > 0 else np.nan
                 low = high = np.nan
-                if boot:
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        r = boot[name] / boot[ref]
-                    r = r[np.isfinite(r)]
-                    if len(r):
+                if boot and ref_total > 0:
+                    keep = boot[ref] > 0
+                    if keep.mean() >= level:  # else the ratio's interval is unbounded
+                        r = boot[name][keep] / boot[ref][keep]
                         low, high = float(np.quantile(r, lo_q)), float(np.quantile(r, hi_q))
                 row[f"{column}_low"], row[f"{column}_high"] = low, high
             rows.append(row)

@@ -705,6 +705,30 @@ class UpliftEvaluation:
     rule_search: list[PolicyRule] = field(default_factory=list)
     held_out: dict[str, Any] = field(default_factory=dict)
 
+    def policy_warnings(self) -> list[str]:
+        """Plain-words warnings on the policy values (also ``policy.warnings`` of the JSON):
+        the policy gains nothing over treating nobody on the held-out units, or random
+        targeting does not, so that the ratios to it are left out."""
+        out: list[str] = []
+        gains = {key: float(v) for key, v in self.policy.table["incremental"].items()}
+        if ("policy", "ipw") in gains:
+            gain = gains[("policy", "ipw")]
+            if gain <= 0:
+                out.append(
+                    f"The policy gains nothing over treating nobody on the held-out units (IPW "
+                    f"gain {gain:.4g}): treating nobody is the better choice on this data."
+                )
+        ref = self.policy.reference
+        if ref is not None and (ref, "ipw") in gains:
+            gain = gains[(ref, "ipw")]
+            if gain <= 0:
+                out.append(
+                    f"Random targeting ({ref}) gains nothing over treating nobody (IPW gain "
+                    f"{gain:.4g}): no ratio to it is given, since a ratio of two losses would read "
+                    "as a gain."
+                )
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: per treatment the ``difference`` and, per model, ``qini`` and
         ``uplift_at_30`` (the contract of ``retention uplift evaluate --json``); the targeting
@@ -750,6 +774,7 @@ class UpliftEvaluation:
                 "rule": None if self.rule is None else self.rule.to_dict(),
                 "rules_tried": {r.label: r.value for r in self.rule_search},
                 **self.policy.to_dict(),
+                "warnings": self.policy_warnings(),
             },
             "features": self.features,
             "dropped": self.dropped,

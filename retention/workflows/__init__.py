@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "LoadedModel": "retention.workflows._common",
     "ModelCache": "retention.workflows._common",
     "check_output_path": "retention.workflows._common",
+    "json_clean": "retention.workflows._common",
+    "latest_backtest_cutoff": "retention.workflows._common",
     # _data: ingest and info
     "IngestRequest": "retention.workflows._data",
     "StoreInfo": "retention.workflows._data",
@@ -246,6 +248,8 @@ if TYPE_CHECKING:  # pragma: no cover
         LoadedModel,
         ModelCache,
         check_output_path,
+        json_clean,
+        latest_backtest_cutoff,
     )
     from retention.workflows._customers import (  # noqa: F401
         MAX_BATCH_IDS,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from retention.data import Store
-from retention.exceptions import ConfigError, ModelError
+from retention.exceptions import ConfigError, DataError, ModelError
 
 __all__ = [
     "LoadedModel",
@@ -152,6 +152,29 @@ def default_cutoff(
 
         last = check_activity(data_span(store, retained_by))
     return cutoff if cutoff is not None else last.normalize()
+
+
+def latest_backtest_cutoff(
+    store: Store, horizon_days: int, retained_by: str = "purchase"
+) -> pd.Timestamp:
+    """The latest cutoff whose label window the store has seen whole: the date of its last
+    qualifying event (see :func:`default_cutoff`) minus ``horizon_days``."""
+    from retention.features import check_activity, data_span
+
+    horizon = check_positive_int(horizon_days, "horizon_days")
+    span = data_span(store, retained_by)
+    last = check_activity(span).normalize()
+    cutoff = last - pd.Timedelta(days=horizon)
+    first = span.first_qualifying
+    if first is None or cutoff <= first:
+        days = (last - (first or last).normalize()).days
+        raise DataError(
+            f"The store's {span.retained_by} history spans {days} days (to {last:%Y-%m-%d}), "
+            f"too short for a backtest with a {horizon}-day horizon, which needs history before "
+            "its cutoff and the whole horizon after it: pass a shorter --horizon, ingest more "
+            "history, or name a --cutoff."
+        )
+    return cutoff
 
 
 def check_positive_int(value: Any, name: str) -> int:

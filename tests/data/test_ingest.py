@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from retention.data import IngestReport, Mapping, Store, ingest, ingest_frame
-from retention.exceptions import QuarantineError, ReadError, SchemaError
+from retention.exceptions import QuarantineError, ReadError, RetentionWarning, SchemaError
 
 RETAIL_MAP = Mapping.from_cli(
     [
@@ -205,9 +206,46 @@ def test_missing_required_column_names_the_columns_and_the_fix(
     message = str(info.value)
     assert "user_id" in message and "ts" in message
     assert "CustomerID" in message and "InvoiceDate" in message
-    assert "--map user_id=COLUMN" in message
+    # the usual names of the required columns are named in the fix
+    assert "--map user_id=CustomerID --map ts=InvoiceDate" in message
     with pytest.raises(SchemaError, match="not a column"):
         ingest(store, path, RETAIL_MAP.merge(Mapping.from_cli(["user_id=CustomerId2"])))
+    # a column of no usual name: the fix keeps the placeholder
+    odd = _file(tmp_path, "odd.csv", "who,when\nu1,2015-01-01\n")
+    with pytest.raises(SchemaError, match=r"--map user_id=COLUMN --map ts=COLUMN\."):
+        ingest(store, odd)
+
+
+def test_unread_columns_are_reported_and_usual_names_get_the_map_that_reads_them(
+    tmp_path: Path,
+) -> None:
+    text = "customer,date,type,price,qty,colour\nu1,2015-01-01,view,9.5,2,red\n"
+    path = _file(tmp_path, "shop.csv", text)
+    base = Mapping.from_cli(["user_id=customer", "ts=date"])
+    with Store(tmp_path / "a.duckdb") as store:
+        with pytest.warns(RetentionWarning) as caught:
+            report = ingest(store, path, base)
+        assert report.unread == ["type", "price", "qty", "colour"]
+        assert report.to_dict()["unread"] == report.unread
+        (message,) = [str(w.message) for w in caught]
+        assert "--map event_type=type --map quantity=qty --map amount=price" in message
+        assert "new store" in message and "unit price times quantity" in message
+        assert "colour" not in message  # no canonical column is called that
+        # unmapped, the event type is the default and the money is empty
+        row = store.con.execute("SELECT event_type, amount FROM events").fetchone()
+        assert row == ("purchase", None)
+    # following the hint reads them, and nothing is left to point out
+    fixed = base.merge(Mapping.from_cli(["event_type=type", "amount=price", "quantity=qty"]))
+    with Store(tmp_path / "b.duckdb") as store, warnings.catch_warnings():
+        warnings.simplefilter("error", RetentionWarning)
+        report = ingest(store, path, fixed)
+        assert report.unread == ["colour"]
+        row = store.con.execute("SELECT event_type, amount, quantity FROM events").fetchone()
+        assert row is not None and row[0] == "view" and float(row[1]) == 9.5 and row[2] == 2.0
+    # a column an expression reads is read
+    expr = base.merge(Mapping.from_cli(["amount=price * qty", "event_type=type"]))
+    with Store(tmp_path / "c.duckdb") as store:
+        assert ingest(store, path, expr).unread == ["colour"]
 
 
 @pytest.mark.parametrize(

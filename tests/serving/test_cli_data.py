@@ -133,7 +133,7 @@ def test_subprocess_missing_column_exits_non_zero_and_names_the_fix(tmp_path: Pa
     proc = _cli("ingest", str(path), "--db", str(tmp_path / "s.duckdb"), cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "--map user_id=COLUMN" in proc.stderr and "Client" in proc.stderr
+    assert "--map user_id=Client --map ts=Date" in proc.stderr
     assert proc.stderr.count("error:") == 1
 
 

@@ -63,6 +63,35 @@ def test_errors_are_one_line_with_exit_2(db: Path, tmp_path: Path, capsys) -> No
     assert "No store" in capsys.readouterr().err
 
 
+def test_backtest_without_a_cutoff_takes_the_latest_with_its_horizon_seen(
+    db: Path, tmp_path: Path, capsys
+) -> None:
+    from retention.data import Store
+
+    with Store(db, read_only=True) as store:
+        row = store.con.execute(
+            "SELECT max(ts) FROM events WHERE event_type = 'purchase'"
+        ).fetchone()
+    assert row is not None
+    expected = pd.Timestamp(row[0]).normalize() - pd.Timedelta(days=45)
+    out = tmp_path / "bt.json"
+    args = ["backtest", "--db", str(db), "--horizon", "45", "--models", "bgnbd"]
+    assert main([*args, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"cutoff {expected:%Y-%m-%d}: the latest with its 45 days" in printed
+    assert json.loads(out.read_text())["cutoff"][:10] == f"{expected:%Y-%m-%d}"
+    # a history shorter than the horizon: one line naming the fixes
+    csv = tmp_path / "short.csv"
+    csv.write_text("user_id,ts\nu1,2015-01-01\nu2,2015-01-05\n", encoding="utf-8")
+    short = tmp_path / "short.duckdb"
+    assert main(["ingest", str(csv), "--db", str(short)]) == 0
+    capsys.readouterr()
+    assert main(["backtest", "--db", str(short)]) == 2
+    err = capsys.readouterr().err
+    assert "spans 4 days" in err and "--horizon" in err and "--cutoff" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_backtest_params_reach_the_named_model(db: Path, tmp_path: Path, capsys) -> None:
     args = ["backtest", "--db", str(db), "--cutoff", CUTOFF, "--horizon", "45"]
     args += ["--models", "bgnbd,gbdt_rfm"]

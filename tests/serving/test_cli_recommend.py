@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retention.serving.cli import main
@@ -91,3 +92,31 @@ def test_benchmark_rejects_a_malformed_sequences_file_in_one_line(tmp_path: Path
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Line 2 of" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_json_is_strict_json(tmp_path: Path) -> None:
+    # every user has several items, so the "cold" segment is empty: its figures are null, never
+    # NaN, which strict parsers (JavaScript's, jq) refuse
+    rng = np.random.default_rng(0)
+    lines = [
+        f"u{u} " + " ".join(str(i) for i in rng.choice(30, size=int(rng.integers(4, 7))))
+        for u in range(80)
+    ]
+    seqs = tmp_path / "seq.txt"
+    seqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--sequences", str(seqs)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    payload = json.loads(proc.stdout, parse_constant=refuse)
+    cold = payload["models"]["popularity"]["segments"]["cold (<= 1 item)"]
+    assert cold["n_users"] == 0 and cold["hr@10"] is None
+    assert 0 <= payload["models"]["popularity"]["hr@10"] <= 1

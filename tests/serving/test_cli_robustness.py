@@ -193,7 +193,7 @@ def test_the_same_warning_with_other_numbers_is_counted_not_repeated(
     [
         (["ingest", "--bogus"], "No such option: --bogus (see `retention ingest --help`)."),
         (["ingest"], "Missing argument 'file' (see `retention ingest --help`)."),
-        (["backtest"], "Missing option '--cutoff'"),
+        (["uplift", "evaluate"], "Missing option '--csv'"),
         (["train", "--horizon", "abc"], "'--horizon'"),
         (["train", "--horizon", "0"], "'--horizon'"),
         (["backtest", "--cutoff", "2020-01-01", "--n-train", "0"], "'--n-train'"),

@@ -243,3 +243,34 @@ def test_with_one_treatment_the_policy_is_the_chosen_models_ranking(campaign) ->
         pair, features, models=("s_learner",), model_params=FAST, n_boot=0, policy_folds=2
     )
     assert len(cf.rule_search) == 2 and {r.shrinkage for r in cf.rule_search} == {0.0}
+
+
+def test_a_harmful_campaign_is_said_so_and_gets_no_ratio() -> None:
+    df = campaign_frame(3000, seed=5)
+    rng = np.random.default_rng(0)
+    treated = (df["segment"] != "none").to_numpy()
+    df.loc[treated & (rng.random(len(df)) < 0.6), "outcome"] = 0.0  # the e-mails hurt
+    data = check_uplift_frame(df, treatment="segment", control="none", outcome="outcome")
+    features, _ = choose_features(data, ["x0", "x1", "x2", "x3", "grade"])
+    ev = evaluate_uplift(
+        data, features, models=("s_learner",), model_params=FAST, n_boot=50, policy_folds=0
+    )
+    t = ev.policy.table
+    assert t.loc[("random", "ipw")]["incremental"] < 0
+    assert np.isnan(t.loc[("policy", "ipw")]["ratio"])
+    warnings = ev.to_dict()["policy"]["warnings"]
+    assert any("Random targeting (random) gains nothing" in w for w in warnings)
+    loses = t.loc[("policy", "ipw")]["incremental"] <= 0
+    assert loses == any("The policy gains nothing" in w for w in warnings)
+    # a campaign that works has no warning
+    good = evaluate_uplift(
+        check_uplift_frame(
+            campaign_frame(3000, seed=5), treatment="segment", control="none", outcome="outcome"
+        ),
+        features,
+        models=("s_learner",),
+        model_params=FAST,
+        n_boot=50,
+        policy_folds=0,
+    )
+    assert good.policy_warnings() == []

@@ -130,3 +130,32 @@ def test_other_references_and_the_bootstrap_sums() -> None:
     assert row["incremental_high"] == pytest.approx(np.quantile(sums, 0.975), rel=1e-9)
     with pytest.raises(ConfigError, match="not among the policies"):
         evaluate_policies(y, arm, E[x], policies, other_references=("nobody",))
+
+
+def test_no_ratio_to_a_reference_that_loses() -> None:
+    # arm 1 lowers the outcome everywhere: random targeting and the policy both lose, and
+    # their ratio (two losses) would read as a gain above 1
+    mu = np.array([[0.40, 0.20, 0.60], [0.40, 0.20, 0.60], [0.40, 0.20, 0.60]])
+    rng = np.random.default_rng(3)
+    n = 6000
+    x = rng.integers(0, 3, size=n)
+    arm = (rng.random(n)[:, None] > np.cumsum(E[x], axis=1)).sum(axis=1)
+    y = (rng.random(n) < mu[x, arm]).astype(float)
+    policies = {
+        "worse": one_hot_policy(np.ones(n, dtype=int), 3),
+        "random": np.tile([0.5, 0.5, 0.0], (n, 1)),
+        "good": one_hot_policy(np.full(n, 2), 3),
+    }
+    t = evaluate_policies(
+        y, arm, E[x], policies, reference="random", other_references=("good",), n_boot=100
+    ).table
+    assert t.loc[("random", "ipw")]["incremental"] < 0
+    for name in ("worse", "random", "good"):
+        row = t.loc[(name, "ipw")]
+        assert np.isnan(row["ratio"]) and np.isnan(row["ratio_low"]) and np.isnan(row["ratio_high"])
+    # against a reference that gains, the ratios stay
+    worse = t.loc[("worse", "ipw")]
+    assert worse["ratio_vs_good"] == pytest.approx(
+        worse["incremental"] / t.loc[("good", "ipw")]["incremental"]
+    )
+    assert worse["ratio_vs_good_low"] <= worse["ratio_vs_good"] <= worse["ratio_vs_good_high"]

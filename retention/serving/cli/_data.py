@@ -140,7 +140,12 @@ def ingest_table(report: Any) -> Group:
     table.add_row("+ quarantined", f"{report.quarantined:,}")
     for reason, n in report.reasons.items():
         table.add_row(f"    {reason}", f"{n:,}")
-    return Group(heading, table)
+    unread = list(getattr(report, "unread", None) or [])
+    if not unread:
+        return Group(heading, table)
+    shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
+    note = Text(f"not read (no {report.table} column for them): {shown}", style="dim")
+    return Group(heading, table, note)
 
 
 @app.command("info")

@@ -216,7 +216,15 @@ def _write_json(path: Path, payload: dict[str, object]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8"
+            json.dumps(
+                workflows.json_clean(payload),
+                indent=2,
+                default=str,
+                ensure_ascii=False,
+                allow_nan=False,
+            )
+            + "\n",
+            encoding="utf-8",
         )
     except OSError as exc:
         raise ConfigError(

@@ -63,8 +63,14 @@ def _backtest_params(values: list[str], models: tuple[str, ...]) -> dict[str, di
 @app.command("backtest")
 def backtest_command(
     cutoff: Annotated[
-        str, typer.Option("--cutoff", help="Held-out test cutoff, YYYY-MM-DD.", show_default=False)
-    ],
+        str | None,
+        typer.Option(
+            "--cutoff",
+            help="Held-out test cutoff, YYYY-MM-DD (default: the latest whose horizon the store "
+            "has seen whole, the last qualifying event's date minus the horizon).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
     horizon: HorizonOption = 90,
     json_out: Annotated[
@@ -107,15 +113,24 @@ def backtest_command(
     if html is not None:
         workflows.check_output_path(html, "--report", "report.html")
 
-    request = workflows.BacktestRequest(
-        cutoff=workflows.to_cutoff(cutoff),
-        horizon_days=horizon,
-        models=names,
-        n_train=n_train,
-        retained_by=retained_by,
-        model_params=model_params,
-    )
+    at = None if cutoff is None else workflows.to_cutoff(cutoff)
     with open_store(db, read_only=True) as store:
+        if at is None:
+            at = workflows.latest_backtest_cutoff(store, horizon, retained_by)
+            console.print(
+                f"cutoff {at:%Y-%m-%d}: the latest with its {_days(horizon)} in the store "
+                "(--cutoff to choose another)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        request = workflows.BacktestRequest(
+            cutoff=at,
+            horizon_days=horizon,
+            models=names,
+            n_train=n_train,
+            retained_by=retained_by,
+            model_params=model_params,
+        )
         result = workflows.backtest(store, request, progress=progress())
     if json_out is not None:
         workflows.write_backtest_json(result, json_out)

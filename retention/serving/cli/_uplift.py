@@ -135,6 +135,8 @@ def print_evaluation(payload: dict[str, Any]) -> None:
             f"{_f(ipw.get('ratio_high'), 3)})",
         )
     console.print(table)
+    for text in pol.get("warnings") or []:
+        console.print(f"note: {text}", highlight=False, soft_wrap=True)
     if payload.get("chosen_rule"):
         console.print(
             f"the policy row's targeting rule: {payload['chosen_rule']} "

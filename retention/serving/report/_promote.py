@@ -177,7 +177,7 @@ def uplift_sections(report: UpliftEvaluateReport) -> list[ReportSection]:
             f"Policy value at {100 * ev.share:.0f}% treated",
             figures=[policy_figure(pol)],
             table=table,
-            notes=CAPTIONS["policy"],
+            notes=" ".join([CAPTIONS["policy"], *payload["policy"].get("warnings", [])]),
         )
     )
     feats = pd.DataFrame(
