@@ -44,7 +44,8 @@ _PROMOTE_EXPORTS = {
     for module, names in {
         "_uplift": "UPLIFT_LEARNERS SLearner TLearner TransformedOutcome UpliftLearner XLearner "
         "get_uplift_learner uplift_learner_from_state DEFAULT_UPLIFT_MODELS DRLearner "
-        "SCategoricalLearner MultiClassTransformation",
+        "SCategoricalLearner MultiClassTransformation LEARNER_CLASSES SegmentLearner "
+        "make_uplift_learner",
         "_uplift_data": "BALANCE_ALPHA FeatureEncoder UpliftData balance_pvalues "
         "check_uplift_frame choose_features design_propensity estimate_propensity",
         "_uplift_metrics": "perfect_score qini_area qini_auc_score qini_curve uplift_area "

@@ -36,6 +36,7 @@ into plain data and back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,16 +48,19 @@ from retention.models import check_is_fitted
 
 __all__ = [
     "DEFAULT_UPLIFT_MODELS",
+    "LEARNER_CLASSES",
     "UPLIFT_LEARNERS",
     "DRLearner",
     "MultiClassTransformation",
     "SCategoricalLearner",
     "SLearner",
+    "SegmentLearner",
     "TLearner",
     "TransformedOutcome",
     "UpliftLearner",
     "XLearner",
     "get_uplift_learner",
+    "make_uplift_learner",
     "uplift_learner_from_state",
 ]
 
@@ -496,6 +500,131 @@ class DRLearner(UpliftLearner):
         )
 
 
+class SegmentLearner(UpliftLearner):
+    """Each treatment's effect in each segment of the columns the user names: no model, the rule
+    a marketer writes by hand, measured on the training units.
+
+    A segment is a combination of the named columns' values (a number with more than
+    :attr:`max_levels` values is cut at its training quartiles). Its effect of treatment ``k``
+    is the difference of the propensity-weighted (Hajek) mean outcomes of arm ``k`` and the
+    control among its units; a segment with fewer than ``min_child_samples`` units in either
+    arm, or one not seen in training, gets the overall difference instead. The LightGBM
+    parameters are accepted (every learner takes them) and unused.
+
+    Parameters
+    ----------
+    segments : sequence of str
+        Covariates (columns of ``X``) whose values make the segments, e.g. ``("mens", "womens")``.
+    """
+
+    name = "segments"
+    #: a numeric column with more distinct values than this is cut at its quartiles
+    max_levels: ClassVar[int] = 10
+
+    def __init__(
+        self,
+        segments: tuple[str, ...] | list[str] = (),
+        outcome: str = "auto",
+        n_estimators: int = 500,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 50,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int = 30,
+        validation_fraction: float = 0.2,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        super().__init__(
+            outcome=outcome,
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            min_child_samples=min_child_samples,
+            reg_lambda=reg_lambda,
+            early_stopping_rounds=early_stopping_rounds,
+            validation_fraction=validation_fraction,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+        self.segments = segments
+
+    def _keys(self, X: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for col in self.columns_:
+            values = X[col]
+            edges = self.edges_.get(col)
+            if edges is not None:
+                num = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+                part = np.where(np.isnan(num), -1, np.searchsorted(edges, num, side="right"))
+                parts.append(part.astype(str))
+            else:
+                parts.append(values.astype("string").fillna("<missing>").to_numpy(dtype=object))
+        keys = pd.Series(parts[0], dtype=object).astype(str)
+        for part in parts[1:]:
+            keys = keys + "|" + pd.Series(part, dtype=object).astype(str)
+        return keys.to_numpy(dtype=object)
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray, codes: np.ndarray, e: np.ndarray) -> None:
+        columns = [str(c) for c in self.segments]
+        missing = [c for c in columns if c not in X.columns]
+        if not columns or missing:
+            raise ConfigError(
+                "The segments learner needs the covariates its segments are made of: "
+                + (
+                    f"{', '.join(map(repr, missing))} not among them ({', '.join(X.columns)})."
+                    if missing
+                    else "name them (--segments COL,COL)."
+                )
+            )
+        self.columns_ = columns
+        self.edges_: dict[str, list[float]] = {}
+        for col in columns:
+            values = X[col]
+            if pd.api.types.is_numeric_dtype(values) and values.nunique() > self.max_levels:
+                q = np.nanquantile(values.to_numpy(dtype=float), [0.25, 0.5, 0.75])
+                self.edges_[col] = [float(v) for v in np.unique(q)]
+        keys = self._keys(X)
+        w = (codes[:, None] == np.arange(self.n_arms_)[None, :]) / e
+
+        def effects(rows: np.ndarray) -> list[float] | None:
+            n = np.bincount(codes[rows], minlength=self.n_arms_)
+            if n.min() < int(self.min_child_samples):
+                return None
+            means = (w[rows] * y[rows, None]).sum(axis=0) / w[rows].sum(axis=0)
+            return [float(means[k] - means[0]) for k in range(1, self.n_arms_)]
+
+        overall = effects(np.ones(len(y), dtype=bool))
+        if overall is None:  # too few units per arm even overall: plain means
+            means = [float(y[codes == k].mean()) for k in range(self.n_arms_)]
+            overall = [means[k] - means[0] for k in range(1, self.n_arms_)]
+        self.overall_ = overall
+        self.cells_: dict[str, list[float]] = {}
+        for key in np.unique(keys):
+            cell = effects(keys == key)
+            self.cells_[str(key)] = overall if cell is None else cell
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        keys = self._keys(X)
+        return np.array([self.cells_.get(str(k), self.overall_) for k in keys], dtype=float)
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "columns": list(self.columns_),
+            "edges": {c: list(v) for c, v in self.edges_.items()},
+            "cells": {k: list(v) for k, v in self.cells_.items()},
+            "overall": list(self.overall_),
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self.columns_ = [str(c) for c in state["columns"]]
+        self.edges_ = {str(c): [float(x) for x in v] for c, v in state["edges"].items()}
+        self.cells_ = {str(k): [float(x) for x in v] for k, v in state["cells"].items()}
+        self.overall_ = [float(x) for x in state["overall"]]
+
+
 #: the learners by name (``--models``)
 UPLIFT_LEARNERS: dict[str, type[UpliftLearner]] = {
     cls.name: cls
@@ -509,6 +638,12 @@ UPLIFT_LEARNERS: dict[str, type[UpliftLearner]] = {
         MultiClassTransformation,
     )
 }
+#: every learner class by name: the model learners and the segments one, which needs the
+#: covariates of its segments (``segments=``, ``--segments``) and so is never in a default list
+LEARNER_CLASSES: dict[str, type[UpliftLearner]] = {
+    **UPLIFT_LEARNERS,
+    SegmentLearner.name: SegmentLearner,
+}
 #: the learners :func:`~retention.strategies.evaluate_uplift` fits unless told otherwise
 DEFAULT_UPLIFT_MODELS: tuple[str, ...] = (
     "s_learner",
@@ -516,6 +651,14 @@ DEFAULT_UPLIFT_MODELS: tuple[str, ...] = (
     "x_learner",
     "transformed_outcome",
 )
+
+
+def make_uplift_learner(name: str, params: Mapping[str, Any]) -> UpliftLearner:
+    """A new learner of :data:`UPLIFT_LEARNERS` by name, given the parameters it takes out of
+    ``params`` (the shared LightGBM ones, and ``segments`` for the segments learner only)."""
+    cls = LEARNER_CLASSES[name]
+    accepted = set(cls._get_param_names())
+    return cls(**{k: v for k, v in params.items() if k in accepted})
 
 
 def get_uplift_learner(name: str, **params: Any) -> UpliftLearner:
@@ -534,7 +677,7 @@ def get_uplift_learner(name: str, **params: Any) -> UpliftLearner:
 def uplift_learner_from_state(state: dict[str, Any]) -> UpliftLearner:
     """Rebuild a fitted learner from :meth:`UpliftLearner.get_state` (data only, no code)."""
     try:
-        cls = UPLIFT_LEARNERS[str(state["learner"])]
+        cls = LEARNER_CLASSES[str(state["learner"])]
         learner = cls(**dict(state["params"]))
         learner._set_state(state)
     except (KeyError, TypeError, ValueError) as exc:

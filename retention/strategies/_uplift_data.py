@@ -361,6 +361,19 @@ class FeatureEncoder:
         """Column names of :meth:`transform`'s frame (safe for LightGBM)."""
         return [f"f{i}" for i in range(len(self.columns))]
 
+    def encoded(self, names: Sequence[str]) -> list[str]:
+        """The encoded column names (``f0, ...``) of some of the covariates, e.g. the segments
+        of :class:`~retention.strategies.SegmentLearner`; a covariate not among them is a
+        one-line error."""
+        columns = [str(c) for c in self.columns]
+        missing = [str(n) for n in names if str(n) not in columns]
+        if missing:
+            raise ConfigError(
+                f"--segments names {', '.join(map(repr, missing))}, not among the covariates "
+                f"({', '.join(columns)}): name covariates, or add them with --features."
+            )
+        return [self.feature_names_[columns.index(str(n))] for n in names]
+
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The encoded frame (columns ``f0, f1, ...`` in ``columns`` order)."""
         if not self.numeric_ and not self.categories_:

@@ -53,9 +53,12 @@ from retention.strategies._policy import (
 )
 from retention.strategies._uplift import (
     DEFAULT_UPLIFT_MODELS,
+    LEARNER_CLASSES,
     UPLIFT_LEARNERS,
+    SegmentLearner,
     TLearner,
     UpliftLearner,
+    make_uplift_learner,
 )
 from retention.strategies._uplift_data import (
     FeatureEncoder,
@@ -792,7 +795,7 @@ def _fit_predict(
     e_fit: np.ndarray,
     X_pred: pd.DataFrame,
 ) -> tuple[UpliftLearner, np.ndarray]:
-    learner = UPLIFT_LEARNERS[name](**params).fit(X_fit, y_fit, a_fit, propensity=e_fit)
+    learner = make_uplift_learner(name, params).fit(X_fit, y_fit, a_fit, propensity=e_fit)
     return learner, learner.predict(X_pred)
 
 
@@ -834,7 +837,9 @@ def cross_fit_scores(
                     name, params, X_fit, y[fit], codes[fit], e[fit], X_out
                 )[1]
                 bar.advance(task)
-            outcome = TLearner(**params).fit(X_fit, y[fit], codes[fit], propensity=e[fit])
+            outcome = make_uplift_learner(TLearner.name, params).fit(
+                X_fit, y[fit], codes[fit], propensity=e[fit]
+            )
             mu[out] = outcome.predict_outcomes(X_out)
             bar.advance(task)
     return oof, mu
@@ -881,6 +886,7 @@ def evaluate_uplift(
     policy_models: Sequence[str] | None = None,
     policy_folds: int | None = None,
     nested_values: bool = False,
+    segments: Sequence[str] = (),
     share: float = 0.3,
     test_size: float = 0.5,
     propensity: str | np.ndarray | None = None,
@@ -916,6 +922,10 @@ def evaluate_uplift(
         on the same units. True: valued nested (those fitted on the other folds for each fold's
         units) and the ``stack`` of all learners tried too (see :func:`choose_policy_rule`);
         measured on Hillstrom in ``benchmarks/uplift.py``.
+    segments : sequence of str
+        Covariates whose values make segments the user targets by: the ``segments`` learner
+        (:class:`~retention.strategies.SegmentLearner`, each segment's effects measured on the
+        training units) joins ``models`` and the rule search.
     share : float
         Most share of the held-out units the policy treats (and random targeting treats).
     test_size : float
@@ -937,7 +947,16 @@ def evaluate_uplift(
     """
     names = list(models)
     pnames = list(dict.fromkeys(names if policy_models is None else policy_models))
-    unknown = [m for m in names + pnames if m not in UPLIFT_LEARNERS]
+    segs = [str(c) for c in segments]
+    if segs:  # the rule over the user's segments joins the models and the rule search
+        names += [] if SegmentLearner.name in names else [SegmentLearner.name]
+        pnames += [] if SegmentLearner.name in pnames else [SegmentLearner.name]
+    elif SegmentLearner.name in names + pnames:
+        raise ConfigError(
+            "The segments learner needs the covariates of its segments: pass segments= "
+            "(--segments COL,COL)."
+        )
+    unknown = [m for m in names + pnames if m not in LEARNER_CLASSES]
     if unknown or not names or not pnames:
         raise ConfigError(
             f"Unknown uplift model(s) {', '.join(unknown) or '(none given)'}; choose from "
@@ -967,6 +986,8 @@ def evaluate_uplift(
     test = stratified_split(codes, y, float(test_size), random_state)
     train = ~test
     encoder = FeatureEncoder(list(features)).fit(frame.loc[train])
+    if segs:
+        params["segments"] = encoder.encoded(segs)
     X = encoder.transform(frame).reset_index(drop=True)
     if propensity is None:
         e, prop_label = design_propensity(codes, n_arms), "design"
@@ -1086,7 +1107,9 @@ def evaluate_uplift(
     outcome_model = fitted[chosen].predict_outcomes(X_te)
     if outcome_model is None:  # the transformed outcome models no outcome: a T-learner does
         outcome_model = (
-            TLearner(**params).fit(X_tr, y_tr, a_tr, propensity=e_tr).predict_outcomes(X_te)
+            make_uplift_learner(TLearner.name, params)
+            .fit(X_tr, y_tr, a_tr, propensity=e_tr)
+            .predict_outcomes(X_te)
         )
     comparison = evaluate_policies(
         y_te,
@@ -1129,6 +1152,7 @@ def evaluate_uplift(
             "policy_models": pnames,
             "policy_folds": int(policy_folds),
             "nested_values": bool(nested_values),
+            "segments": segs,
             "best_single_treatment": data.treatments[best - 1],
         },
         rule=rule,

@@ -33,8 +33,10 @@ from retention.exceptions import ConfigError, DataError, ModelError
 from retention.models import check_is_fitted
 from retention.strategies._uplift import (
     DEFAULT_UPLIFT_MODELS,
+    LEARNER_CLASSES,
     UPLIFT_LEARNERS,
     UpliftLearner,
+    make_uplift_learner,
     uplift_learner_from_state,
 )
 from retention.strategies._uplift_eval import (
@@ -108,7 +110,7 @@ class UpliftPolicyModel(BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _names(self) -> list[str]:
         names = list(self.rule.members) if self.rule is not None else list(self.models)
-        unknown = [m for m in names if m not in UPLIFT_LEARNERS]
+        unknown = [m for m in names if m not in LEARNER_CLASSES]
         if unknown or not names:
             raise ConfigError(
                 f"Unknown uplift model(s) {', '.join(unknown) or '(none given)'}; choose from "
@@ -214,7 +216,8 @@ class UpliftPolicyModel(BaseEstimator):
         self.learners_: dict[str, UpliftLearner] = {}
         X = X.reset_index(drop=True)
         for name in rule.members:
-            self.learners_[name] = UPLIFT_LEARNERS[name](**params).fit(X, yv, codes, propensity=e)
+            learner = make_uplift_learner(name, params)
+            self.learners_[name] = learner.fit(X, yv, codes, propensity=e)
         self.n_arms_ = n_arms
         return self
 

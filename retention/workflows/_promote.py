@@ -33,6 +33,7 @@ from retention._progress import Progress, as_progress
 from retention.data import Store
 from retention.exceptions import ConfigError, DataError, ModelError, ReadError, RetentionWarning
 from retention.strategies import (
+    LEARNER_CLASSES,
     UPLIFT_LEARNERS,
     FeatureEncoder,
     PolicyRule,
@@ -71,7 +72,7 @@ def _models(value: Any) -> tuple[str, ...]:
     names = [str(n) for n in names if str(n).strip()]
     if not names:
         raise ConfigError(f"Pass at least one uplift model: {', '.join(UPLIFT_LEARNERS)}.")
-    unknown = [n for n in names if n not in UPLIFT_LEARNERS]
+    unknown = [n for n in names if n not in LEARNER_CLASSES]
     if unknown:
         raise ConfigError(
             f"Unknown uplift model(s) {', '.join(unknown)}; choose from "
@@ -105,6 +106,12 @@ def _costs(value: Mapping[str, Any] | None) -> dict[str, float]:
 
 def _common_checks(req: Any) -> None:
     object.__setattr__(req, "models", _models(req.models))
+    segs = req.segments.split(",") if isinstance(req.segments, str) else list(req.segments)
+    object.__setattr__(req, "segments", tuple(str(c).strip() for c in segs if str(c).strip()))
+    if "segments" in req.models and not req.segments:
+        raise ConfigError(
+            "The segments learner needs the covariates of its segments: add --segments COL,COL."
+        )
     object.__setattr__(req, "share", _share(req.share))
     object.__setattr__(req, "costs", _costs(req.costs))
     if req.propensity not in _PROPENSITY:
@@ -159,6 +166,10 @@ class UpliftEvaluateRequest:
         Most share of units the policy treats (0.3: the "30% of customers treated" comparison).
     models : tuple of str
         Learners (a comma-separated string is accepted).
+    segments : tuple of str
+        Covariates whose values make segments to target by (``--segments``; a comma-separated
+        string is accepted): the ``segments`` learner, each segment's effects measured on the
+        training units, joins the models and the choice of the targeting rule.
     propensity : {"design", "estimate"}
         Arm probabilities known from the design (the arms' shares) or estimated from the
         covariates (with an overlap warning).
@@ -180,6 +191,7 @@ class UpliftEvaluateRequest:
     value_per_outcome: float = 1.0
     share: float = 0.3
     models: tuple[str, ...] = tuple(UPLIFT_LEARNERS)
+    segments: tuple[str, ...] = ()
     propensity: str = "design"
     test_size: float = 0.5
     seed: int = 0
@@ -271,6 +283,7 @@ def uplift_evaluate(
             data,
             features,
             models=request.models,
+            segments=request.segments,
             share=request.share,
             test_size=request.test_size,
             propensity=None if request.propensity == "design" else "estimate",
@@ -352,7 +365,7 @@ class UpliftTrainRequest:
     features : tuple of str or None
         Covariates by name (``user_<column>`` for a users column, ``ev_<feature>`` for a
         point-in-time feature); default: all that pass the checks.
-    models, share, propensity, costs, value_per_outcome, seed, n_boot :
+    models, segments, share, propensity, costs, value_per_outcome, seed, n_boot :
         As for :class:`UpliftEvaluateRequest`; the chosen model is refitted on every unit.
     horizon_days : int
         Window of the point-in-time features' labels (only their definition matters here).
@@ -363,6 +376,7 @@ class UpliftTrainRequest:
     control: str | None = None
     features: tuple[str, ...] | None = None
     models: tuple[str, ...] = tuple(UPLIFT_LEARNERS)
+    segments: tuple[str, ...] = ()
     share: float = 0.3
     propensity: str = "design"
     costs: Mapping[str, float] = field(default_factory=dict)
@@ -577,6 +591,7 @@ def uplift_train(
             data,
             features,
             models=request.models,
+            segments=request.segments,
             share=request.share,
             propensity=None if request.propensity == "design" else "estimate",
             costs=request.costs,
@@ -605,6 +620,9 @@ def uplift_train(
             send_cost=[float(request.costs.get(t, 0.0)) for t in data.treatments],
             random_state=request.seed,
             nested=bool(evaluation.settings.get("nested_values", False)),
+            model_params={"segments": encoder.encoded(request.segments)}
+            if request.segments
+            else None,
         ).fit(X, data.y, data.codes, propensity=e)
     stored = model.rule_
     state = {**model.get_state(), "encoder": encoder.to_dict()}

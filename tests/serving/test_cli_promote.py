@@ -98,6 +98,30 @@ def test_uplift_train_shows_the_stored_rule_and_score_uses_it(tmp_path, capsys) 
     assert f"(rule {rule['rule']})" in capsys.readouterr().out
     with Store(db, read_only=True) as store:
         assert store.count_rows("uplift_scores") == 2 * 1500
+    # the user's segments are stored with the rule (encoded names, no code) and score again
+    seg = [*args, "--control", "none", "--models", "s_learner", "--segments", "user_grade"]
+    assert main([*seg, "--json", str(out)]) == 0
+    capsys.readouterr()
+    payload = json.loads(out.read_text())
+    assert payload["settings"]["segments"] == ["user_grade"]
+    assert main(["uplift", "score", "--db", str(db), "--model-id", payload["model_id"]]) == 0
+    assert payload["model_id"] in capsys.readouterr().out
+
+
+def test_uplift_evaluate_with_segments(csv, tmp_path, capsys) -> None:
+    out = tmp_path / "s.json"
+    args = ["uplift", "evaluate", "--csv", str(csv), "--treatment", "segment", "--control"]
+    args += ["none", "--outcome", "outcome", "--models", "s_learner", "--n-boot", "20"]
+    args += ["--features", "x0,x1,x2,x3,grade"]
+    assert main([*args, "--segments", "grade", "--json", str(out)]) == 0
+    capsys.readouterr()
+    payload = json.loads(out.read_text())
+    assert payload["settings"]["segments"] == ["grade"]
+    assert "segments" in payload["treatments"]["mail"]["models"]
+    assert any(r.startswith("segments|") for r in payload["policy"]["rules_tried"])
+    _one_line_error(capsys, [*args, "--segments", "colour"], "not among the covariates")
+    only = [a if a != "s_learner" else "segments" for a in args]
+    _one_line_error(capsys, only, "segments learner needs")
 
 
 def test_uplift_evaluate_one_line_errors(csv, tmp_path, capsys) -> None:

@@ -274,3 +274,29 @@ def test_a_harmful_campaign_is_said_so_and_gets_no_ratio() -> None:
         policy_folds=0,
     )
     assert good.policy_warnings() == []
+
+
+def test_segments_join_the_models_and_the_rule_search(campaign) -> None:
+    data, features = campaign
+    ev = evaluate_uplift(
+        data,
+        features,
+        models=("s_learner",),
+        segments=("grade",),
+        policy_folds=2,
+        model_params=FAST,
+        n_boot=0,
+        random_state=3,
+    )
+    assert ev.settings["segments"] == ["grade"]
+    assert "segments" in ev.held_out["uplift"] and "segments" in ev.selection
+    assert any(r.model == "segments" for r in ev.rule_search)
+    # each grade gets one effect per treatment on the held-out half
+    test_grades = data.frame.loc[ev.held_out["test"], "grade"].to_numpy()
+    u = ev.held_out["uplift"]["segments"]
+    for g in np.unique(test_grades):
+        assert len(np.unique(u[test_grades == g], axis=0)) == 1
+    with pytest.raises(ConfigError, match="segments learner needs"):
+        evaluate_uplift(data, features, models=("segments",), n_boot=0)
+    with pytest.raises(ConfigError, match="not among the covariates"):
+        evaluate_uplift(data, features, segments=("colour",), n_boot=0)

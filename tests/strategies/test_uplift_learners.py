@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 
@@ -119,3 +120,42 @@ def test_multiclass_transformation_refuses_a_continuous_outcome() -> None:
     Xe = FeatureEncoder(list(X.columns)).fit(X).transform(X)
     with pytest.raises(ConfigError, match="binary outcome"):
         get_uplift_learner("multiclass_transformation").fit(Xe, y, arm)
+
+
+def test_segment_learner_measures_each_segments_effect() -> None:
+    from retention.strategies import SegmentLearner, make_uplift_learner
+
+    X, arm, y, _ = synthetic_campaign(6000, arms=3, seed=4)
+    enc = FeatureEncoder(list(X.columns)).fit(X)
+    Xe = enc.transform(X)
+    (grade,) = enc.encoded(["grade"])
+    # the shared LightGBM parameters are taken and unused; segments reach this learner only
+    learner = make_uplift_learner("segments", {**FAST, "segments": [grade]})
+    assert isinstance(learner, SegmentLearner) and learner.n_estimators == FAST["n_estimators"]
+    pred = learner.fit(Xe, y, arm).predict(Xe)
+    for g in ("a", "b", "c"):
+        rows = (X["grade"] == g).to_numpy()
+        for k in (1, 2):
+            want = y[rows & (arm == k)].mean() - y[rows & (arm == 0)].mean()
+            assert pred[rows, k - 1] == pytest.approx(want)  # the design's shares: plain means
+    overall = [y[arm == k].mean() - y[arm == 0].mean() for k in (1, 2)]
+    # a segment not seen in training gets the overall effect
+    unseen = Xe.head(3).copy()
+    unseen[grade] = pd.Categorical([None] * 3, categories=Xe[grade].cat.categories)
+    assert learner.predict(unseen) == pytest.approx(np.tile(overall, (3, 1)))
+    # too few units per arm in every segment: the overall effect everywhere
+    thin = SegmentLearner(segments=[grade], min_child_samples=10**6).fit(Xe, y, arm)
+    assert thin.predict(Xe) == pytest.approx(np.tile(overall, (len(Xe), 1)))
+    # a number of many values is cut at its quartiles: 4 segments
+    (x0,) = enc.encoded(["x0"])
+    binned = SegmentLearner(segments=[x0]).fit(Xe, y, arm)
+    assert len(binned.cells_) == 4 and len(np.unique(binned.predict(Xe)[:, 0])) == 4
+    # plain data round trip
+    again = uplift_learner_from_state(json.loads(json.dumps(binned.get_state())))
+    assert np.array_equal(again.predict(Xe), binned.predict(Xe))
+    with pytest.raises(ConfigError, match="name them"):
+        SegmentLearner().fit(Xe, y, arm)
+    with pytest.raises(ConfigError, match="'colour' not among them"):
+        SegmentLearner(segments=["colour"]).fit(Xe, y, arm)
+    with pytest.raises(ConfigError, match="not among the covariates"):
+        enc.encoded(["colour"])

@@ -50,6 +50,15 @@ ShareOption = Annotated[
 ValueOption = Annotated[
     float, typer.Option("--value-per-outcome", help="Value of one unit of the outcome.")
 ]
+SegmentsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--segments",
+        help="Comma-separated covariates whose values make segments to target by, e.g. "
+        "mens,womens: each segment's effects, measured on the training units, join the "
+        "models and the choice of the targeting rule.",
+    ),
+]
 PropensityOption = Annotated[
     str,
     typer.Option(
@@ -218,6 +227,7 @@ def evaluate_command(
     value_per_outcome: ValueOption = 1.0,
     share: ShareOption = 0.3,
     models: ModelsOption = DEFAULT_MODELS,
+    segments: SegmentsOption = None,
     propensity: PropensityOption = "design",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and models.")] = 0,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 500,
@@ -238,6 +248,7 @@ def evaluate_command(
         value_per_outcome=value_per_outcome,
         share=share,
         models=tuple(models.split(",")),
+        segments=tuple((segments or "").split(",")),
         propensity=propensity,
         seed=seed,
         n_boot=n_boot,
@@ -273,6 +284,7 @@ def train_command(
     value_per_outcome: ValueOption = 1.0,
     share: ShareOption = 0.3,
     models: ModelsOption = DEFAULT_MODELS,
+    segments: SegmentsOption = None,
     propensity: PropensityOption = "design",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and models.")] = 0,
     json_out: Annotated[
@@ -288,6 +300,7 @@ def train_command(
         control=control,
         features=None if features is None else tuple(features.split(",")),
         models=tuple(models.split(",")),
+        segments=tuple((segments or "").split(",")),
         share=share,
         propensity=propensity,
         costs=parse_costs(cost),
