@@ -592,10 +592,8 @@ class _Builder:
                 if not found:
                     self.check_expr(store_col, src)
                 extras[store_col] = src
-            used = {v for kind, v in resolved.values() if kind == "col"}
+            used = self.read_columns(resolved)
             used |= {v for kind, v in extra_values.values() if kind == "col"}
-            for checked in self.exprs.values():
-                used |= set(checked.columns)
             for source_col in s.columns:
                 if source_col not in used:
                     store_col = _sanitize(source_col, taken)
@@ -746,12 +744,17 @@ class _Builder:
             unread=unread,
         )
 
-    def unread(self, resolved: dict[str, tuple[str, str]]) -> list[str]:
-        """The source columns nothing reads; a warning names the ``--map`` for those whose name
-        is a usual one for a canonical column the mapping leaves empty."""
+    def read_columns(self, resolved: dict[str, tuple[str, str]]) -> set[str]:
+        """The source columns the mapping reads: mapped as they are, or in an expression."""
         used = {v for kind, v in resolved.values() if kind == "col"}
         for checked in self.exprs.values():
             used |= set(checked.columns)
+        return used
+
+    def unread(self, resolved: dict[str, tuple[str, str]]) -> list[str]:
+        """The source columns nothing reads; a warning names the ``--map`` for those whose name
+        is a usual one for a canonical column the mapping leaves empty."""
+        used = self.read_columns(resolved)
         unread = [c for c in self.source.columns if c not in used]
         empty = [c for c in self.spec.names if c not in resolved and c != "event_id"]
         likely = _synonyms(unread, empty)

@@ -568,14 +568,12 @@ class SegmentLearner(UpliftLearner):
     def _fit(self, X: pd.DataFrame, y: np.ndarray, codes: np.ndarray, e: np.ndarray) -> None:
         columns = [str(c) for c in self.segments]
         missing = [c for c in columns if c not in X.columns]
-        if not columns or missing:
+        need = "The segments learner needs the covariates its segments are made of: "
+        if not columns:
+            raise ConfigError(need + "name them (--segments COL,COL).")
+        if missing:
             raise ConfigError(
-                "The segments learner needs the covariates its segments are made of: "
-                + (
-                    f"{', '.join(map(repr, missing))} not among them ({', '.join(X.columns)})."
-                    if missing
-                    else "name them (--segments COL,COL)."
-                )
+                need + f"{', '.join(map(repr, missing))} not among them ({', '.join(X.columns)})."
             )
         self.columns_ = columns
         self.edges_: dict[str, list[float]] = {}
@@ -653,10 +651,19 @@ DEFAULT_UPLIFT_MODELS: tuple[str, ...] = (
 )
 
 
+def _learner_class(name: str) -> type[UpliftLearner]:
+    try:
+        return LEARNER_CLASSES[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown uplift model {name!r}; choose from {', '.join(UPLIFT_LEARNERS)}."
+        ) from None
+
+
 def make_uplift_learner(name: str, params: Mapping[str, Any]) -> UpliftLearner:
-    """A new learner of :data:`UPLIFT_LEARNERS` by name, given the parameters it takes out of
+    """A new learner of :data:`LEARNER_CLASSES` by name, given the parameters it takes out of
     ``params`` (the shared LightGBM ones, and ``segments`` for the segments learner only)."""
-    cls = LEARNER_CLASSES[name]
+    cls = _learner_class(name)
     accepted = set(cls._get_param_names())
     return cls(**{k: v for k, v in params.items() if k in accepted})
 
@@ -664,14 +671,8 @@ def make_uplift_learner(name: str, params: Mapping[str, Any]) -> UpliftLearner:
 def get_uplift_learner(name: str, **params: Any) -> UpliftLearner:
     """A new learner by name (a key of :data:`UPLIFT_LEARNERS`: ``s_learner``, ``t_learner``,
     ``x_learner``, ``transformed_outcome``, ``s_learner_categorical``, ``dr_learner``,
-    ``multiclass_transformation``)."""
-    try:
-        cls = UPLIFT_LEARNERS[name]
-    except KeyError:
-        raise ConfigError(
-            f"Unknown uplift model {name!r}; choose from {', '.join(UPLIFT_LEARNERS)}."
-        ) from None
-    return cls(**params)
+    ``multiclass_transformation``; or ``segments``, :class:`SegmentLearner`)."""
+    return _learner_class(name)(**params)
 
 
 def uplift_learner_from_state(state: dict[str, Any]) -> UpliftLearner:

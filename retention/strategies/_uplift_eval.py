@@ -949,8 +949,9 @@ def evaluate_uplift(
     pnames = list(dict.fromkeys(names if policy_models is None else policy_models))
     segs = [str(c) for c in segments]
     if segs:  # the rule over the user's segments joins the models and the rule search
-        names += [] if SegmentLearner.name in names else [SegmentLearner.name]
-        pnames += [] if SegmentLearner.name in pnames else [SegmentLearner.name]
+        for group in (names, pnames):
+            if SegmentLearner.name not in group:
+                group.append(SegmentLearner.name)
     elif SegmentLearner.name in names + pnames:
         raise ConfigError(
             "The segments learner needs the covariates of its segments: pass segments= "

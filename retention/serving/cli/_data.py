@@ -140,7 +140,7 @@ def ingest_table(report: Any) -> Group:
     table.add_row("+ quarantined", f"{report.quarantined:,}")
     for reason, n in report.reasons.items():
         table.add_row(f"    {reason}", f"{n:,}")
-    unread = list(getattr(report, "unread", None) or [])
+    unread = list(report.unread)
     if not unread:
         return Group(heading, table)
     shown = ", ".join(unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else "")
